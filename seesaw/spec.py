@@ -1,0 +1,165 @@
+"""Load an RLJob manifest, validate it against the CRD's schema and fill in its defaults.
+
+The CRD in crds/ is the one source of the job's configuration: this module applies its
+openAPIV3Schema the way the API server does (structural defaults, then validation), so
+`seesaw run`, the operator and the workers all see the same resolved spec.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+API_GROUP = "seesaw.dev"
+API_VERSION = "v1alpha1"
+KIND = "RLJob"
+PLURAL = "rljobs"
+CRD_FILE = "seesaw.dev_rljobs.yaml"
+
+
+class SpecError(ValueError):
+    """A manifest that does not match the RLJob schema; the message names the field."""
+
+    def __init__(self, field: str, problem: str, source: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {problem}")
+
+
+@functools.cache
+def crd() -> dict[str, Any]:
+    text = resources.files("seesaw.crds").joinpath(CRD_FILE).read_text()
+    return yaml.safe_load(text)
+
+
+def crd_version_schema(version: str = API_VERSION) -> dict[str, Any]:
+    for entry in crd()["spec"]["versions"]:
+        if entry["name"] == version:
+            return entry["schema"]["openAPIV3Schema"]
+    raise KeyError(version)
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Fill `default`s into `value` recursively, as the API server does for structural schemas."""
+    if not isinstance(value, dict) or schema.get("type") != "object":
+        if isinstance(value, list) and "items" in schema:
+            return [apply_defaults(schema["items"], item) for item in value]
+        return value
+    out = dict(value)
+    for name, sub in schema.get("properties", {}).items():
+        if name not in out and "default" in sub:
+            out[name] = copy.deepcopy(sub["default"])
+        if name in out:
+            out[name] = apply_defaults(sub, out[name])
+    return out
+
+
+def _field_path(error: jsonschema.ValidationError) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "<root>"
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
+    field = _field_path(error)
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        field = f"{field}.{missing}" if field != "<root>" else missing
+        return field, "is required"
+    if error.validator == "type":
+        return field, f"expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
+    if error.validator == "enum":
+        return field, f"expected one of {error.validator_value}, got {error.instance!r}"
+    if error.validator in ("minimum", "maximum"):
+        bound = "at least" if error.validator == "minimum" else "at most"
+        if error.schema.get("exclusiveMinimum") and error.validator == "minimum":
+            bound = "greater than"
+        return field, f"expected {bound} {error.validator_value}, got {error.instance!r}"
+    if error.validator == "additionalProperties":
+        return field, error.message
+    return field, error.message
+
+
+def _unknown_fields(schema: dict[str, Any], value: Any, path: str) -> list[str]:
+    """Fields the schema does not declare: the API server would prune them silently, so
+    (like `kubectl apply --validate=strict`) we refuse them, naming each."""
+    if isinstance(value, list) and "items" in schema:
+        return [f for i, item in enumerate(value) for f in _unknown_fields(schema["items"], item, f"{path}[{i}]")]
+    if not isinstance(value, dict) or "properties" not in schema:
+        return []
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    found = []
+    for name, item in value.items():
+        sub = schema["properties"].get(name)
+        if sub is None:
+            found.append(f"{path}.{name}" if path else name)
+        else:
+            found.extend(_unknown_fields(sub, item, f"{path}.{name}" if path else name))
+    return found
+
+
+def _check_rules(spec: dict[str, Any]) -> None:
+    """Cross-field rules: the Python side of the CRD's x-kubernetes-validations (CEL)."""
+    gpus = spec["cluster"]["gpusPerNode"]
+    rollout_tp = spec["rollout"]["tensorParallel"]
+    trainer = spec["trainer"]
+    if "path" not in spec["model"] and "generate" not in spec["model"]:
+        raise SpecError("spec.model", "needs either path or generate")
+    if gpus and rollout_tp > gpus:
+        raise SpecError("spec.rollout.tensorParallel", f"must not exceed cluster.gpusPerNode ({gpus}), got {rollout_tp}")
+    if gpus and gpus % rollout_tp:
+        raise SpecError("spec.rollout.tensorParallel", f"must divide cluster.gpusPerNode ({gpus}), got {rollout_tp}")
+    model_parallel = trainer["tensorParallel"] * trainer["pipelineParallel"]
+    total = gpus * spec["cluster"]["nodes"]
+    if gpus and total % model_parallel:
+        raise SpecError(
+            "spec.trainer",
+            f"tensorParallel * pipelineParallel ({model_parallel}) must divide the total GPU count ({total})",
+        )
+
+
+def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
+    """Return the manifest with defaults applied; raise SpecError naming the first bad field."""
+    if not isinstance(doc, dict):
+        raise SpecError("<root>", f"expected a mapping (an RLJob manifest), got {type(doc).__name__}", source)
+    if doc.get("apiVersion") != f"{API_GROUP}/{API_VERSION}":
+        raise SpecError("apiVersion", f"expected {API_GROUP}/{API_VERSION!s}, got {doc.get('apiVersion')!r}", source)
+    if doc.get("kind") != KIND:
+        raise SpecError("kind", f"expected {KIND}, got {doc.get('kind')!r}", source)
+    schema = crd_version_schema()
+    unknown = _unknown_fields(schema["properties"]["spec"], doc.get("spec"), "spec")
+    if unknown:
+        raise SpecError(unknown[0], "unknown field (not in the RLJob schema)", source)
+    resolved = apply_defaults(schema, doc)
+    validator = jsonschema.Draft4Validator(schema)
+    errors = sorted(validator.iter_errors(resolved), key=lambda e: (len(e.absolute_path), _field_path(e)))
+    if errors:
+        field, problem = _describe(errors[0])
+        raise SpecError(field, problem, source)
+    try:
+        _check_rules(resolved["spec"])
+    except SpecError as err:
+        raise SpecError(err.field, err.problem, source) from None
+    return resolved
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except FileNotFoundError:
+        raise SpecError("<file>", "no such file", str(path)) from None
+    except yaml.YAMLError as err:
+        raise SpecError("<file>", f"not valid YAML: {err}", str(path)) from None
+    jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(jobs) != 1:
+        raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)}", str(path))
+    return validate_manifest(jobs[0], str(path))
