@@ -19,6 +19,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_job(load_manifest(args.job), args)
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    # The operator's pure builders: exactly what it would create for this job.
+    from seesaw.operator.render import render_yaml
+
+    print(render_yaml(load_manifest(args.job), namespace=args.namespace), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seesaw", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override spec.rl.seed")
     run.add_argument("--iterations", type=int, help="override spec.rl.iterations")
     run.set_defaults(func=_cmd_run)
+
+    render = sub.add_parser("render", help="print the Kubernetes objects the operator would create")
+    render.add_argument("job")
+    render.add_argument("--namespace", default="default")
+    render.set_defaults(func=_cmd_render)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""The three engine interfaces the checkpoint engine speaks, and the registry of their backends.
+
+A backend (CPU PyTorch or Megatron-core trainer; vLLM CPU or GPU rollout; Mooncake or CUDA
+IPC weight channel) registers under a name; the RLJob spec names it, or `auto` picks one
+from the hardware found. Nothing here imports an engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
+
+import torch
+
+
+@dataclass
+class Sample:
+    """One sampled response to one prompt, as the rollout engine produced it."""
+
+    prompt_index: int
+    prompt_ids: list[int]
+    response_ids: list[int]
+    # log pi_theta_i(token) of each response token under the policy that sampled it
+    logprobs: list[float]
+    reward: float = 0.0
+    finished: bool = True
+
+
+@dataclass
+class TrainStats:
+    loss: float
+    tokens: int
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class MemoryReport:
+    """What an offload or onload moved, for the phase log."""
+
+    bytes: int
+    seconds: float
+
+
+@dataclass
+class BucketLayout:
+    """Where each tensor of one bucket sits inside the bucket's flat byte buffer."""
+
+    names: list[str]
+    shapes: list[list[int]]
+    dtypes: list[str]
+    offsets: list[int]
+    nbytes: int
+
+
+class Trainer(Protocol):
+    """A trainer backend: owns the policy's parameters and optimiser state."""
+
+    def train_step(self, samples: list[Sample], tau: float) -> TrainStats: ...
+
+    def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]: ...
+
+    def hf_state(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full (unsharded) tensors under Hugging Face names, in a fixed order."""
+        ...
+
+    def offload(self) -> MemoryReport: ...
+
+    def onload(self) -> MemoryReport: ...
+
+    def save_checkpoint(self, path: str, iteration: int) -> None: ...
+
+    def load_checkpoint(self, path: str) -> int: ...
+
+
+class RolloutEngine(Protocol):
+    """A rollout backend: generates samples and accepts new weights without restarting."""
+
+    def generate(self, prompt_ids: list[list[int]], samples_per_prompt: int, temperature: float,
+                 max_tokens: int, seed: int | None = None) -> list[Sample]: ...
+
+    def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]: ...
+
+    def sleep(self) -> MemoryReport: ...
+
+    def wake_up(self, tags: Iterable[str] = ("weights", "kv_cache")) -> MemoryReport: ...
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int: ...
+
+
+class WeightSender(Protocol):
+    """Trainer side of a weight channel: stages buckets for a receiver to pull."""
+
+    def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
+        """Copy the tensors into transfer buffers; return a JSON-able handle for the receiver."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class WeightReceiver(Protocol):
+    """Rollout side of a weight channel: pulls staged buckets, yields named tensors."""
+
+    def receive(self, handle: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]: ...
+
+    def close(self) -> None: ...
+
+
+T = TypeVar("T")
+_REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {}
+
+
+class UnknownBackend(LookupError):
+    pass
+
+
+def register(kind: str, name: str) -> Callable[[T], T]:
+    """Decorator: make a backend factory available under (kind, name)."""
+
+    def wrap(factory: T) -> T:
+        _REGISTRY.setdefault(kind, {})[name] = factory
+        return factory
+
+    return wrap
+
+
+def backend(kind: str, name: str) -> Callable[..., Any]:
+    try:
+        return _REGISTRY[kind][name]
+    except KeyError:
+        known = sorted(_REGISTRY.get(kind, {}))
+        raise UnknownBackend(f"no {kind} backend named {name!r}; registered: {known}") from None
+
+
+def backends(kind: str) -> list[str]:
+    return sorted(_REGISTRY.get(kind, {}))
