@@ -1,0 +1,184 @@
+"""Weight channel over the Mooncake transfer engine (TCP here, RDMA on GPU clusters).
+
+The trainer keeps its parameters in one contiguous buffer (as Megatron's DDP does) and
+registers it with its transfer engine once; no staging copy is made per sync. The
+receiver registers one buffer of the same size, pulls bucket after bucket with
+asynchronous reads, and hands each bucket's tensors to the engine while the next bucket is
+in flight. Buckets land at distinct offsets, so a bucket's tensors stay valid for as long
+as the engine keeps references to them (vLLM's layerwise reload does).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+import torch
+
+from seesaw.interfaces import BucketLayout
+
+DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.int32, torch.uint8)}
+
+
+class TransferError(RuntimeError):
+    """A Mooncake call failed; the message names the peer and the bucket."""
+
+
+@dataclass(frozen=True)
+class TensorSlot:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    offset: int  # bytes from the start of the flat buffer
+    nbytes: int
+
+
+def layout_of(named_tensors: list[tuple[str, torch.Tensor]], base_ptr: int) -> list[TensorSlot]:
+    """Where each tensor lives inside the flat buffer starting at base_ptr."""
+    slots = []
+    for name, tensor in named_tensors:
+        if not tensor.is_contiguous():
+            raise TransferError(f"{name}: tensor is not contiguous inside the flat buffer")
+        slots.append(TensorSlot(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."),
+                                tensor.data_ptr() - base_ptr, tensor.numel() * tensor.element_size()))
+    return slots
+
+
+def plan_buckets(slots: list[TensorSlot], bucket_bytes: int) -> list[BucketLayout]:
+    """Group consecutive tensors into buckets of at most bucket_bytes (a bigger tensor is a bucket alone).
+
+    Offsets inside a BucketLayout are relative to the bucket's first byte, and a bucket is
+    one contiguous byte range of the flat buffer, so it moves in one read.
+    """
+    if bucket_bytes <= 0:
+        raise ValueError(f"bucket_bytes: expected > 0, got {bucket_bytes}")
+    buckets: list[list[TensorSlot]] = []
+    size = 0
+    for slot in sorted(slots, key=lambda s: s.offset):
+        if buckets and size + slot.nbytes <= bucket_bytes and slot.offset == buckets[-1][-1].offset + buckets[-1][-1].nbytes:
+            buckets[-1].append(slot)
+            size += slot.nbytes
+        else:
+            buckets.append([slot])
+            size = slot.nbytes
+    layouts = []
+    for group in buckets:
+        start = group[0].offset
+        layouts.append(BucketLayout(
+            names=[s.name for s in group], shapes=[list(s.shape) for s in group], dtypes=[s.dtype for s in group],
+            offsets=[s.offset - start for s in group], nbytes=group[-1].offset + group[-1].nbytes - start,
+        ))
+    return layouts
+
+
+def _engine(hostname: str, protocol: str, device: str = ""):
+    from mooncake.engine import TransferEngine  # imported late: the wheel is Linux-only
+
+    engine = TransferEngine()
+    rc = engine.initialize(hostname, "P2PHANDSHAKE", protocol, device)
+    if rc != 0:
+        raise TransferError(f"Mooncake transfer engine failed to start on {hostname} over {protocol} (rc={rc})")
+    return engine
+
+
+class MooncakeSender:
+    """Trainer side: exposes a registered flat parameter buffer for receivers to read."""
+
+    def __init__(self, flat_buffer: torch.Tensor, hostname: str = "127.0.0.1", protocol: str = "tcp", device: str = "") -> None:
+        if not flat_buffer.is_contiguous():
+            raise TransferError("flat_buffer must be contiguous")
+        self.buffer = flat_buffer
+        self.hostname = hostname
+        self.protocol = protocol
+        self.engine = _engine(hostname, protocol, device)
+        self.nbytes = flat_buffer.numel() * flat_buffer.element_size()
+        if self.engine.register_memory(flat_buffer.data_ptr(), self.nbytes) != 0:
+            raise TransferError(f"could not register {self.nbytes} bytes with Mooncake")
+
+    @property
+    def session(self) -> str:
+        return f"{self.hostname}:{self.engine.get_rpc_port()}"
+
+    def handle(self, named_tensors: list[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
+        """A JSON-able description of the buckets: the receiver needs nothing else."""
+        base = self.buffer.data_ptr()
+        slots = layout_of(named_tensors, base)
+        starts, layouts = [], plan_buckets(slots, bucket_bytes)
+        by_name = {s.name: s for s in slots}
+        for layout in layouts:
+            starts.append(by_name[layout.names[0]].offset)
+        return {
+            "session": self.session,
+            "protocol": self.protocol,
+            "total_bytes": self.nbytes,
+            "buckets": [dict(asdict(layout), remote_addr=base + start, start=start) for layout, start in zip(layouts, starts)],
+        }
+
+    def close(self) -> None:
+        self.engine.unregister_memory(self.buffer.data_ptr())
+
+
+@dataclass
+class ReceiveStats:
+    bytes: int = 0
+    seconds: float = 0.0
+    transfer_wait_seconds: float = 0.0
+    buckets: int = 0
+
+
+class MooncakeReceiver:
+    """Rollout side: pulls the sender's buckets into one registered local buffer."""
+
+    def __init__(self, capacity_bytes: int, hostname: str = "127.0.0.1", protocol: str = "tcp", device: str = "",
+                 buffer_device: str = "cpu") -> None:
+        self.engine = _engine(hostname, protocol, device)
+        self.buffer = torch.empty(capacity_bytes, dtype=torch.uint8, device=buffer_device)
+        if self.engine.register_memory(self.buffer.data_ptr(), capacity_bytes) != 0:
+            raise TransferError(f"could not register a {capacity_bytes}-byte receive buffer with Mooncake")
+        self.stats = ReceiveStats()
+
+    def _submit(self, session: str, bucket: dict[str, Any]) -> int:
+        local = self.buffer.data_ptr() + bucket["start"]
+        batch = self.engine.batch_transfer_async_read(session, [local], [bucket["remote_addr"]], [bucket["nbytes"]])
+        if batch == 0 or batch is None:
+            raise TransferError(f"could not submit a read of {bucket['nbytes']} bytes from {session} (bucket {bucket['names'][0]}...)")
+        return batch
+
+    def _wait(self, session: str, batch: int, bucket: dict[str, Any]) -> None:
+        rc = self.engine.get_batch_transfer_status([batch])
+        if rc != 0:
+            raise TransferError(f"read from {session} failed (rc={rc}) for the bucket starting at {bucket['names'][0]}")
+
+    def receive(self, handle: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (name, tensor) for every tensor, bucket by bucket, reading one bucket ahead."""
+        if handle["total_bytes"] > self.buffer.numel():
+            raise TransferError(f"sender has {handle['total_bytes']} bytes, receive buffer holds {self.buffer.numel()}")
+        session, buckets = handle["session"], handle["buckets"]
+        started = time.perf_counter()
+        self.stats = ReceiveStats()
+        pending = self._submit(session, buckets[0]) if buckets else None
+        for index, bucket in enumerate(buckets):
+            wait_started = time.perf_counter()
+            self._wait(session, pending, bucket)
+            self.stats.transfer_wait_seconds += time.perf_counter() - wait_started
+            if index + 1 < len(buckets):
+                pending = self._submit(session, buckets[index + 1])
+            self.stats.bytes += bucket["nbytes"]
+            self.stats.buckets += 1
+            yield from self._tensors(bucket)
+        self.stats.seconds = time.perf_counter() - started
+
+    def _tensors(self, bucket: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]:
+        base = bucket["start"]
+        for name, shape, dtype, offset in zip(bucket["names"], bucket["shapes"], bucket["dtypes"], bucket["offsets"]):
+            torch_dtype = DTYPES[dtype]
+            count = 1
+            for dim in shape:
+                count *= dim
+            nbytes = count * torch.tensor([], dtype=torch_dtype).element_size()
+            raw = self.buffer[base + offset: base + offset + nbytes]
+            yield name, raw.view(torch_dtype).view(shape)
+
+    def close(self) -> None:
+        self.engine.unregister_memory(self.buffer.data_ptr())
+

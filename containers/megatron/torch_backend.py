@@ -1,0 +1,163 @@
+"""The CPU trainer backend: a Hugging Face Llama in plain PyTorch, trained with the Kimi k1.5 loss.
+
+Its parameters live in one contiguous flat buffer (as Megatron's DDP keeps them), so a
+weight channel can register that memory once and receivers read the live weights in
+buckets with no staging copy.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
+from seesaw.rl.loss import kimi_policy_loss
+
+
+def flatten_parameters(model: torch.nn.Module) -> torch.Tensor:
+    """Move every parameter into one contiguous buffer; parameters become views into it."""
+    params = list(model.parameters())
+    dtypes = {p.dtype for p in params}
+    if len(dtypes) != 1:
+        raise ValueError(f"a flat buffer needs one dtype, the model has {sorted(map(str, dtypes))}")
+    flat = torch.empty(sum(p.numel() for p in params), dtype=params[0].dtype)
+    offset = 0
+    for param in params:
+        count = param.numel()
+        flat[offset: offset + count].copy_(param.data.reshape(-1))
+        param.data = flat[offset: offset + count].view_as(param)
+        offset += count
+    return flat
+
+
+def pad_batch(rows: list[list[int]], pad: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), pad, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+class TorchTrainer:
+    """Trainer protocol on CPU (or one GPU) with plain PyTorch."""
+
+    def __init__(self, model_dir: str | Path, spec: dict[str, Any], device: str = "cpu") -> None:
+        self.spec = spec
+        self.device = torch.device(device)
+        dtype = getattr(torch, spec["model"]["dtype"])
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device)
+        self.model.eval()
+        self.flat = flatten_parameters(self.model)
+        self.pad_id = self.model.config.pad_token_id or 0
+        opt = spec["trainer"]["optimizer"]
+        if opt["name"] == "adamw":
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=opt["learningRate"], weight_decay=opt["weightDecay"])
+        else:
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=opt["learningRate"], weight_decay=opt["weightDecay"])
+        self.grad_clip = opt["gradClip"]
+        self.micro_batch = spec["trainer"]["microBatchSize"]
+        self.steps = 0
+
+    # --- weights -----------------------------------------------------------------------
+    def hf_state(self) -> Iterator[tuple[str, torch.Tensor]]:
+        yield from ((name, param.data) for name, param in self.model.named_parameters())
+
+    # --- log-probs ---------------------------------------------------------------------
+    def _token_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi_theta of each response token, [batch, max_response_len], and its mask."""
+        sequences = [p + r for p, r in zip(prompt_ids, response_ids)]
+        ids = pad_batch(sequences, self.pad_id).to(self.device)
+        logits = self.model(input_ids=ids).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+        width = max(len(r) for r in response_ids)
+        out = torch.zeros(len(sequences), width, device=self.device)
+        mask = torch.zeros(len(sequences), width, device=self.device)
+        for i, (prompt, response) in enumerate(zip(prompt_ids, response_ids)):
+            start = len(prompt) - 1  # logits at position t predict token t+1
+            out[i, : len(response)] = logprobs[i, start: start + len(response)]
+            mask[i, : len(response)] = 1.0
+        return out, mask
+
+    @torch.no_grad()
+    def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
+        logprobs, _ = self._token_logprobs(prompt_ids, response_ids)
+        return [row[: len(r)].tolist() for row, r in zip(logprobs.cpu(), response_ids)]
+
+    # --- training ----------------------------------------------------------------------
+    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
+        """One mirror-descent step on one iteration's samples, in micro-batches of whole prompts."""
+        started = time.perf_counter()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        groups: dict[int, list[Sample]] = {}
+        for sample in samples:
+            groups.setdefault(sample.prompt_index, []).append(sample)
+        group_list = list(groups.values())
+        per_micro = max(1, self.micro_batch // max(len(g) for g in group_list))
+        total_loss, tokens, log_ratio = 0.0, 0, 0.0
+        for start in range(0, len(group_list), per_micro):
+            chunk = [s for g in group_list[start: start + per_micro] for s in g]
+            logprobs, mask = self._token_logprobs([s.prompt_ids for s in chunk], [s.response_ids for s in chunk])
+            old = torch.zeros_like(logprobs)
+            for i, s in enumerate(chunk):
+                old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+            stats = kimi_policy_loss(
+                logprobs, old, mask,
+                rewards=torch.tensor([s.reward for s in chunk], device=self.device),
+                group_ids=torch.tensor([s.prompt_index for s in chunk], device=self.device),
+                tau=tau,
+            )
+            # each micro-batch's loss is a mean over its prompts: weight by its share of prompts
+            weight = len(group_list[start: start + per_micro]) / len(group_list)
+            (stats.loss * weight).backward()
+            total_loss += stats.loss.item() * weight
+            log_ratio += stats.mean_log_ratio * weight
+            tokens += int(mask.sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip) if self.grad_clip else torch.tensor(0.0)
+        self.optimizer.step()
+        self.model.eval()
+        self.steps += 1
+        return TrainStats(loss=total_loss, tokens=tokens, seconds=time.perf_counter() - started,
+                          extra={"grad_norm": float(grad_norm), "mean_log_ratio": log_ratio})
+
+    # --- memory ------------------------------------------------------------------------
+    def offload(self) -> MemoryReport:
+        # On the CPU the trainer's state already lives in host memory: nothing to move.
+        return MemoryReport(bytes=0, seconds=0.0)
+
+    def onload(self) -> MemoryReport:
+        return MemoryReport(bytes=0, seconds=0.0)
+
+    # --- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self, path: str, iteration: int) -> None:
+        """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=target.parent)
+        os.close(fd)
+        try:
+            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "iteration": iteration, "steps": self.steps}, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path: str) -> int:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        with torch.no_grad():
+            for name, param in self.model.named_parameters():
+                param.data.copy_(state["model"][name])  # copy in place: keep the flat buffer
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = state["steps"]
+        return state["iteration"]
+
+
+@register("trainer", "torch")
+def torch_trainer(model_dir: str, spec: dict[str, Any], device: str = "cpu") -> TorchTrainer:
+    return TorchTrainer(model_dir, spec, device)

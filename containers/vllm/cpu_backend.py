@@ -1,0 +1,97 @@
+"""The CPU rollout backend: a live vLLM engine (the CPU build) that takes new weights in place.
+
+vLLM starts once with dummy weights (Kimi k1.5 does the same): the first weight sync from
+the trainer gives it the policy, and every later sync replaces it through vLLM's RL API
+with Seesaw's Mooncake weight-transfer engine.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+from seesaw.interfaces import MemoryReport, Sample, register
+from seesaw.rollout.vllm_plugin import MOONCAKE_BACKEND
+
+
+class VLLMCPURollout:
+    """RolloutEngine protocol on vLLM's CPU build."""
+
+    def __init__(self, model_dir: str, spec: dict[str, Any], seed: int = 0) -> None:
+        from vllm import LLM
+
+        rollout = spec["rollout"]
+        self.llm = LLM(
+            model=str(model_dir),
+            dtype=spec["model"]["dtype"],
+            max_model_len=rollout["maxModelLen"],
+            seed=seed,
+            load_format="dummy",
+            enforce_eager=True,
+            # On the CPU build this is the fraction of host memory vLLM reserves.
+            gpu_memory_utilization=min(rollout["gpuMemoryUtilization"], 0.2),
+            max_num_seqs=256,
+            weight_transfer_config={"backend": MOONCAKE_BACKEND},
+        )
+        self.weight_version = 0
+
+    # --- generation --------------------------------------------------------------------
+    def generate(self, prompt_ids: list[list[int]], samples_per_prompt: int, temperature: float,
+                 max_tokens: int, seed: int | None = None) -> list[Sample]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        # No per-request seed: vLLM derives the k samples of a seeded request from one
+        # generator, which makes them repeat; the engine's own seed keeps runs reproducible.
+        params = SamplingParams(n=samples_per_prompt, temperature=temperature, max_tokens=max_tokens, logprobs=0)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
+        samples = []
+        for index, (prompt, output) in enumerate(zip(prompt_ids, outputs)):
+            for completion in output.outputs:
+                tokens = list(completion.token_ids)
+                logprobs = [step[token].logprob for step, token in zip(completion.logprobs, tokens)]
+                samples.append(Sample(index, list(prompt), tokens, logprobs, finished=completion.finish_reason == "stop"))
+        return samples
+
+    def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
+        """log-probs vLLM assigns to given responses (prompt_logprobs over prompt+response)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        sequences = [p + r for p, r in zip(prompt_ids, response_ids)]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
+        result = []
+        for prompt, sequence, output in zip(prompt_ids, sequences, outputs):
+            steps = output.prompt_logprobs
+            result.append([steps[i][sequence[i]].logprob for i in range(len(prompt), len(sequence))])
+        return result
+
+    # --- memory ------------------------------------------------------------------------
+    def sleep(self) -> MemoryReport:
+        # vLLM's CPU worker has no sleep mode (it would only log a warning): nothing to free.
+        return MemoryReport(bytes=0, seconds=0.0)
+
+    def wake_up(self, tags: Iterable[str] = ("weights", "kv_cache")) -> MemoryReport:
+        return MemoryReport(bytes=0, seconds=0.0)
+
+    # --- weights -----------------------------------------------------------------------
+    def init_weight_channel(self, capacity_bytes: int, hostname: str, protocol: str) -> None:
+        self.llm.init_weight_transfer_engine(
+            {"init_info": {"capacity_bytes": capacity_bytes, "hostname": hostname, "protocol": protocol}}
+        )
+
+    def update_weights(self, handle: dict[str, Any]) -> dict[str, float]:
+        """Pull the trainer's weights through the channel into the running engine."""
+        started = time.perf_counter()
+        self.llm.start_weight_update()
+        self.llm.update_weights({"update_info": {"handle": handle}})
+        self.weight_version += 1
+        self.llm.finish_weight_update(weight_version=str(self.weight_version))
+        total = sum(b["nbytes"] for b in handle["buckets"])
+        return {"bytes": total, "seconds": time.perf_counter() - started, "buckets": len(handle["buckets"]),
+                "weight_version": self.weight_version}
+
+
+@register("rollout", "vllm-cpu")
+def vllm_cpu_rollout(model_dir: str, spec: dict[str, Any], seed: int = 0) -> VLLMCPURollout:
+    return VLLMCPURollout(model_dir, spec, seed)

@@ -1,0 +1,71 @@
+"""vLLM weight-transfer engine that pulls the trainer's weights over the Mooncake transfer engine.
+
+It plugs into vLLM's own RL API (init_weight_transfer_engine / start_weight_update /
+update_weights / finish_weight_update), so the running engine takes new weights without a
+restart or a disk round trip. Loading goes through vLLM's layerwise reload, which restores
+the weight loaders that a loaded model no longer has.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from vllm.distributed.weight_transfer.base import (
+    WeightTransferEngine,
+    WeightTransferInitInfo,
+    WeightTransferUpdateInfo,
+)
+
+from seesaw.checkpoint_engine.channels.mooncake import MooncakeReceiver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MooncakeInitInfo(WeightTransferInitInfo):
+    capacity_bytes: int
+    hostname: str = "127.0.0.1"
+    protocol: str = "tcp"
+    device: str = ""
+
+
+@dataclass
+class MooncakeUpdateInfo(WeightTransferUpdateInfo):
+    handle: dict[str, Any] = field(default_factory=dict)
+
+
+class MooncakeWeightTransferEngine(WeightTransferEngine[MooncakeInitInfo, MooncakeUpdateInfo]):
+    init_info_cls = MooncakeInitInfo
+    update_info_cls = MooncakeUpdateInfo
+    supports_draft_weight_update = False
+
+    receiver: MooncakeReceiver | None = None
+    last_stats: dict[str, float] = {}
+
+    def init_transfer_engine(self, init_info: MooncakeInitInfo) -> None:
+        buffer_device = "cpu" if self.device.type == "cpu" else str(self.device)
+        self.receiver = MooncakeReceiver(init_info.capacity_bytes, init_info.hostname, init_info.protocol,
+                                         init_info.device, buffer_device=buffer_device)
+
+    def start_weight_update(self) -> None:
+        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+        initialize_layerwise_reload(self.model)
+
+    def receive_weights(self, update_info: MooncakeUpdateInfo) -> None:
+        if self.receiver is None:
+            raise RuntimeError("init_weight_transfer_engine must be called before update_weights")
+        self.model.load_weights(self.receiver.receive(update_info.handle))
+        stats = self.receiver.stats
+        log.info("received %d bytes in %d buckets in %.3fs", stats.bytes, stats.buckets, stats.seconds)
+
+    def finish_weight_update(self) -> None:
+        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+        finalize_layerwise_reload(self.model, self.model_config)
+
+    def shutdown(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()
+            self.receiver = None

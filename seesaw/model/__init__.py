@@ -1,0 +1,1 @@
+"""Model preparation: generated Llama models and tokenizers, SFT warm-up."""

@@ -1,0 +1,150 @@
+"""Build a small Llama model and a character tokenizer for a task, and warm it up by SFT.
+
+No weights can be downloaded where Seesaw's CPU demo runs, so the starting policy is made
+here: a Hugging Face Llama config with random init, then a short supervised fine-tune on
+the task's training prompts. The result is a normal Hugging Face model directory (config,
+tokenizer.json, safetensors), cached by a hash of everything that shapes it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from seesaw.tasks import Task
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+# vLLM pads the vocabulary to a multiple of 64 anyway; matching it keeps shapes equal on both sides.
+VOCAB_MULTIPLE = 64
+
+
+def build_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """One token per character of the alphabet, plus pad/bos/eos/unk."""
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for ch in sorted(set(alphabet)):
+        vocab.setdefault(ch, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerFast, prompt: str) -> list[int]:
+    return [tokenizer.bos_token_id] + tokenizer.encode(prompt, add_special_tokens=False)
+
+
+def encode_answer(tokenizer: PreTrainedTokenizerFast, answer: str) -> list[int]:
+    return tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.eos_token_id]
+
+
+def llama_config(generate: dict[str, Any], vocab_size: int, max_model_len: int, dtype: str) -> LlamaConfig:
+    heads = generate["numHeads"]
+    if generate["hiddenSize"] % heads:
+        raise ValueError(f"spec.model.generate.hiddenSize ({generate['hiddenSize']}) must be a multiple of numHeads ({heads})")
+    if heads % generate["numKeyValueHeads"]:
+        raise ValueError(f"spec.model.generate.numKeyValueHeads must divide numHeads ({heads})")
+    padded = -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    return LlamaConfig(
+        vocab_size=padded,
+        hidden_size=generate["hiddenSize"],
+        intermediate_size=generate["intermediateSize"],
+        num_hidden_layers=generate["numLayers"],
+        num_attention_heads=heads,
+        num_key_value_heads=generate["numKeyValueHeads"],
+        head_dim=generate["hiddenSize"] // heads,
+        max_position_embeddings=max(max_model_len, 64),
+        tie_word_embeddings=False,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        dtype=dtype,
+    )
+
+
+def cache_key(spec: dict[str, Any], task: Task) -> str:
+    shaping = {
+        "generate": spec["model"]["generate"],
+        "dtype": spec["model"]["dtype"],
+        "maxModelLen": spec["rollout"]["maxModelLen"],
+        "task": task.name,
+        "alphabet": task.alphabet,
+        "train": hashlib.sha256(json.dumps([(p.prompt, p.answer) for p in task.train]).encode()).hexdigest(),
+        "version": 1,
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def supervised_warmup(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, task: Task,
+                      steps: int, lr: float, seed: int, batch_size: int = 64, log=print) -> list[float]:
+    """Teacher-forced fine-tune on (prompt, answer) pairs, loss on the answer tokens only."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    losses = []
+    for step in range(steps):
+        batch = rng.sample(task.train, min(batch_size, len(task.train)))
+        rows = [(encode_prompt(tokenizer, p.prompt), encode_answer(tokenizer, p.answer)) for p in batch]
+        width = max(len(a) + len(b) for a, b in rows)
+        ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+        labels = torch.full((len(rows), width), -100)
+        for i, (prompt, answer) in enumerate(rows):
+            seq = prompt + answer
+            ids[i, : len(seq)] = torch.tensor(seq)
+            labels[i, len(prompt): len(seq)] = torch.tensor(answer)
+        loss = model(input_ids=ids, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            log(f"  sft step {step + 1}/{steps}  loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    model.eval()
+    return losses
+
+
+def prepare_model(spec: dict[str, Any], task: Task, cache_dir: Path, log=print) -> Path:
+    """Return a Hugging Face model directory for the job, building and caching it if needed."""
+    if "path" in spec["model"]:
+        path = Path(spec["model"]["path"])
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"spec.model.path: {path} has no config.json (expected a Hugging Face model directory)")
+        return path
+    target = cache_dir / f"{task.name}-{cache_key(spec, task)}"
+    if (target / "config.json").is_file():
+        log(f"model: reusing cached {target}")
+        return target
+    generate = spec["model"]["generate"]
+    started = time.time()
+    torch.manual_seed(generate["seed"])
+    tokenizer = build_tokenizer(task.alphabet)
+    config = llama_config(generate, len(tokenizer), spec["rollout"]["maxModelLen"], spec["model"]["dtype"])
+    model = LlamaForCausalLM(config).to(torch.float32)
+    params = sum(p.numel() for p in model.parameters())
+    log(f"model: generated Llama ({params / 1e6:.2f}M params, {config.num_hidden_layers} layers), "
+        f"SFT warm-up for {generate['sftSteps']} steps")
+    supervised_warmup(model, tokenizer, task, generate["sftSteps"], generate["sftLearningRate"], generate["seed"], log=log)
+    model = model.to(getattr(torch, spec["model"]["dtype"]))
+    # Write next to the target and rename: a crash never leaves a half-written model in the cache.
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_dir))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"model: ready in {time.time() - started:.1f}s at {target}")
+    return target

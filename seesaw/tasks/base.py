@@ -1,0 +1,74 @@
+"""A task: prompts with reference answers, split into train and held-out eval sets."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from seesaw.spec import SpecError
+
+
+@dataclass(frozen=True)
+class Problem:
+    prompt: str
+    answer: str
+
+
+@dataclass
+class Task:
+    name: str
+    train: list[Problem]
+    eval: list[Problem]
+    # reward of a response text for a problem: 1.0 correct, 0.0 not
+    score: Callable[[str, Problem], float]
+    # the characters a generated tokenizer must cover
+    alphabet: str
+
+
+def exact_answer(response: str, problem: Problem) -> float:
+    """Reward 1 when the first line of the response is exactly the reference answer."""
+    return 1.0 if response.strip().split("\n")[0].strip() == problem.answer else 0.0
+
+
+def _split(problems: list[Problem], eval_count: int, seed: int) -> tuple[list[Problem], list[Problem]]:
+    shuffled = problems[:]
+    random.Random(seed).shuffle(shuffled)
+    return shuffled[eval_count:], shuffled[:eval_count]
+
+
+def arith_task(max_operand: int, eval_count: int, seed: int = 1234) -> Task:
+    """Two-number addition, 'a+b=' -> 'a+b' as digits: verifiable, and learnable by a tiny model."""
+    problems = [Problem(f"{a}+{b}=", str(a + b)) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+    if eval_count >= len(problems) // 2:
+        raise SpecError("spec.rl.evaluation.prompts", f"expected fewer than {len(problems) // 2} for maxOperand {max_operand}, got {eval_count}")
+    train, held_out = _split(problems, eval_count, seed)
+    return Task("arith", train, held_out, exact_answer, alphabet="0123456789+=")
+
+
+def jsonl_task(path: Path, eval_count: int, seed: int = 1234) -> Task:
+    problems = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row: Any = json.loads(line)
+        if not isinstance(row, dict) or "prompt" not in row or "answer" not in row:
+            raise SpecError("spec.prompts.source", f"{path}:{number}: expected an object with 'prompt' and 'answer'")
+        problems.append(Problem(str(row["prompt"]), str(row["answer"])))
+    train, held_out = _split(problems, eval_count, seed)
+    alphabet = "".join(sorted({c for p in problems for c in p.prompt + p.answer}))
+    return Task(path.stem, train, held_out, exact_answer, alphabet)
+
+
+def load_task(spec: dict[str, Any]) -> Task:
+    source = spec["prompts"]["source"]
+    eval_count = spec["rl"]["evaluation"]["prompts"]
+    if source == "builtin:arith":
+        return arith_task(spec["prompts"]["maxOperand"], eval_count)
+    if source.startswith("builtin:"):
+        raise SpecError("spec.prompts.source", f"unknown builtin task {source!r}; known: ['builtin:arith']")
+    path = Path(source)
+    if not path.is_file():
+        raise SpecError("spec.prompts.source", f"expected builtin:<task> or a JSONL file, {source!r} does not exist")
+    return jsonl_task(path, eval_count)
