@@ -99,13 +99,15 @@ class TorchTrainer:
             groups.setdefault(sample.prompt_index, []).append(sample)
         group_list = list(groups.values())
         per_micro = max(1, self.micro_batch // max(len(g) for g in group_list))
-        total_loss, tokens, log_ratio = 0.0, 0, 0.0
+        total_loss, tokens, log_ratio, max_diff = 0.0, 0, 0.0, 0.0
         for start in range(0, len(group_list), per_micro):
             chunk = [s for g in group_list[start: start + per_micro] for s in g]
             logprobs, mask = self._token_logprobs([s.prompt_ids for s in chunk], [s.response_ids for s in chunk])
             old = torch.zeros_like(logprobs)
             for i, s in enumerate(chunk):
                 old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+            # Before the step pi_theta is pi_i: the rollout engine's log-probs must match ours.
+            max_diff = max(max_diff, float(((logprobs.detach() - old).abs() * mask).max()))
             stats = kimi_policy_loss(
                 logprobs, old, mask,
                 rewards=torch.tensor([s.reward for s in chunk], device=self.device),
@@ -123,7 +125,8 @@ class TorchTrainer:
         self.model.eval()
         self.steps += 1
         return TrainStats(loss=total_loss, tokens=tokens, seconds=time.perf_counter() - started,
-                          extra={"grad_norm": float(grad_norm), "mean_log_ratio": log_ratio})
+                          extra={"grad_norm": float(grad_norm), "mean_log_ratio": log_ratio,
+                                 "max_abs_logprob_diff": max_diff})
 
     # --- memory ------------------------------------------------------------------------
     def offload(self) -> MemoryReport:

@@ -1,0 +1,240 @@
+"""Pod 0's checkpoint engine conducts the RL loop: rollout -> reward -> train -> weight sync.
+
+It speaks to the trainer and rollout containers over localhost HTTP and moves the pod
+through the phase state machine. It is the only place that knows the order of things; the
+workers only do what they are asked.
+"""
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
+from seesaw.interfaces import Sample
+from seesaw.model.generate import encode_prompt
+from seesaw.rpc import WorkerClient
+from seesaw.tasks import Problem, Task
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class IterationMetrics:
+    iteration: int
+    rollout_seconds: float
+    train_seconds: float
+    sync_seconds: float
+    mean_reward: float
+    accuracy: float
+    mean_response_length: float
+    rollout_tokens_per_second: float
+    loss: float
+    sync_bytes: int
+    rollout_trainer_logprob_diff: float
+    eval_accuracy: float | None = None
+
+
+@dataclass
+class RunSummary:
+    accuracy_before: float
+    accuracy_after: float
+    eval_prompts: int
+    iterations: int
+    wall_seconds: float
+    sync: dict[str, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Conductor:
+    def __init__(self, spec: dict[str, Any], task: Task, tokenizer: Any, trainer: WorkerClient,
+                 rollout: WorkerClient, run_dir: Path, log: Callable[[str], None] = print,
+                 on_progress: Callable[[int, str, dict[str, Any]], None] | None = None) -> None:
+        self.spec = spec
+        self.task = task
+        self.tokenizer = tokenizer
+        self.trainer = trainer
+        self.rollout = rollout
+        self.run_dir = run_dir
+        self.log = log
+        self.on_progress = on_progress or (lambda iteration, phase, metrics: None)
+        timeouts = spec["timeouts"]
+        self.machine = PhaseMachine(
+            timeouts={Phase.STARTING: timeouts["startupSeconds"], Phase.ROLLOUT: timeouts["rolloutSeconds"],
+                      Phase.EVAL: timeouts["rolloutSeconds"], Phase.TRAIN: timeouts["trainSeconds"],
+                      Phase.SYNC: timeouts["syncSeconds"], Phase.CHECKPOINT: timeouts["syncSeconds"]},
+            on_transition=lambda old, new, iteration: self.on_progress(iteration, new.value, {}),
+        )
+        self.rng = random.Random(spec["rl"]["seed"])
+        self.history: list[IterationMetrics] = []
+        self.last_sync: dict[str, Any] = {}
+        self.metrics_path = run_dir / "metrics.jsonl"
+
+    # --- phases --------------------------------------------------------------------------
+    def wait_ready(self) -> None:
+        def poll() -> None:
+            pending = {"trainer": self.trainer, "rollout": self.rollout}
+            while pending:
+                for name, client in list(pending.items()):
+                    state = client.health()
+                    if state and state.get("error"):
+                        raise PhaseError(Phase.STARTING, f"{name} failed to start: {state['error']}")
+                    if state and state.get("ready"):
+                        self.log(f"{name} ready")
+                        del pending[name]
+                time.sleep(0.5)
+
+        self.machine.run(Phase.STARTING, 0, poll)
+
+    def sync_weights(self, iteration: int, first: bool = False) -> dict[str, Any]:
+        """Trainer -> live rollout engine, in buckets, through the weight channel."""
+        bucket_bytes = self.spec["weightSync"]["bucketMiB"] * MiB
+
+        def work() -> dict[str, Any]:
+            timeout = self.machine.remaining
+            offloaded = self.trainer.call("/offload", timeout=timeout())
+            self.rollout.call("/wake_up", {"tags": ["weights"]}, timeout=timeout())
+            handle = self.trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes}, timeout=timeout())
+            if first:
+                self.rollout.call("/weights/init", {"capacity_bytes": handle["total_bytes"],
+                                                    "protocol": handle["protocol"]}, timeout=timeout())
+            started = time.perf_counter()
+            result = self.rollout.call("/weights/update", {"handle": handle}, timeout=timeout())
+            result["wall_seconds"] = time.perf_counter() - started
+            self.rollout.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
+            result["offloaded_bytes"] = offloaded["bytes"]
+            return result
+
+        self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
+        return self.last_sync
+
+    def evaluate(self, iteration: int, problems: list[Problem]) -> float:
+        """Greedy accuracy on held-out problems."""
+        def work() -> float:
+            prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+            raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": 1, "temperature": 0.0,
+                                                  "max_tokens": self.spec["rollout"]["maxTokens"]},
+                                    timeout=self.machine.remaining())
+            scores = [self.task.score(self._decode(s["response_ids"]), problems[s["prompt_index"]]) for s in raw]
+            return sum(scores) / max(1, len(scores))
+
+        return self.machine.run(Phase.EVAL, iteration, work)
+
+    def roll_out(self, iteration: int) -> tuple[list[Sample], dict[str, float]]:
+        rl, rollout = self.spec["rl"], self.spec["rollout"]
+        problems = self.rng.sample(self.task.train, min(rl["promptsPerIteration"], len(self.task.train)))
+
+        def work() -> tuple[list[Sample], dict[str, float]]:
+            started = time.perf_counter()
+            prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+            raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": rollout["samplesPerPrompt"],
+                                                  "temperature": rollout["temperature"], "max_tokens": rollout["maxTokens"]},
+                                    timeout=self.machine.remaining())
+            seconds = time.perf_counter() - started
+            samples = [Sample(**s) for s in raw]
+            for sample in samples:
+                sample.reward = self.task.score(self._decode(sample.response_ids), problems[sample.prompt_index])
+            correct = [s.reward for s in samples]
+            tokens = sum(len(s.response_ids) for s in samples)
+            return samples, {"accuracy": statistics.fmean(correct), "tokens": tokens, "seconds": seconds,
+                             "mean_length": tokens / max(1, len(samples))}
+
+        samples, stats = self.machine.run(Phase.ROLLOUT, iteration, work)
+        stats["mean_reward"] = statistics.fmean(s.reward for s in samples)
+        return samples, stats
+
+    def train(self, iteration: int, samples: list[Sample]) -> dict[str, Any]:
+        def work() -> dict[str, Any]:
+            self.rollout.call("/sleep", timeout=self.machine.remaining())
+            self.trainer.call("/onload", timeout=self.machine.remaining())
+            return self.trainer.call("/train", {"samples": [asdict(s) for s in samples], "tau": self.spec["rl"]["tau"]},
+                                     timeout=self.machine.remaining())
+
+        return self.machine.run(Phase.TRAIN, iteration, work)
+
+    def checkpoint(self, iteration: int) -> str:
+        path = str(Path(self.spec["checkpoint"]["path"]) / "latest.pt")
+        self.machine.run(Phase.CHECKPOINT, iteration,
+                         lambda: self.trainer.call("/checkpoint/save", {"path": path, "iteration": iteration},
+                                                   timeout=self.machine.remaining()))
+        return path
+
+    def probe_logprob_diff(self, problems: list[Problem]) -> float:
+        """Largest |log pi_vllm - log pi_trainer| over a fixed probe batch, after the last sync."""
+        prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+        responses = [self.tokenizer.encode(p.answer, add_special_tokens=False) + [self.tokenizer.eos_token_id] for p in problems]
+        payload = {"prompt_ids": prompts, "response_ids": responses}
+        from_rollout = self.rollout.call("/logprobs", payload, timeout=300)
+        from_trainer = self.trainer.call("/logprobs", payload, timeout=300)
+        return max(abs(a - b) for xs, ys in zip(from_rollout, from_trainer) for a, b in zip(xs, ys))
+
+    # --- the loop ------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        started = time.time()
+        rl = self.spec["rl"]
+        self.log(f"waiting for the trainer and rollout containers (timeout {self.spec['timeouts']['startupSeconds']:.0f}s)")
+        self.wait_ready()
+        first = self.sync_weights(0, first=True)
+        self.log(f"initial weight sync: {first['bytes'] / MiB:.1f} MiB in {first['buckets']} buckets, {first['seconds']:.3f}s")
+        accuracy_before = self.evaluate(0, self.task.eval)
+        self.log(f"held-out accuracy before RL: {accuracy_before:.3f} on {len(self.task.eval)} prompts")
+        every_eval = rl["evaluation"]["everyIterations"]
+        every_ckpt = self.spec["checkpoint"]["everyIterations"]
+        for iteration in range(1, rl["iterations"] + 1):
+            samples, rollout_stats = self.roll_out(iteration)
+            train_stats = self.train(iteration, samples)
+            sync = self.sync_weights(iteration)
+            metrics = IterationMetrics(
+                iteration=iteration,
+                rollout_seconds=rollout_stats["seconds"],
+                train_seconds=self.machine.timeline[-2].seconds,
+                sync_seconds=self.machine.timeline[-1].seconds,
+                mean_reward=rollout_stats["mean_reward"],
+                accuracy=rollout_stats["accuracy"],
+                mean_response_length=rollout_stats["mean_length"],
+                rollout_tokens_per_second=rollout_stats["tokens"] / max(rollout_stats["seconds"], 1e-9),
+                loss=train_stats["loss"],
+                sync_bytes=sync["bytes"],
+                rollout_trainer_logprob_diff=train_stats["extra"].get("max_abs_logprob_diff", float("nan")),
+            )
+            if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
+                metrics.eval_accuracy = self.evaluate(iteration, self.task.eval)
+            if every_ckpt and iteration % every_ckpt == 0:
+                path = self.checkpoint(iteration)
+                self.on_progress(iteration, "checkpoint", {"path": path})
+            self._record(metrics, rl["iterations"])
+        accuracy_after = self.evaluate(rl["iterations"], self.task.eval)
+        self.machine.finish(rl["iterations"])
+        probe = self.task.eval[:32]
+        diff = self.probe_logprob_diff(probe)
+        self.log(f"held-out accuracy after RL: {accuracy_after:.3f} (before {accuracy_before:.3f}); "
+                 f"vLLM vs trainer max |dlogp| on {len(probe)} probe sequences: {diff:.2e}")
+        sync_history = [m.sync_seconds for m in self.history]
+        return RunSummary(
+            accuracy_before=accuracy_before, accuracy_after=accuracy_after, eval_prompts=len(self.task.eval),
+            iterations=rl["iterations"], wall_seconds=time.time() - started,
+            sync={"bytes": int(self.last_sync["bytes"]), "seconds": float(self.last_sync["seconds"]),
+                  "mean_phase_seconds": statistics.fmean(sync_history) if sync_history else 0.0,
+                  "max_abs_logprob_diff": diff},
+            history=[asdict(m) for m in self.history],
+        )
+
+    def _record(self, metrics: IterationMetrics, total: int) -> None:
+        self.history.append(metrics)
+        with self.metrics_path.open("a") as out:
+            out.write(json.dumps(asdict(metrics)) + "\n")
+        eval_part = f" | eval {metrics.eval_accuracy:.3f}" if metrics.eval_accuracy is not None else ""
+        self.log(
+            f"iter {metrics.iteration:>3}/{total} | rollout {metrics.rollout_seconds:5.2f}s train {metrics.train_seconds:5.2f}s "
+            f"sync {metrics.sync_seconds:5.3f}s | reward {metrics.mean_reward:.3f} acc {metrics.accuracy:.3f} "
+            f"len {metrics.mean_response_length:4.1f} | {metrics.rollout_tokens_per_second:6.0f} tok/s | "
+            f"loss {metrics.loss:.4f}{eval_part}"
+        )
+        self.on_progress(metrics.iteration, "iteration", asdict(metrics))
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -1,0 +1,68 @@
+"""The checkpoint-engine container: pod 0 conducts the RL loop; it reports progress and results."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from seesaw.checkpoint_engine.conductor import Conductor
+from seesaw.checkpoint_engine.phases import PhaseError
+from seesaw.report import plot_run, write_summary
+from seesaw.rpc import WorkerClient
+from seesaw.tasks import load_task
+from seesaw.worker_env import worker_env
+
+
+def _progress_reporter():
+    """Status reporting to the RLJob when running in a cluster; a no-op elsewhere."""
+    try:
+        from seesaw.checkpoint_engine.status_reporter import reporter_from_env
+    except ImportError:
+        return None
+    return reporter_from_env()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    env = worker_env()
+    run_dir = Path(env.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    reporter = _progress_reporter()
+    conductor = Conductor(
+        spec=env.spec,
+        task=load_task(env.spec),
+        tokenizer=AutoTokenizer.from_pretrained(env.model_dir),
+        trainer=WorkerClient("trainer", env.trainer_url),
+        rollout=WorkerClient("rollout engine", env.rollout_url),
+        run_dir=run_dir,
+        log=log,
+        on_progress=reporter.progress if reporter else None,
+    )
+    plot_path = run_dir / "run.png"
+    try:
+        summary = conductor.run()
+    except PhaseError as err:
+        log(f"FAILED: {err}")
+        if reporter:
+            reporter.failed(str(err))
+        if conductor.history:
+            plot_run([vars(m) for m in conductor.history], conductor.machine.timeline, None, None, plot_path)
+        return 1
+    summary_path = Path(os.environ.get("SEESAW_SUMMARY_JSON") or run_dir / "summary.json")
+    write_summary(summary, summary_path)
+    plot_run(summary.history, conductor.machine.timeline, summary.accuracy_before, summary.accuracy_after, plot_path)
+    log(f"summary: {summary_path}\nplot: {plot_path}\nmetrics: {conductor.metrics_path}")
+    if reporter:
+        reporter.succeeded(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

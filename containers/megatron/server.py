@@ -1,0 +1,89 @@
+"""The trainer container: serves the trainer backend to the checkpoint engine over localhost HTTP."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import torch
+
+from seesaw.interfaces import Sample, backend
+from seesaw.rpc import serve
+from seesaw.worker_env import worker_env
+
+log = logging.getLogger("seesaw.trainer")
+
+
+class TrainerService:
+    """Routes of the trainer container; the model loads in the background so /healthz answers early."""
+
+    def __init__(self) -> None:
+        self.env = worker_env()
+        self.trainer = None
+        self.sender = None
+        self.error: str | None = None
+        threading.Thread(target=self._load, daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            from seesaw.checkpoint_engine.channels.mooncake import MooncakeSender
+            import seesaw.trainer.torch_backend  # noqa: F401  (registers "torch")
+
+            spec = self.env.spec
+            name = spec["trainer"]["backend"]
+            name = "torch" if name == "auto" and not torch.cuda.is_available() else name
+            if name == "auto":
+                name = "megatron"
+            device = "cuda" if torch.cuda.is_available() and name != "torch" else "cpu"
+            self.trainer = backend("trainer", name)(self.env.model_dir, spec, device=device)
+            protocol = "rdma" if spec["weightSync"]["channel"] == "mooncake-rdma" else "tcp"
+            self.sender = MooncakeSender(self.trainer.flat, os.environ.get("SEESAW_POD_IP", "127.0.0.1"), protocol)
+            log.info("trainer ready: %s backend, %d weight bytes", name, self.sender.nbytes)
+        except Exception as err:  # reported through /healthz so the conductor can say why
+            log.exception("trainer failed to start")
+            self.error = f"{type(err).__name__}: {err}"
+
+    def health(self) -> dict[str, Any]:
+        return {"ready": self.trainer is not None, "error": self.error}
+
+    def weights_handle(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.sender.handle(list(self.trainer.hf_state()), int(body["bucket_bytes"]))
+
+    def train(self, body: dict[str, Any]) -> dict[str, Any]:
+        samples = [Sample(**s) for s in body["samples"]]
+        return vars(self.trainer.train_step(samples, float(body["tau"])))
+
+    def logprobs(self, body: dict[str, Any]) -> list[list[float]]:
+        return self.trainer.sequence_logprobs(body["prompt_ids"], body["response_ids"])
+
+    def offload(self, _: dict[str, Any]) -> dict[str, Any]:
+        return vars(self.trainer.offload())
+
+    def onload(self, _: dict[str, Any]) -> dict[str, Any]:
+        return vars(self.trainer.onload())
+
+    def save(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.trainer.save_checkpoint(body["path"], int(body["iteration"]))
+        return {"path": body["path"]}
+
+    def load(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"iteration": self.trainer.load_checkpoint(body["path"])}
+
+    def routes(self) -> dict[str, Any]:
+        return {
+            "/weights/handle": self.weights_handle, "/train": self.train, "/logprobs": self.logprobs,
+            "/offload": self.offload, "/onload": self.onload,
+            "/checkpoint/save": self.save, "/checkpoint/load": self.load,
+        }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s trainer %(levelname)s %(message)s")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    service = TrainerService()
+    serve(service.routes(), service.env.trainer_port, service.health)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The rollout container: serves a live vLLM engine to the checkpoint engine over localhost HTTP."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict
+from typing import Any
+
+from seesaw.interfaces import backend
+from seesaw.rpc import serve
+from seesaw.worker_env import worker_env
+
+log = logging.getLogger("seesaw.rollout")
+
+
+class RolloutService:
+    def __init__(self) -> None:
+        self.env = worker_env()
+        self.engine = None
+        self.error: str | None = None
+        threading.Thread(target=self._load, daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            import torch
+
+            import seesaw.rollout.cpu_backend  # noqa: F401  (registers "vllm-cpu")
+
+            name = "vllm-gpu" if torch.cuda.is_available() else "vllm-cpu"
+            self.engine = backend("rollout", name)(self.env.model_dir, self.env.spec, seed=self.env.spec["rl"]["seed"])
+            log.info("rollout engine ready: %s", name)
+        except Exception as err:
+            log.exception("rollout engine failed to start")
+            self.error = f"{type(err).__name__}: {err}"
+
+    def health(self) -> dict[str, Any]:
+        return {"ready": self.engine is not None, "error": self.error}
+
+    def generate(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        samples = self.engine.generate(body["prompt_ids"], int(body["n"]), float(body["temperature"]), int(body["max_tokens"]))
+        return [asdict(s) for s in samples]
+
+    def logprobs(self, body: dict[str, Any]) -> list[list[float]]:
+        return self.engine.sequence_logprobs(body["prompt_ids"], body["response_ids"])
+
+    def init_weights(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.engine.init_weight_channel(int(body["capacity_bytes"]), body.get("hostname", "127.0.0.1"), body.get("protocol", "tcp"))
+        return {"ok": True}
+
+    def update_weights(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.engine.update_weights(body["handle"])
+
+    def sleep(self, _: dict[str, Any]) -> dict[str, Any]:
+        return vars(self.engine.sleep())
+
+    def wake_up(self, body: dict[str, Any]) -> dict[str, Any]:
+        return vars(self.engine.wake_up(body.get("tags", ("weights", "kv_cache"))))
+
+    def routes(self) -> dict[str, Any]:
+        return {
+            "/generate": self.generate, "/logprobs": self.logprobs, "/weights/init": self.init_weights,
+            "/weights/update": self.update_weights, "/sleep": self.sleep, "/wake_up": self.wake_up,
+        }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s rollout %(levelname)s %(message)s")
+    service = RolloutService()
+    serve(service.routes(), service.env.rollout_port, service.health)
+
+
+if __name__ == "__main__":
+    main()

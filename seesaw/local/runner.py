@@ -1,0 +1,164 @@
+"""`seesaw run`: one pod's three containers as local processes, from the same RLJob spec.
+
+The model is prepared first (generated and SFT-warmed, cached), then the trainer, the
+rollout engine and the checkpoint engine start as separate processes that talk over
+localhost, as the containers of a pod do. The runner supervises them: if one dies the
+others are stopped, the error names the dead one, and no process is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seesaw.model.generate import prepare_model
+from seesaw.tasks import load_task
+
+WORKERS = {
+    "trainer": "seesaw.trainer.server",
+    "rollout": "seesaw.rollout.server",
+}
+SIDECAR = "seesaw.checkpoint_engine.sidecar"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _echo(stream) -> None:
+    for line in stream:
+        print(line, end="", flush=True)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class LocalPod:
+    """Starts and supervises the pod's processes; stopping it leaves no process behind."""
+
+    def __init__(self, run_dir: Path, env: dict[str, str]) -> None:
+        self.run_dir = run_dir
+        self.env = env
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+
+    def start(self, name: str, module: str, stdout_to_log: bool = True) -> subprocess.Popen:
+        log_path = self.run_dir / f"{name}.log"
+        self.logs[name] = log_path
+        out = log_path.open("w") if stdout_to_log else subprocess.PIPE
+        # cwd = run dir, never the repository root: the repo's operator/ folder would shadow
+        # the standard library module of that name for `python -m`.
+        process = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=self.run_dir, env=self.env, stdout=out,
+            stderr=subprocess.STDOUT if stdout_to_log else log_path.open("w"),
+            start_new_session=True, text=True,
+        )
+        self.processes[name] = process
+        return process
+
+    def dead_worker(self) -> tuple[str, int] | None:
+        for name, process in self.processes.items():
+            if name != "sidecar" and process.poll() is not None:
+                return name, process.returncode
+        return None
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+
+
+def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
+    manifest = copy.deepcopy(manifest)
+    spec = manifest["spec"]
+    if args.seed is not None:
+        spec["rl"]["seed"] = args.seed
+        spec["model"].setdefault("generate", {})["seed"] = args.seed
+    if args.iterations is not None:
+        spec["rl"]["iterations"] = args.iterations
+    workdir = Path(args.workdir).resolve()
+    name = manifest["metadata"].get("name", "rljob")
+    run_dir = workdir / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir.mkdir(parents=True)
+    spec["checkpoint"]["path"] = str(run_dir / "checkpoints")
+    started = time.time()
+
+    task = load_task(spec)
+    print(f"job {name}: {len(task.train)} training prompts, {len(task.eval)} held-out; run dir {run_dir}", flush=True)
+    model_dir = prepare_model(spec, task, workdir / ".cache" / "models", log=lambda line: print(line, flush=True))
+
+    job_path = run_dir / "job.yaml"
+    job_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    env = dict(os.environ)
+    env.update({
+        "SEESAW_JOB_CONFIG": str(job_path),
+        "SEESAW_MODEL_DIR": str(model_dir),
+        "SEESAW_RUN_DIR": str(run_dir),
+        "SEESAW_TRAINER_PORT": str(free_port()),
+        "SEESAW_ROLLOUT_PORT": str(free_port()),
+        "SEESAW_POD_INDEX": "0",
+        "SEESAW_NUM_PODS": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    if args.summary_json:
+        env["SEESAW_SUMMARY_JSON"] = str(Path(args.summary_json).resolve())
+
+    pod = LocalPod(run_dir, env)
+    try:
+        for worker, module in WORKERS.items():
+            pod.start(worker, module)
+        sidecar = pod.start("sidecar", SIDECAR, stdout_to_log=False)
+        echo = threading.Thread(target=_echo, args=(sidecar.stdout,), daemon=True)
+        echo.start()
+        while sidecar.poll() is None:
+            dead = pod.dead_worker()
+            if dead:
+                # the sidecar would only notice at its next call (or its startup timeout)
+                worker, code = dead
+                echo.join(timeout=1)
+                print(f"FAILED: the {worker} process exited with code {code}; last lines of {pod.logs[worker]}:\n"
+                      f"{_tail(pod.logs[worker])}", flush=True)
+                return 1
+            time.sleep(0.5)
+        echo.join(timeout=5)
+        code = sidecar.wait()
+        if code != 0:
+            for worker in WORKERS:
+                print(f"--- last lines of {pod.logs[worker]} ---\n{_tail(pod.logs[worker], 8)}", flush=True)
+        print(f"job {name}: {'succeeded' if code == 0 else 'failed'} in {time.time() - started:.0f}s", flush=True)
+        return code
+    except KeyboardInterrupt:
+        print("interrupted: stopping the pod's processes", flush=True)
+        return 130
+    finally:
+        pod.stop()

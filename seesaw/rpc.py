@@ -1,0 +1,102 @@
+"""JSON over HTTP between the containers of one pod: a tiny server helper and a client.
+
+The trainer and rollout workers each serve a few POST routes; the checkpoint engine calls
+them. Work runs in a thread so /healthz answers while a long phase is in progress.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import traceback
+from typing import Any, Awaitable, Callable
+
+import requests
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class WorkerUnavailable(RuntimeError):
+    """The worker did not answer: it crashed, or never started."""
+
+
+class WorkerError(RuntimeError):
+    """The worker answered with an error; the message carries its reason."""
+
+
+def json_route(handler: Handler, lock: asyncio.Lock) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def route(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        async with lock:  # one engine call at a time: engines are not re-entrant
+            try:
+                result = await asyncio.to_thread(handler, body)
+            except Exception as err:  # the caller gets the reason, the log gets the traceback
+                log.error("%s failed:\n%s", request.path, traceback.format_exc())
+                return web.json_response({"error": f"{type(err).__name__}: {err}"}, status=500)
+        return web.json_response(result, dumps=lambda o: json.dumps(o, default=_jsonable))
+    return route
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: getattr(value, k) for k in value.__dataclass_fields__}
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def serve(routes: dict[str, Handler], port: int, health: Callable[[], dict[str, Any]], host: str = "127.0.0.1") -> None:
+    """Serve POST routes plus GET /healthz until the process is stopped."""
+    lock = asyncio.Lock()
+    app = web.Application(client_max_size=1024 ** 3)
+    for path, handler in routes.items():
+        app.router.add_post(path, json_route(handler, lock))
+
+    async def healthz(_: web.Request) -> web.Response:
+        state = health()
+        return web.json_response(state, status=200 if state.get("ready") else 503)
+
+    app.router.add_get("/healthz", healthz)
+    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+
+
+class WorkerClient:
+    """Calls one worker's routes; every failure names the worker and the route."""
+
+    def __init__(self, name: str, base_url: str) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+
+    def call(self, route: str, payload: dict[str, Any] | None = None, timeout: float = 600.0) -> Any:
+        url = f"{self.base_url}{route}"
+        try:
+            response = self.session.post(url, json=payload or {}, timeout=timeout)
+        except requests.Timeout:
+            raise TimeoutError(f"{self.name} did not answer {route} within {timeout:.0f}s") from None
+        except requests.ConnectionError as err:
+            raise WorkerUnavailable(f"{self.name} at {self.base_url} is not answering {route}: {_reason(err)}") from None
+        if response.status_code != 200:
+            try:
+                reason = response.json().get("error", response.text)
+            except ValueError:
+                reason = response.text
+            raise WorkerError(f"{self.name} failed {route}: {reason}")
+        return response.json()
+
+    def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """The worker's health document, or None if it does not answer."""
+        try:
+            response = self.session.get(f"{self.base_url}/healthz", timeout=timeout)
+            return response.json()
+        except (requests.RequestException, ValueError):
+            return None
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    if "Connection refused" in text:
+        return "connection refused (the process is gone or not listening)"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "connection closed mid-request (the process died)"
+    return text.splitlines()[0][:200]
