@@ -1,0 +1,104 @@
+"""CUDA IPC weight channel: bucket packing and JSON handles on the CPU; the two-process hand-off on a GPU."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from seesaw.checkpoint_engine.channels.cuda_ipc import (
+    ALIGN,
+    IPC_FIELDS,
+    IpcChannelError,
+    decode_ipc_args,
+    encode_ipc_args,
+    plan_packing,
+)
+from seesaw.interfaces import backend
+
+
+def test_packing_keeps_order_aligns_and_respects_the_bucket_size() -> None:
+    metas = [("a", [3], "bfloat16"), ("b", [100], "float32"), ("c", [10, 10], "bfloat16"), ("d", [1], "float32")]
+    buckets = plan_packing(metas, bucket_bytes=700)
+    assert [b.names for b in buckets] == [["a", "b"], ["c", "d"]]
+    assert buckets[0].offsets == [0, ALIGN] and buckets[0].nbytes == ALIGN + 400
+    assert all(o % ALIGN == 0 for b in buckets for o in b.offsets)
+    assert all(b.nbytes <= 700 for b in buckets)
+
+
+def test_a_tensor_bigger_than_a_bucket_gets_its_own() -> None:
+    buckets = plan_packing([("small", [4], "float32"), ("big", [1000], "float32"), ("tail", [4], "float32")], 256)
+    assert [b.names for b in buckets] == [["small"], ["big"], ["tail"]]
+    assert buckets[1].nbytes == 4000
+
+
+def test_packing_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="bucket_bytes"):
+        plan_packing([("a", [1], "float32")], 0)
+    with pytest.raises(IpcChannelError, match="w: dtype 'complex64'"):
+        plan_packing([("w", [1], "complex64")], 64)
+
+
+def fake_reduce_args() -> tuple:
+    # Same order and types as torch.multiprocessing.reductions.reduce_tensor for a CUDA tensor.
+    return (torch.Tensor, torch.Size([4, 8]), (8, 1), 0, torch.storage.TypedStorage, torch.bfloat16, 3,
+            b"\x01\x02handle\xff", 64, 0, False, b"refcount", 16, b"\x00event", True)
+
+
+def test_ipc_args_survive_a_json_round_trip() -> None:
+    encoded = json.loads(json.dumps(encode_ipc_args(fake_reduce_args())))
+    assert set(encoded) == set(IPC_FIELDS)
+    assert decode_ipc_args(encoded) == fake_reduce_args()
+
+
+def test_decoding_puts_the_receivers_device_index() -> None:
+    decoded = decode_ipc_args(encode_ipc_args(fake_reduce_args()), device_index=0)
+    assert decoded[IPC_FIELDS.index("storage_device")] == 0
+
+
+def test_decoding_refuses_classes_outside_the_allowlist() -> None:
+    encoded = encode_ipc_args(fake_reduce_args())
+    encoded["tensor_cls"] = "os.system"
+    with pytest.raises(IpcChannelError, match="tensor_cls: 'os.system' is not an allowed class"):
+        decode_ipc_args(encoded)
+    del encoded["event_handle"]
+    with pytest.raises(IpcChannelError, match="event_handle"):
+        decode_ipc_args(encoded)
+
+
+def test_channels_are_registered_without_a_gpu() -> None:
+    import seesaw.checkpoint_engine.channels.mooncake_rdma  # noqa: F401
+
+    assert callable(backend("weight_channel", "cuda-ipc"))
+    assert callable(backend("weight_channel", "mooncake-rdma"))
+    with pytest.raises(ValueError, match="role"):
+        backend("weight_channel", "cuda-ipc")("both")
+
+
+def _receive_in_child(handle: dict, queue) -> None:  # runs in a spawned process
+    from seesaw.checkpoint_engine.channels.cuda_ipc import CudaIpcReceiver
+
+    receiver = CudaIpcReceiver(0)
+    queue.put({name: tensor.float().sum().item() for name, tensor in receiver.receive(handle)})
+    receiver.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA IPC needs a GPU")
+@pytest.mark.parametrize("zero_copy", [False, True])
+def test_two_process_handoff_on_one_gpu(zero_copy: bool) -> None:
+    import torch.multiprocessing as mp
+
+    from seesaw.checkpoint_engine.channels.cuda_ipc import CudaIpcSender
+
+    tensors = {f"w{i}": torch.randn(257, 33, device="cuda", dtype=torch.bfloat16) for i in range(5)}
+    tensors["strided"] = torch.randn(64, 64, device="cuda").t()
+    sender = CudaIpcSender(0, zero_copy=zero_copy)
+    handle = json.loads(json.dumps(sender.stage(tensors.items(), bucket_bytes=40_000)))
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_receive_in_child, args=(handle, queue))
+    child.start()
+    sums = queue.get(timeout=120)
+    child.join(timeout=60)
+    sender.close()
+    assert sums == pytest.approx({n: t.float().sum().item() for n, t in tensors.items()})
