@@ -32,6 +32,22 @@ test: install
 bench: install
 	$(PY) bench/weight_sync.py
 
+# Container images, built from the repository root. Fails (exit 1) where no Docker engine
+# answers: a silent success would leave stale images behind. `make images PUSH=1` pushes.
+REGISTRY ?= ghcr.io/seesaw-rl
+TAG ?= 0.1.0
+IMAGES := operator=operator/Dockerfile checkpoint-engine=checkpoint_engine/Dockerfile \
+	trainer=containers/megatron/Dockerfile rollout=containers/vllm/Dockerfile
+
+images:
+	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine answers 'docker info' here; run it where one does" >&2; exit 1; }
+	@set -e; for image in $(IMAGES); do \
+		name=$${image%%=*}; dockerfile=$${image#*=}; \
+		echo "docker build -f $$dockerfile -t $(REGISTRY)/$$name:$(TAG) ."; \
+		DOCKER_BUILDKIT=1 docker build -f $$dockerfile -t $(REGISTRY)/$$name:$(TAG) .; \
+		if [ -n "$(PUSH)" ]; then docker push $(REGISTRY)/$$name:$(TAG); fi; \
+	done
+
 render: install
 	$(VENV)/bin/seesaw render $(JOB)
 
