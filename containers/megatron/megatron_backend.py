@@ -1,0 +1,486 @@
+"""The GPU trainer backend: Megatron-core (TP/PP/EP, distributed optimiser) trained with the Kimi k1.5 loss.
+
+It speaks the same Trainer protocol as the CPU backend: the same grouping of samples into
+micro-batches of whole prompts, the same loss function (seesaw.rl.loss) and the same
+weighting, so for the same weights and batch both report the same loss. Between phases
+it moves parameters, gradients and optimiser state to pinned host memory and back
+(`offload`/`onload`), keeping every tensor object (and so every view Megatron holds into
+its flat buffers) alive by resizing the underlying storage rather than replacing tensors.
+
+Megatron and CUDA are imported inside the constructor: importing this module (and so
+registering the backend) works on machines without either.
+
+With more than one process (torchrun), rank 0 serves the protocol and every other rank
+runs `follow()`: rank 0 broadcasts each call so all ranks enter the collectives together.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
+from seesaw.rl.loss import kimi_policy_loss
+from seesaw.trainer.resharding import ModelLayout, Parallelism, hf_shapes, model_rules, _local_name, _placement
+
+log = logging.getLogger("seesaw.trainer.megatron")
+
+
+# ---------------------------------------------------------------- offload / onload (device-agnostic)
+
+@dataclass
+class _Slot:
+    storage: torch.UntypedStorage
+    nbytes: int
+    keep: bool  # copy the content out and back (params, optimiser state) or just free it (grads)
+    host: torch.Tensor | None = None
+
+
+@dataclass
+class StateOffloader:
+    """Moves groups of tensors' storage to (pinned) host memory and back, in place.
+
+    Storages, not tensors, are moved: a storage resized to 0 frees its device memory while
+    every tensor and view onto it stays valid, and resizing it back restores them all.
+    """
+
+    pin: bool = True
+    groups: dict[str, list[_Slot]] = field(default_factory=dict)
+    offloaded: bool = False
+    _seen: set[int] = field(default_factory=set)
+
+    def add(self, group: str, tensors: list[torch.Tensor], keep_content: bool = True) -> None:
+        """Register tensors under a group; a storage already registered (in any group) is skipped."""
+        slots = self.groups.setdefault(group, [])
+        for tensor in tensors:
+            storage = tensor.untyped_storage()
+            key = storage.data_ptr()
+            if key in self._seen or storage.nbytes() == 0:
+                continue
+            self._seen.add(key)
+            slots.append(_Slot(storage, storage.nbytes(), keep_content))
+
+    def offload(self) -> dict[str, MemoryReport]:
+        if self.offloaded:
+            return {g: MemoryReport(0, 0.0) for g in self.groups}
+        reports = {}
+        for group, slots in self.groups.items():
+            started = time.perf_counter()
+            for slot in slots:
+                if slot.keep:
+                    if slot.host is None:
+                        slot.host = torch.empty(slot.nbytes, dtype=torch.uint8, pin_memory=self.pin)
+                    device_bytes = torch.empty(0, dtype=torch.uint8, device=slot.storage.device).set_(slot.storage)
+                    slot.host.copy_(device_bytes, non_blocking=True)
+            _synchronize(slots)
+            for slot in slots:
+                slot.storage.resize_(0)
+            reports[group] = MemoryReport(sum(s.nbytes for s in slots), time.perf_counter() - started)
+        self.offloaded = True
+        _release_cached_memory()
+        return reports
+
+    def onload(self) -> dict[str, MemoryReport]:
+        if not self.offloaded:
+            return {g: MemoryReport(0, 0.0) for g in self.groups}
+        reports = {}
+        for group, slots in self.groups.items():
+            started = time.perf_counter()
+            for slot in slots:
+                slot.storage.resize_(slot.nbytes)
+                device_bytes = torch.empty(0, dtype=torch.uint8, device=slot.storage.device).set_(slot.storage)
+                if slot.keep:
+                    device_bytes.copy_(slot.host, non_blocking=True)
+                else:
+                    device_bytes.zero_()
+            _synchronize(slots)
+            reports[group] = MemoryReport(sum(s.nbytes for s in slots), time.perf_counter() - started)
+        self.offloaded = False
+        return reports
+
+
+def _synchronize(slots: list[_Slot]) -> None:
+    if any(s.storage.device.type == "cuda" for s in slots):
+        torch.cuda.synchronize()
+
+
+def _release_cached_memory() -> None:
+    # Hand the freed blocks back to the driver, so the rollout engine can take them.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------- batches (pure)
+
+@dataclass
+class MicroBatch:
+    input_ids: torch.Tensor  # [b, width]
+    targets: torch.Tensor  # [b, width]: token t+1 at position t
+    response_start: list[int]  # position whose logits predict the first response token
+    response_len: list[int]
+    old_logprobs: torch.Tensor  # [b, max_response]
+    rewards: torch.Tensor
+    group_ids: torch.Tensor
+    weight: float  # share of the iteration's prompts in this micro-batch
+
+
+def plan_micro_batches(samples: list[Sample], micro_batch_size: int, dp_rank: int = 0, dp_size: int = 1,
+                       pad_id: int = 0) -> tuple[list[MicroBatch], int]:
+    """Micro-batches of whole prompts, as the CPU backend forms them; this DP rank's share.
+
+    Every micro-batch is padded to the iteration's longest sequence so pipeline stages
+    exchange tensors of one shape. Weights are scaled by dp_size so that Megatron's
+    average over data-parallel ranks gives the mean over all prompts.
+    """
+    groups: dict[int, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.prompt_index, []).append(sample)
+    group_list = list(groups.values())
+    if len(group_list) < dp_size:
+        raise ValueError(f"{len(group_list)} prompts cannot be split over {dp_size} data-parallel ranks")
+    width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
+    max_response = max(len(s.response_ids) for s in samples)
+    per_micro = max(1, micro_batch_size // max(len(g) for g in group_list))
+    mine = group_list[dp_rank::dp_size]
+    batches = []
+    for start in range(0, len(mine), per_micro):
+        chunk_groups = mine[start: start + per_micro]
+        chunk = [s for g in chunk_groups for s in g]
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        old = torch.zeros(len(chunk), max_response)
+        for i, s in enumerate(chunk):
+            seq = s.prompt_ids + s.response_ids
+            ids[i, : len(seq)] = torch.tensor(seq)
+            old[i, : len(s.logprobs)] = torch.tensor(s.logprobs, dtype=torch.float32)
+        targets = torch.cat([ids[:, 1:], torch.full((len(chunk), 1), pad_id, dtype=torch.long)], dim=1)
+        batches.append(MicroBatch(
+            input_ids=ids, targets=targets, response_start=[len(s.prompt_ids) - 1 for s in chunk],
+            response_len=[len(s.response_ids) for s in chunk], old_logprobs=old,
+            rewards=torch.tensor([s.reward for s in chunk], dtype=torch.float32),
+            group_ids=torch.tensor([s.prompt_index for s in chunk]),
+            weight=len(chunk_groups) * dp_size / len(group_list),
+        ))
+    return batches, width
+
+
+def response_logprobs(token_logprobs: torch.Tensor, batch: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """[b, width] log-probs of each next token -> [b, max_response] of the response tokens, and the mask."""
+    width = batch.old_logprobs.shape[1]
+    out = token_logprobs.new_zeros(token_logprobs.shape[0], width)
+    mask = token_logprobs.new_zeros(token_logprobs.shape[0], width)
+    for i, (start, length) in enumerate(zip(batch.response_start, batch.response_len)):
+        out[i, :length] = token_logprobs[i, start: start + length]
+        mask[i, :length] = 1.0
+    return out, mask
+
+
+def mask_vocab_padding(logits: torch.Tensor, vocab_size: int, tp_rank: int) -> torch.Tensor:
+    """Megatron pads the vocabulary; the padded rows must not take probability mass (HF has none)."""
+    local = logits.shape[-1]
+    first_pad = vocab_size - tp_rank * local
+    if first_pad < local:
+        logits = logits.clone()
+        logits[..., max(first_pad, 0):] = float("-inf")
+    return logits
+
+
+# ---------------------------------------------------------------- the trainer
+
+class MegatronTrainer:
+    """Trainer protocol on Megatron-core (GPU)."""
+
+    def __init__(self, model_dir: str | Path, spec: dict[str, Any], device: str = "cuda") -> None:
+        import torch.distributed as dist
+        from megatron.core import parallel_state as mpu
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed
+        from transformers import AutoConfig
+
+        from seesaw.trainer.hf_to_megatron import LazyHFTensors, build_gpt_model, load_hf_weights
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("the megatron trainer needs a CUDA GPU; use trainer.backend torch on the CPU")
+        self.spec = spec
+        trainer = spec["trainer"]
+        self.par = Parallelism(tp=trainer["tensorParallel"], pp=trainer["pipelineParallel"], ep=trainer["expertParallel"])
+        self.dtype = getattr(torch, spec["model"]["dtype"])
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local_rank)
+        if not dist.is_initialized():
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", os.environ.get("SEESAW_TRAINER_DIST_PORT", "29510"))
+            dist.init_process_group("nccl", rank=int(os.environ.get("RANK", 0)),
+                                    world_size=int(os.environ.get("WORLD_SIZE", 1)),
+                                    device_id=torch.device("cuda", local_rank))
+        if not mpu.model_parallel_is_initialized():
+            mpu.initialize_model_parallel(tensor_model_parallel_size=self.par.tp, pipeline_model_parallel_size=self.par.pp,
+                                          expert_model_parallel_size=self.par.ep)
+        model_parallel_cuda_manual_seed(int(spec.get("rl", {}).get("seed", 0)))
+        self.mpu = mpu
+        self.rank = dist.get_rank()
+        self.hf_config = AutoConfig.from_pretrained(str(model_dir))
+        self.layout = ModelLayout.from_hf_config(self.hf_config)
+        self.pad_id = self.hf_config.pad_token_id or 0
+
+        model = build_gpt_model(self.hf_config, self.par, self.dtype, pre_process=mpu.is_pipeline_first_stage(),
+                                post_process=mpu.is_pipeline_last_stage()).cuda()
+        rank = (mpu.get_pipeline_model_parallel_rank(), mpu.get_tensor_model_parallel_rank(),
+                mpu.get_expert_model_parallel_rank())
+        copied = load_hf_weights(model, LazyHFTensors(model_dir), self.layout, self.par, rank,
+                                 etp_rank=mpu.get_expert_tensor_parallel_rank() if self.layout.num_experts else None)
+        log.info("rank %d loaded %.1f MiB of HF weights as Megatron shards %s", self.rank, copied / 2**20, rank)
+        self.module = model  # the bare GPTModel: parameter names as resharding.py knows them
+        opt = trainer["optimizer"]
+        distributed = bool(opt.get("distributed", True))
+        config = model.config
+        self.model = DistributedDataParallel(
+            config=config, module=model,
+            ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+                                                     use_distributed_optimizer=distributed))
+        self.optimizer = get_megatron_optimizer(
+            OptimizerConfig(optimizer="adam" if opt["name"] == "adamw" else "sgd", lr=opt["learningRate"],
+                            min_lr=opt["learningRate"], weight_decay=opt["weightDecay"], decoupled_weight_decay=True,
+                            adam_beta1=0.9, adam_beta2=0.999, adam_eps=1e-8, sgd_momentum=0.0,
+                            clip_grad=opt["gradClip"], bf16=self.dtype == torch.bfloat16,
+                            fp16=self.dtype == torch.float16, params_dtype=self.dtype,
+                            use_distributed_optimizer=distributed),
+            [self.model])
+        config.finalize_model_grads_func = finalize_model_grads
+        config.no_sync_func = self.model.no_sync
+        config.grad_scale_func = self.optimizer.scale_loss
+        self.micro_batch = trainer["microBatchSize"]
+        self.steps = 0
+        self.offloader: StateOffloader | None = None
+        self.last_memory: dict[str, dict[str, float]] = {}
+
+    # --- multi-process control ----------------------------------------------------------
+    def _lead(self, name: str, *args: Any) -> None:
+        """Rank 0 tells the other ranks which call to make (they wait in follow())."""
+        import torch.distributed as dist
+
+        if dist.get_world_size() > 1 and self.rank == 0:
+            dist.broadcast_object_list([name, args], src=0, device=torch.device("cuda", torch.cuda.current_device()))
+
+    def follow(self) -> None:
+        """Non-zero ranks: make the calls rank 0 makes, until it sends "stop"."""
+        import torch.distributed as dist
+
+        while True:
+            message: list[Any] = [None, None]
+            dist.broadcast_object_list(message, src=0, device=torch.device("cuda", torch.cuda.current_device()))
+            name, args = message
+            if name == "stop":
+                return
+            result = getattr(self, name)(*args)
+            if name == "hf_state":
+                for _ in result:
+                    pass
+
+    def stop_followers(self) -> None:
+        self._lead("stop")
+
+    # --- forward -------------------------------------------------------------------------
+    def _token_logprobs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
+
+        logits = mask_vocab_padding(logits.float(), self.layout.vocab_size, self.mpu.get_tensor_model_parallel_rank())
+        return -vocab_parallel_cross_entropy(logits, targets.cuda())
+
+    def _run(self, batches: list[MicroBatch], width: int, loss_of: Callable[[torch.Tensor, MicroBatch], tuple],
+             forward_only: bool) -> list[dict[str, Any]]:
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        items = iter(batches)
+
+        def forward_step(data_iterator: Any, model: torch.nn.Module):
+            batch = next(data_iterator)
+            ids = batch.input_ids.cuda()
+            positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+            output = model(ids, positions, None)
+            return output, lambda out: loss_of(out, batch)
+
+        return get_forward_backward_func()(
+            forward_step_func=forward_step, data_iterator=items, model=[self.model], num_microbatches=len(batches),
+            seq_length=width, micro_batch_size=max(b.input_ids.shape[0] for b in batches), forward_only=forward_only)
+
+    def _from_last_stage(self, value: Any) -> Any:
+        import torch.distributed as dist
+
+        if self.par.pp == 1:
+            return value
+        group = self.mpu.get_pipeline_model_parallel_group()
+        ranks = dist.get_process_group_ranks(group)
+        box = [value]
+        dist.broadcast_object_list(box, src=ranks[-1], group=group, device=torch.device("cuda", torch.cuda.current_device()))
+        return box[0]
+
+    # --- protocol ------------------------------------------------------------------------
+    @torch.no_grad()
+    def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
+        self._lead("sequence_logprobs", prompt_ids, response_ids)
+        samples = [Sample(i, p, r, [0.0] * len(r)) for i, (p, r) in enumerate(zip(prompt_ids, response_ids))]
+        batches, width = plan_micro_batches(samples, self.micro_batch, pad_id=self.pad_id)
+        self.model.eval()
+
+        def collect(output: torch.Tensor, batch: MicroBatch):
+            lp, _ = response_logprobs(self._token_logprobs(output, batch.targets), batch)
+            rows = [row[:n].tolist() for row, n in zip(lp.cpu(), batch.response_len)]
+            return output.new_zeros(()), {"rows": rows}
+
+        out = self._run(batches, width, collect, forward_only=True)
+        rows = [row for item in out for row in item["rows"]] if out else None
+        return self._from_last_stage(rows)
+
+    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
+        self._lead("train_step", samples, tau)
+        started = time.perf_counter()
+        dp_rank, dp_size = self.mpu.get_data_parallel_rank(), self.mpu.get_data_parallel_world_size()
+        batches, width = plan_micro_batches(samples, self.micro_batch, dp_rank, dp_size, self.pad_id)
+        self.model.train()
+        self.model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        count = len(batches)
+
+        def policy_loss(output: torch.Tensor, batch: MicroBatch):
+            lp, mask = response_logprobs(self._token_logprobs(output, batch.targets), batch)
+            stats = kimi_policy_loss(lp, batch.old_logprobs.cuda(), mask, rewards=batch.rewards.cuda(),
+                                     group_ids=batch.group_ids.cuda(), tau=tau)
+            # Megatron divides each micro-batch's loss by their count; undo it, then weigh
+            # by the share of prompts, as the CPU backend does.
+            weighted = stats.loss * batch.weight
+            return weighted * count, {"loss": weighted.detach() / dp_size, "log_ratio": stats.mean_log_ratio * batch.weight / dp_size,
+                                      "tokens": float(mask.sum())}
+
+        out = self._run(batches, width, policy_loss, forward_only=False)
+        _, grad_norm, _ = self.optimizer.step()
+        local = [sum(float(o["loss"]) for o in out), sum(o["log_ratio"] for o in out), sum(o["tokens"] for o in out)] if out else [0.0, 0.0, 0.0]
+        totals = torch.tensor(local, device="cuda", dtype=torch.float64)
+        if dp_size > 1:
+            torch.distributed.all_reduce(totals, group=self.mpu.get_data_parallel_group())
+        loss, log_ratio, tokens = self._from_last_stage(totals.tolist())
+        self.model.eval()
+        self.steps += 1
+        return TrainStats(loss=loss, tokens=int(tokens), seconds=time.perf_counter() - started,
+                          extra={"grad_norm": float(grad_norm or 0.0), "mean_log_ratio": log_ratio})
+
+    def hf_state(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full HF tensors on every rank, one parameter at a time (gathered over TP, EP and PP).
+
+        Every GPU then holds what its co-located rollout worker needs, so each GPU's CUDA
+        IPC sender serves its own worker with no host copy.
+        """
+        import torch.distributed as dist
+
+        self._lead("hf_state")
+        mpu, par, layout = self.mpu, self.par, self.layout
+        params = dict(self.module.named_parameters())
+        shapes = hf_shapes(layout)
+        pp_rank, ep_rank = mpu.get_pipeline_model_parallel_rank(), mpu.get_expert_model_parallel_rank()
+        pp_ranks = dist.get_process_group_ranks(mpu.get_pipeline_model_parallel_group()) if par.pp > 1 else [self.rank]
+        from seesaw.trainer.resharding import shards_to_hf
+
+        for rule in model_rules(layout):
+            stages, eps = _placement(rule, layout, par)
+            owner_stage, owner_ep = stages[0], eps[0]
+            full: list[tuple[str, torch.Tensor]] = []
+            if pp_rank == owner_stage:
+                expert = rule.expert is not None
+                group = mpu.get_expert_tensor_parallel_group() if expert else mpu.get_tensor_model_parallel_group()
+                size = par.etp if expert else par.tp
+                if not expert or ep_rank == owner_ep:
+                    local = params[_local_name(rule, layout, par)].detach()
+                    shards = [local]
+                    if size > 1 and rule.split != "replicated":
+                        shards = [torch.empty_like(local) for _ in range(size)]
+                        dist.all_gather(shards, local.contiguous(), group=group)
+                    full = [(n, t.contiguous()) for n, t in shards_to_hf(rule, shards, layout)]
+                else:
+                    full = [(n, torch.empty(shapes[n], dtype=self.dtype, device="cuda")) for n in rule.hf]
+                if expert and par.ep > 1:
+                    ep_group = mpu.get_expert_model_parallel_group()
+                    src = dist.get_process_group_ranks(ep_group)[owner_ep]
+                    for _, t in full:
+                        dist.broadcast(t, src=src, group=ep_group)
+            else:
+                full = [(n, torch.empty(shapes[n], dtype=self.dtype, device="cuda")) for n in rule.hf]
+            if par.pp > 1:
+                for _, t in full:
+                    dist.broadcast(t, src=pp_ranks[owner_stage], group=mpu.get_pipeline_model_parallel_group())
+            yield from full
+
+    # --- memory --------------------------------------------------------------------------
+    def _offloader(self) -> StateOffloader:
+        if self.offloader is None:
+            off = StateOffloader(pin=True)
+            off.add("params", [p.data for p in self.model.parameters()]
+                    + [b.param_data for b in self.model.buffers + self.model.expert_parallel_buffers if b.param_data is not None])
+            off.add("grads", [b.grad_data for b in self.model.buffers + self.model.expert_parallel_buffers], keep_content=False)
+            state = []
+            for inner in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
+                torch_opt = inner.optimizer
+                state += [p for g in torch_opt.param_groups for p in g["params"]]
+                state += [t for s in torch_opt.state.values() for t in s.values() if torch.is_tensor(t) and t.is_cuda]
+            off.add("optimizer", state)
+            self.offloader = off
+        else:  # optimiser state appears at the first step: register what is new
+            for inner in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
+                self.offloader.add("optimizer", [t for s in inner.optimizer.state.values() for t in s.values()
+                                                 if torch.is_tensor(t) and t.is_cuda])
+        return self.offloader
+
+    def _report(self, reports: dict[str, MemoryReport], what: str) -> MemoryReport:
+        self.last_memory = {g: {"bytes": r.bytes, "seconds": r.seconds} for g, r in reports.items()}
+        for g, r in reports.items():
+            log.info("%s %s: %.1f MiB in %.3fs (%.1f GB/s)", what, g, r.bytes / 2**20, r.seconds,
+                     r.bytes / max(r.seconds, 1e-9) / 1e9)
+        return MemoryReport(sum(r.bytes for r in reports.values()), sum(r.seconds for r in reports.values()))
+
+    def offload(self) -> MemoryReport:
+        self._lead("offload")
+        return self._report(self._offloader().offload(), "offload")
+
+    def onload(self) -> MemoryReport:
+        self._lead("onload")
+        return self._report(self._offloader().onload(), "onload")
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, path: str, iteration: int) -> None:
+        """Megatron distributed checkpoint (each rank writes its shards) in directory `path`."""
+        import torch.distributed as dist
+        from megatron.core import dist_checkpointing
+
+        self._lead("save_checkpoint", path, iteration)
+        target = Path(path)
+        if self.rank == 0:
+            target.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        model_sd = self.module.sharded_state_dict()
+        state = {"model": model_sd, "optimizer": self.optimizer.sharded_state_dict(model_sd)}
+        dist_checkpointing.save(state, str(target))
+        if self.rank == 0:
+            (target / "seesaw.json").write_text(json.dumps({"iteration": iteration, "steps": self.steps}))
+        dist.barrier()
+
+    def load_checkpoint(self, path: str) -> int:
+        from megatron.core import dist_checkpointing
+
+        self._lead("load_checkpoint", path)
+        model_sd = self.module.sharded_state_dict()
+        state = dist_checkpointing.load({"model": model_sd, "optimizer": self.optimizer.sharded_state_dict(model_sd)}, path)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        meta = json.loads((Path(path) / "seesaw.json").read_text())
+        self.steps = meta["steps"]
+        return meta["iteration"]
+
+
+@register("trainer", "megatron")
+def megatron_trainer(model_dir: str, spec: dict[str, Any], device: str = "cuda") -> MegatronTrainer:
+    return MegatronTrainer(model_dir, spec, device)
