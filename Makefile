@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-arith.yaml
 
-.PHONY: install demo test bench images render lint clean
+.PHONY: install demo test bench bench-gpu images render lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,14 @@ test: install
 
 bench: install
 	$(PY) bench/weight_sync.py
+
+# One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).
+# Megatron vs CPU loss parity, CUDA IPC hand-off and offload/onload against their floors.
+bench-gpu:
+	mkdir -p runs/bench-gpu
+	$(PY) bench/gpu_megatron_parity.py --json runs/bench-gpu/parity.json
+	$(PY) bench/gpu_ipc_handoff.py --json runs/bench-gpu/ipc_handoff.json
+	$(PY) bench/gpu_offload.py --json runs/bench-gpu/offload.json
 
 # Container images, built from the repository root. Fails (exit 1) where no Docker engine
 # answers: a silent success would leave stale images behind. `make images PUSH=1` pushes.
