@@ -60,7 +60,7 @@ class StateOffloader:
         slots = self.groups.setdefault(group, [])
         for tensor in tensors:
             storage = tensor.untyped_storage()
-            key = storage.data_ptr()
+            key = storage._cdata  # the StorageImpl: stable while its memory moves (data_ptr is not)
             if key in self._seen or storage.nbytes() == 0:
                 continue
             self._seen.add(key)

@@ -105,6 +105,8 @@ def test_offload_frees_storage_and_onload_restores_views_in_place() -> None:
     assert torch.equal(view_a, torch.arange(10, dtype=torch.float32).view(2, 5)) and view_b[0] == 500
     assert torch.equal(grads, torch.zeros(300))
     assert off.onload()["params"].bytes == 0  # already on the device: nothing moved
+    off.add("optimizer", [view_b, grads])  # memory moved on onload; the storages are still known
+    assert off.offload()["optimizer"].bytes == 0 and off.onload()["params"].bytes == 4000
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned host <-> GPU offload needs a GPU")
