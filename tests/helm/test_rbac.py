@@ -1,0 +1,162 @@
+"""The chart's RBAC grants exactly the API calls Seesaw makes: every (group, resource,
+verb) that operator/permissions.py declares for the operator and for the job pods'
+status reporter, no wildcard, and no verb more."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Iterable
+
+import pytest
+
+Grant = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
+
+# kopf's own peering calls, added to the operator's rules by the chart when peering is on
+# (the chart, not the operator code, decides to run several replicas). Used only if
+# operator/permissions.py does not declare them itself.
+KOPF_PEERING = {
+    True: {("kopf.dev", "clusterkopfpeerings", v) for v in ("get", "list", "watch", "patch")},
+    False: {("kopf.dev", "kopfpeerings", v) for v in ("get", "list", "watch", "patch")},
+}
+# Resources the chart may grant through a ClusterRole even when it watches only some
+# namespaces: they have no namespace.
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings", "nodes",
+                  "clusterroles", "clusterrolebindings", "priorityclasses", "deviceclasses",
+                  "resourceslices", "storageclasses"}
+DANGEROUS_VERBS = {"*", "escalate", "impersonate", "bind"}
+
+# ---------------------------------------------------------------------------------------
+# operator/permissions.py: read as one declared list of entries with an API group, a
+# resource, an optional subresource, verbs, and who makes the call (the operator, or the
+# sidecar's status reporter). Attribute or key names are matched loosely so that this
+# test checks the content, not the spelling.
+
+_FIELDS = {
+    "group": ("api_group", "apiGroup", "group"),
+    "resource": ("resource",),
+    "subresource": ("subresource", "sub_resource"),
+    "verbs": ("verbs",),
+    "who": ("used_by", "usedBy", "who", "actor", "caller", "component", "by", "subject", "role"),
+}
+
+
+def _field(entry: Any, key: str) -> Any:
+    for name in _FIELDS[key]:
+        if isinstance(entry, dict) and name in entry:
+            return entry[name]
+        if hasattr(entry, name):
+            return getattr(entry, name)
+    return None
+
+
+def _grants(entries: Iterable[Any]) -> set[Grant]:
+    grants = set()
+    for entry in entries:
+        group, resource, verbs = _field(entry, "group"), _field(entry, "resource"), _field(entry, "verbs")
+        assert group is not None and resource and verbs, f"cannot read permission entry {entry!r}"
+        subresource = _field(entry, "subresource")
+        name = f"{resource}/{subresource}" if subresource else resource
+        grants |= {(group, name, verb) for verb in ([verbs] if isinstance(verbs, str) else verbs)}
+    return grants
+
+
+def declared() -> dict[str, set[Grant]]:
+    """{'operator': grants, 'sidecar': grants} from operator/permissions.py."""
+    module = importlib.import_module("seesaw.operator.permissions")
+    lists = {n: v for n, v in vars(module).items()
+             if n.isupper() and isinstance(v, (list, tuple, frozenset, set)) and v}
+    operator_lists = [v for n, v in lists.items() if "OPERATOR" in n]
+    sidecar_lists = [v for n, v in lists.items() if any(w in n for w in ("SIDECAR", "REPORTER", "JOB", "POD"))]
+    if operator_lists and sidecar_lists:
+        return {"operator": _grants(e for l in operator_lists for e in l),
+                "sidecar": _grants(e for l in sidecar_lists for e in l)}
+    (everything,) = [v for v in lists.values() if all(_field(e, "resource") for e in v)] or [()]
+    assert everything, "operator/permissions.py declares no list of permissions"
+    split: dict[str, list] = {"operator": [], "sidecar": []}
+    for entry in everything:
+        who = str(_field(entry, "who") or "").lower()
+        assert who, f"permission {entry!r} does not say who makes the call (operator or sidecar)"
+        split["operator" if "operator" in who else "sidecar"].append(entry)
+    return {k: _grants(v) for k, v in split.items()}
+
+
+# ---------------------------------------------------------------------------------------
+
+def rule_grants(rules: list[dict[str, Any]]) -> set[Grant]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def bound_to_operator(rendered, values) -> tuple[set[Grant], set[Grant]]:
+    """(cluster-wide grants, grants in each watched namespace) of the operator's account."""
+    account = values.get("serviceAccount", {}).get("name") or "seesaw"
+    roles = {(r["kind"], r["metadata"].get("namespace"), r["metadata"]["name"]): r
+             for r in rendered.objects if r["kind"] in ("Role", "ClusterRole")}
+    cluster, per_namespace = set(), {}
+    for binding in rendered.all("ClusterRoleBinding") + rendered.all("RoleBinding"):
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == account for s in binding["subjects"]):
+            continue
+        ref = binding["roleRef"]
+        namespace = binding["metadata"].get("namespace")
+        role = roles[(ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])]
+        grants = rule_grants(role["rules"])
+        if binding["kind"] == "ClusterRoleBinding":
+            cluster |= grants
+        else:
+            per_namespace.setdefault(namespace, set()).update(grants)
+    namespaces = values.get("watch", {}).get("namespaces", [])
+    if values.get("watch", {}).get("allNamespaces", True):
+        assert not per_namespace
+        return cluster, set()
+    assert sorted(per_namespace) == sorted(namespaces), "a Role in each watched namespace, and only there"
+    grants = list(per_namespace.values())
+    assert all(g == grants[0] for g in grants), "every watched namespace grants the same"
+    return cluster, grants[0]
+
+
+@pytest.fixture(scope="module")
+def permissions() -> dict[str, set[Grant]]:
+    return declared()
+
+
+def test_no_rendered_rule_uses_a_wildcard_or_escalating_verb(render, values):
+    rendered = render(values)
+    roles = rendered.all("Role") + rendered.all("ClusterRole")
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            assert "nonResourceURLs" not in rule, role["metadata"]["name"]
+            for key in ("apiGroups", "resources", "verbs"):
+                assert rule[key] and "*" not in rule[key], f"{role['metadata']['name']}: {rule}"
+                assert not any("*" in item for item in rule[key]), f"{role['metadata']['name']}: {rule}"
+            assert not set(rule["verbs"]) & DANGEROUS_VERBS or rule.get("resourceNames"), rule
+
+
+def test_operator_rules_grant_exactly_the_declared_calls(render, values, permissions):
+    rendered = render(values)
+    watch = {"allNamespaces": True, **values.get("watch", {})}
+    peering = values.get("peering", {}).get("enabled", True)
+    expected = set(permissions["operator"])
+    if peering and not any(g == "kopf.dev" for g, _, _ in expected):
+        expected |= KOPF_PEERING[watch["allNamespaces"]]
+    cluster, namespaced = bound_to_operator(rendered, values)
+    granted = cluster | namespaced
+    assert granted - expected == set(), "the chart grants calls the operator does not make"
+    assert expected - granted == set(), "the operator makes calls the chart does not grant"
+    if not watch["allNamespaces"]:
+        leaked = {g for g in cluster if g[1].split("/")[0] not in CLUSTER_SCOPED}
+        assert not leaked, f"watching some namespaces, yet granted cluster-wide: {leaked}"
+
+
+def test_job_role_grants_exactly_what_the_status_reporter_calls(render, values, permissions):
+    rendered = render(values)
+    (job_role,) = [r for r in rendered.all("ClusterRole") if r["metadata"]["name"].endswith("-job")]
+    assert rule_grants(job_role["rules"]) == permissions["sidecar"]
+    # The chart binds it to nobody: the operator binds it to each job's pods, in its namespace.
+    for binding in rendered.all("ClusterRoleBinding") + rendered.all("RoleBinding"):
+        assert binding["roleRef"]["name"] != job_role["metadata"]["name"]
+    (env,) = [e for e in rendered.operator["env"] if e["name"] == "SEESAW_JOB_CLUSTERROLE"]
+    assert env["value"] == job_role["metadata"]["name"]
+
+
+def test_rbac_can_be_left_to_the_cluster_admin(render):
+    rendered = render({"rbac": {"create": False}})
+    assert not [o for o in rendered.objects if o["apiVersion"].startswith("rbac.authorization.k8s.io")]
