@@ -72,6 +72,14 @@ def test_chart_installs_the_rljob_crd_from_the_one_source_in_crds(chart):
                    for t in chart.templates)
 
 
+def test_packaged_chart_carries_the_crd_content_not_a_link(tmp_path):
+    """What `helm package` pushes to a registry: the link is resolved into the archive."""
+    archive = helm.package(CHART, destination=tmp_path)
+    with helm.Chart.load(archive) as packaged:
+        (rljobs,) = [c for c in packaged.crds if "name: rljobs.seesaw.dev" in c["data"]]
+    assert rljobs["data"] == (ROOT / "crds" / "seesaw.dev_rljobs.yaml").read_text()
+
+
 def kopf_run_options(args: list[str]) -> dict:
     """Parse the container args exactly as `kopf run` would, without starting it."""
     with kopf.cli.run.make_context("run", list(args), resilient_parsing=False) as ctx:
