@@ -1,6 +1,7 @@
 """The operator chart renders, lints and validates against the upstream Kubernetes schemas."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -220,3 +221,9 @@ def test_notes_tell_how_to_apply_the_first_job_and_watch_it(render, values):
     watch = values.get("watch", {})
     if watch.get("allNamespaces") is False:
         assert f"-n {watch['namespaces'][0]}" in rendered.notes
+
+
+def test_pod_runs_as_the_user_the_operator_image_declares(render):
+    (user,) = re.findall(r"^USER (\d+):(\d+)$", (ROOT / "operator" / "Dockerfile").read_text(), re.M)
+    context = render().pod_spec["securityContext"]
+    assert (str(context["runAsUser"]), str(context["runAsGroup"])) == user
