@@ -1,6 +1,7 @@
 """A task: prompts with reference answers, split into train and held-out eval sets."""
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -38,11 +39,14 @@ def _split(problems: list[Problem], eval_count: int, seed: int) -> tuple[list[Pr
     return shuffled[eval_count:], shuffled[:eval_count]
 
 
-def arith_task(max_operand: int, eval_count: int, seed: int = 1234) -> Task:
-    """Two-number addition, 'a+b=' -> 'a+b' as digits: verifiable, and learnable by a tiny model."""
-    problems = [Problem(f"{a}+{b}=", str(a + b)) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+def arith_task(max_operand: int, eval_count: int, terms: int = 2, seed: int = 1234) -> Task:
+    """Addition of `terms` numbers, 'a+b+c=' -> the sum in digits: verifiable, and learnable by a tiny model."""
+    operands = itertools.product(range(max_operand + 1), repeat=terms)
+    problems = [Problem("+".join(map(str, combo)) + "=", str(sum(combo))) for combo in operands]
     if eval_count >= len(problems) // 2:
-        raise SpecError("spec.rl.evaluation.prompts", f"expected fewer than {len(problems) // 2} for maxOperand {max_operand}, got {eval_count}")
+        raise SpecError("spec.rl.evaluation.prompts",
+                        f"expected fewer than {len(problems) // 2} held-out prompts for maxOperand {max_operand} "
+                        f"and {terms} terms ({len(problems)} problems), got {eval_count}")
     train, held_out = _split(problems, eval_count, seed)
     return Task("arith", train, held_out, exact_answer, alphabet="0123456789+=")
 
@@ -65,7 +69,7 @@ def load_task(spec: dict[str, Any]) -> Task:
     source = spec["prompts"]["source"]
     eval_count = spec["rl"]["evaluation"]["prompts"]
     if source == "builtin:arith":
-        return arith_task(spec["prompts"]["maxOperand"], eval_count)
+        return arith_task(spec["prompts"]["maxOperand"], eval_count, spec["prompts"]["terms"])
     if source.startswith("builtin:"):
         raise SpecError("spec.prompts.source", f"unknown builtin task {source!r}; known: ['builtin:arith']")
     path = Path(source)
