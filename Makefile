@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
-JOB ?= examples/tiny-arith.yaml
+JOB ?= examples/tiny-reverse.yaml
 
 .PHONY: install demo test bench bench-gpu images render lint clean
 

@@ -21,6 +21,7 @@ from seesaw.rpc import WorkerClient
 from seesaw.tasks import Problem, Task
 
 MiB = 1024 * 1024
+EVAL_SAMPLES = 4
 
 
 @dataclass
@@ -37,13 +38,17 @@ class IterationMetrics:
     sync_bytes: int
     rollout_trainer_logprob_diff: float
     eval_accuracy: float | None = None
+    eval_greedy_accuracy: float | None = None
 
 
 @dataclass
 class RunSummary:
-    accuracy_before: float
+    accuracy_before: float  # held-out, sampled at the rollout temperature (the policy itself)
     accuracy_after: float
+    greedy_accuracy_before: float
+    greedy_accuracy_after: float
     eval_prompts: int
+    eval_samples_per_prompt: int
     iterations: int
     wall_seconds: float
     sync: dict[str, float]
@@ -112,17 +117,20 @@ class Conductor:
         self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
         return self.last_sync
 
-    def evaluate(self, iteration: int, problems: list[Problem]) -> float:
-        """Greedy accuracy on held-out problems."""
-        def work() -> float:
+    def evaluate(self, iteration: int, problems: list[Problem]) -> dict[str, float]:
+        """Held-out accuracy: greedy, and the policy's own (sampled at the rollout temperature,
+        `EVAL_SAMPLES` per prompt), which is what the RL objective is the expectation of."""
+        rollout = self.spec["rollout"]
+
+        def accuracy(samples_per_prompt: int, temperature: float) -> float:
             prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
-            raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": 1, "temperature": 0.0,
-                                                  "max_tokens": self.spec["rollout"]["maxTokens"]},
-                                    timeout=self.machine.remaining())
+            raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": samples_per_prompt, "temperature": temperature,
+                                                  "max_tokens": rollout["maxTokens"]}, timeout=self.machine.remaining())
             scores = [self.task.score(self._decode(s["response_ids"]), problems[s["prompt_index"]]) for s in raw]
             return sum(scores) / max(1, len(scores))
 
-        return self.machine.run(Phase.EVAL, iteration, work)
+        return self.machine.run(Phase.EVAL, iteration, lambda: {
+            "greedy": accuracy(1, 0.0), "sampled": accuracy(EVAL_SAMPLES, rollout["temperature"])})
 
     def roll_out(self, iteration: int) -> tuple[list[Sample], dict[str, float]]:
         rl, rollout = self.spec["rl"], self.spec["rollout"]
@@ -180,8 +188,9 @@ class Conductor:
         self.wait_ready()
         first = self.sync_weights(0, first=True)
         self.log(f"initial weight sync: {first['bytes'] / MiB:.1f} MiB in {first['buckets']} buckets, {first['seconds']:.3f}s")
-        accuracy_before = self.evaluate(0, self.task.eval)
-        self.log(f"held-out accuracy before RL: {accuracy_before:.3f} on {len(self.task.eval)} prompts")
+        before = self.evaluate(0, self.task.eval)
+        self.log(f"held-out accuracy before RL: {before['sampled']:.3f} sampled (T={self.spec['rollout']['temperature']}), "
+                 f"{before['greedy']:.3f} greedy, on {len(self.task.eval)} prompts")
         every_eval = rl["evaluation"]["everyIterations"]
         every_ckpt = self.spec["checkpoint"]["everyIterations"]
         for iteration in range(1, rl["iterations"] + 1):
@@ -202,20 +211,24 @@ class Conductor:
                 rollout_trainer_logprob_diff=train_stats["extra"].get("max_abs_logprob_diff", float("nan")),
             )
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
-                metrics.eval_accuracy = self.evaluate(iteration, self.task.eval)
+                evaluated = self.evaluate(iteration, self.task.eval)
+                metrics.eval_accuracy, metrics.eval_greedy_accuracy = evaluated["sampled"], evaluated["greedy"]
             if every_ckpt and iteration % every_ckpt == 0:
                 path = self.checkpoint(iteration)
                 self.on_progress(iteration, "checkpoint", {"path": path})
             self._record(metrics, rl["iterations"])
-        accuracy_after = self.evaluate(rl["iterations"], self.task.eval)
+        after = self.evaluate(rl["iterations"], self.task.eval)
         self.machine.finish(rl["iterations"])
         probe = self.task.eval[:32]
         diff = self.probe_logprob_diff(probe)
-        self.log(f"held-out accuracy after RL: {accuracy_after:.3f} (before {accuracy_before:.3f}); "
+        self.log(f"held-out accuracy after RL: {after['sampled']:.3f} sampled (before {before['sampled']:.3f}), "
+                 f"{after['greedy']:.3f} greedy (before {before['greedy']:.3f}); "
                  f"vLLM vs trainer max |dlogp| on {len(probe)} probe sequences: {diff:.2e}")
         sync_history = [m.sync_seconds for m in self.history]
         return RunSummary(
-            accuracy_before=accuracy_before, accuracy_after=accuracy_after, eval_prompts=len(self.task.eval),
+            accuracy_before=before["sampled"], accuracy_after=after["sampled"],
+            greedy_accuracy_before=before["greedy"], greedy_accuracy_after=after["greedy"],
+            eval_prompts=len(self.task.eval), eval_samples_per_prompt=EVAL_SAMPLES,
             iterations=rl["iterations"], wall_seconds=time.time() - started,
             sync={"bytes": int(self.last_sync["bytes"]), "seconds": float(self.last_sync["seconds"]),
                   "mean_phase_seconds": statistics.fmean(sync_history) if sync_history else 0.0,

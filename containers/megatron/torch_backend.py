@@ -7,6 +7,7 @@ buckets with no staging copy.
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -90,14 +91,45 @@ class TorchTrainer:
 
     # --- training ----------------------------------------------------------------------
     def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
-        """One mirror-descent step on one iteration's samples, in micro-batches of whole prompts."""
+        """One iteration's mirror-descent update: `epochsPerIteration` passes over the samples,
+        one optimiser step per mini-batch of `miniBatchPrompts` whole prompts.
+
+        pi_i (the samples' log-probs) stays the reference for every step of the iteration:
+        the tau term pulls later mini-batch steps back towards it.
+        """
         started = time.perf_counter()
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        rl = self.spec["rl"]
         groups: dict[int, list[Sample]] = {}
         for sample in samples:
             groups.setdefault(sample.prompt_index, []).append(sample)
         group_list = list(groups.values())
+        per_step = rl["miniBatchPrompts"] or len(group_list)
+        order = list(range(len(group_list)))
+        shuffler = random.Random(self.steps)
+        losses, tokens, log_ratio, max_diff, grad_norms = [], 0, 0.0, 0.0, []
+        self.model.train()
+        for epoch in range(rl["epochsPerIteration"]):
+            shuffler.shuffle(order)
+            for start in range(0, len(order), per_step):
+                batch = [group_list[i] for i in order[start: start + per_step]]
+                loss, n_tokens, ratio, diff = self._accumulate(batch, tau)
+                if epoch == 0 and start == 0:
+                    # before the first step pi_theta is pi_i: the rollout engine's log-probs must match ours
+                    max_diff = diff
+                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip or float("inf"))))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                losses.append(loss)
+                tokens += n_tokens
+                log_ratio = ratio
+                self.steps += 1
+        self.model.eval()
+        return TrainStats(loss=sum(losses) / len(losses), tokens=tokens, seconds=time.perf_counter() - started,
+                          extra={"grad_norm": max(grad_norms), "mean_log_ratio": log_ratio,
+                                 "max_abs_logprob_diff": max_diff, "optimizer_steps": len(losses)})
+
+    def _accumulate(self, group_list: list[list[Sample]], tau: float) -> tuple[float, int, float, float]:
+        """Backward the loss of whole prompts, in micro-batches of at most microBatchSize samples."""
         per_micro = max(1, self.micro_batch // max(len(g) for g in group_list))
         total_loss, tokens, log_ratio, max_diff = 0.0, 0, 0.0, 0.0
         for start in range(0, len(group_list), per_micro):
@@ -106,7 +138,6 @@ class TorchTrainer:
             old = torch.zeros_like(logprobs)
             for i, s in enumerate(chunk):
                 old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
-            # Before the step pi_theta is pi_i: the rollout engine's log-probs must match ours.
             max_diff = max(max_diff, float(((logprobs.detach() - old).abs() * mask).max()))
             stats = kimi_policy_loss(
                 logprobs, old, mask,
@@ -120,13 +151,7 @@ class TorchTrainer:
             total_loss += stats.loss.item() * weight
             log_ratio += stats.mean_log_ratio * weight
             tokens += int(mask.sum())
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip) if self.grad_clip else torch.tensor(0.0)
-        self.optimizer.step()
-        self.model.eval()
-        self.steps += 1
-        return TrainStats(loss=total_loss, tokens=tokens, seconds=time.perf_counter() - started,
-                          extra={"grad_norm": float(grad_norm), "mean_log_ratio": log_ratio,
-                                 "max_abs_logprob_diff": max_diff})
+        return total_loss, tokens, log_ratio, max_diff
 
     # --- memory ------------------------------------------------------------------------
     def offload(self) -> MemoryReport:
@@ -144,8 +169,11 @@ class TorchTrainer:
         fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=target.parent)
         os.close(fd)
         try:
-            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "iteration": iteration, "steps": self.steps}, tmp)
+            with open(tmp, "wb") as out:
+                torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                            "iteration": iteration, "steps": self.steps}, out)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

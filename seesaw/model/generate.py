@@ -87,15 +87,22 @@ def cache_key(spec: dict[str, Any], task: Task) -> str:
 
 
 def supervised_warmup(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, task: Task,
-                      steps: int, lr: float, seed: int, batch_size: int = 64, log=print) -> list[float]:
-    """Teacher-forced fine-tune on (prompt, answer) pairs, loss on the answer tokens only."""
+                      steps: int, lr: float, seed: int, batch_size: int = 64, noise: float = 0.0, log=print) -> list[float]:
+    """Teacher-forced fine-tune on (prompt, answer) pairs, loss on the answer tokens only.
+
+    With noise > 0 that fraction of demonstrations shows the task's plausible wrong answer
+    (as SFT data written or distilled in bulk carries mistakes).
+    """
+    if noise and task.wrong_answer is None:
+        raise ValueError(f"spec.model.generate.sftNoise: task {task.name!r} has no wrong-answer generator; set it to 0")
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     losses = []
     for step in range(steps):
         batch = rng.sample(task.train, min(batch_size, len(task.train)))
-        rows = [(encode_prompt(tokenizer, p.prompt), encode_answer(tokenizer, p.answer)) for p in batch]
+        answers = [task.wrong_answer(p) if noise and rng.random() < noise else p.answer for p in batch]
+        rows = [(encode_prompt(tokenizer, p.prompt), encode_answer(tokenizer, a)) for p, a in zip(batch, answers)]
         width = max(len(a) + len(b) for a, b in rows)
         ids = torch.full((len(rows), width), tokenizer.pad_token_id)
         labels = torch.full((len(rows), width), -100)
@@ -133,8 +140,10 @@ def prepare_model(spec: dict[str, Any], task: Task, cache_dir: Path, log=print) 
     model = LlamaForCausalLM(config).to(torch.float32)
     params = sum(p.numel() for p in model.parameters())
     log(f"model: generated Llama ({params / 1e6:.2f}M params, {config.num_hidden_layers} layers), "
-        f"SFT warm-up for {generate['sftSteps']} steps")
-    supervised_warmup(model, tokenizer, task, generate["sftSteps"], generate["sftLearningRate"], generate["seed"], log=log)
+        f"SFT warm-up for {generate['sftSteps']} steps"
+        + (f" ({generate['sftNoise']:.0%} of demonstrations wrong)" if generate["sftNoise"] else ""))
+    supervised_warmup(model, tokenizer, task, generate["sftSteps"], generate["sftLearningRate"], generate["seed"],
+                      noise=generate["sftNoise"], log=log)
     model = model.to(getattr(torch, spec["model"]["dtype"]))
     # Write next to the target and rename: a crash never leaves a half-written model in the cache.
     cache_dir.mkdir(parents=True, exist_ok=True)

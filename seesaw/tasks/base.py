@@ -26,6 +26,8 @@ class Task:
     score: Callable[[str, Problem], float]
     # the characters a generated tokenizer must cover
     alphabet: str
+    # a plausible wrong answer, for deliberately imperfect SFT demonstrations (None: not offered)
+    wrong_answer: Callable[[Problem], str] | None = None
 
 
 def exact_answer(response: str, problem: Problem) -> float:
@@ -51,6 +53,18 @@ def arith_task(max_operand: int, eval_count: int, terms: int = 2, seed: int = 12
     return Task("arith", train, held_out, exact_answer, alphabet="0123456789+=")
 
 
+def reverse_task(digits: int, eval_count: int, seed: int = 1234) -> Task:
+    """Reverse a digit string, '0427=' -> '7240': a tiny model learns it in a few hundred SFT
+    steps, so a short warm-up leaves a policy that is right sometimes, which RL then sharpens."""
+    problems = [Problem(f"{n:0{digits}d}=", f"{n:0{digits}d}"[::-1]) for n in range(10 ** digits)]
+    if eval_count >= len(problems) // 2:
+        raise SpecError("spec.rl.evaluation.prompts", f"expected fewer than {len(problems) // 2} held-out prompts for {digits} digits, got {eval_count}")
+    train, held_out = _split(problems, eval_count, seed)
+    # the tempting mistake: the digits copied in their original order
+    return Task("reverse", train, held_out, exact_answer, alphabet="0123456789=",
+                wrong_answer=lambda problem: problem.prompt.rstrip("="))
+
+
 def jsonl_task(path: Path, eval_count: int, seed: int = 1234) -> Task:
     problems = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -70,8 +84,10 @@ def load_task(spec: dict[str, Any]) -> Task:
     eval_count = spec["rl"]["evaluation"]["prompts"]
     if source == "builtin:arith":
         return arith_task(spec["prompts"]["maxOperand"], eval_count, spec["prompts"]["terms"])
+    if source == "builtin:reverse":
+        return reverse_task(spec["prompts"]["digits"], eval_count)
     if source.startswith("builtin:"):
-        raise SpecError("spec.prompts.source", f"unknown builtin task {source!r}; known: ['builtin:arith']")
+        raise SpecError("spec.prompts.source", f"unknown builtin task {source!r}; known: ['builtin:arith', 'builtin:reverse']")
     path = Path(source)
     if not path.is_file():
         raise SpecError("spec.prompts.source", f"expected builtin:<task> or a JSONL file, {source!r} does not exist")
