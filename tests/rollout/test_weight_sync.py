@@ -1,0 +1,80 @@
+"""A real vLLM engine takes the trainer's weights over Mooncake (TCP) and agrees with it."""
+import pytest
+
+from pod_helpers import start_pod, wait_ready
+from seesaw.model.generate import encode_answer, encode_prompt
+
+pytestmark = pytest.mark.slow
+TOLERANCE = 1e-4  # fp32 on both sides
+
+
+def probe(model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompts = [encode_prompt(tokenizer, f"{n:04d}=") for n in (12, 4711, 9031, 5550)]
+    responses = [encode_answer(tokenizer, f"{n:04d}"[::-1]) for n in (12, 4711, 9031, 5550)]
+    return {"prompt_ids": prompts, "response_ids": responses}
+
+
+def max_diff(a, b):
+    return max(abs(x - y) for xs, ys in zip(a, b) for x, y in zip(xs, ys))
+
+
+@pytest.fixture(scope="module")
+def pod(tiny_model, tmp_path_factory):
+    manifest, model_dir = tiny_model
+    pod, clients = start_pod(manifest, model_dir, tmp_path_factory.mktemp("pod"))
+    try:
+        wait_ready(pod, clients)
+        yield clients["trainer"], clients["rollout"], model_dir
+    finally:
+        pod.stop()
+
+
+def sync(trainer, rollout, first=False, bucket_bytes=256 * 1024):
+    handle = trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes})
+    if first:
+        rollout.call("/weights/init", {"capacity_bytes": handle["total_bytes"], "protocol": handle["protocol"]})
+    return handle, rollout.call("/weights/update", {"handle": handle})
+
+
+def test_live_engine_matches_the_trainer_after_each_sync(pod):
+    trainer, rollout, model_dir = pod
+    batch = probe(model_dir)
+    # vLLM started with dummy weights: before the first sync it disagrees with the trainer
+    assert max_diff(rollout.call("/logprobs", batch), trainer.call("/logprobs", batch)) > 0.1
+
+    handle, result = sync(trainer, rollout, first=True)
+    assert len(handle["buckets"]) > 1, "the test model should span several buckets"
+    assert result["bytes"] == handle["total_bytes"] and result["buckets"] == len(handle["buckets"])
+    before = trainer.call("/logprobs", batch)
+    assert max_diff(rollout.call("/logprobs", batch), before) < TOLERANCE
+
+    # one RL step moves the trainer; the next sync moves the running engine with it
+    samples = [{"prompt_index": i, "prompt_ids": p, "response_ids": r, "logprobs": lp, "reward": float(i % 2)}
+               for i, (p, r, lp) in enumerate(zip(batch["prompt_ids"], batch["response_ids"], before))]
+    samples += [dict(s, prompt_index=s["prompt_index"], reward=1.0 - s["reward"], response_ids=s["response_ids"][::-1],
+                     logprobs=trainer.call("/logprobs", {"prompt_ids": [s["prompt_ids"]], "response_ids": [s["response_ids"][::-1]]})[0])
+                for s in samples]
+    stats = trainer.call("/train", {"samples": samples, "tau": 0.1})
+    assert stats["extra"]["max_abs_logprob_diff"] < TOLERANCE
+    after = trainer.call("/logprobs", batch)
+    assert max_diff(after, before) > 1e-3, "the train step should have changed the policy"
+    assert max_diff(rollout.call("/logprobs", batch), after) > 1e-3, "not synced yet: the engine still has the old weights"
+    _, second = sync(trainer, rollout)
+    assert second["weight_version"] == result["weight_version"] + 1
+    assert max_diff(rollout.call("/logprobs", batch), after) < TOLERANCE
+
+
+def test_generation_returns_k_samples_per_prompt_with_logprobs(pod):
+    trainer, rollout, model_dir = pod
+    batch = probe(model_dir)
+    samples = rollout.call("/generate", {"prompt_ids": batch["prompt_ids"][:2], "n": 3, "temperature": 1.0, "max_tokens": 6})
+    assert sorted(s["prompt_index"] for s in samples) == [0, 0, 0, 1, 1, 1]
+    for s in samples:
+        assert len(s["logprobs"]) == len(s["response_ids"]) > 0
+    # the sampling policy's log-probs are the trainer's (pi_i in the loss)
+    recomputed = trainer.call("/logprobs", {"prompt_ids": [s["prompt_ids"] for s in samples],
+                                             "response_ids": [s["response_ids"] for s in samples]})
+    assert max_diff(recomputed, [s["logprobs"] for s in samples]) < TOLERANCE

@@ -1,0 +1,66 @@
+"""Helpers for tests that start real workers: a tiny generated model and a local pod."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seesaw.spec import load_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_manifest(**rl_overrides) -> dict:
+    manifest = load_manifest(ROOT / "examples" / "tiny-reverse.yaml")
+    manifest["spec"]["model"]["generate"]["sftSteps"] = 20
+    manifest["spec"]["rl"]["evaluation"]["prompts"] = 32
+    manifest["spec"]["rl"].update(rl_overrides)
+    return manifest
+
+
+def make_tiny_model(tmp_path_factory) -> tuple[dict, Path]:
+    from seesaw.model.generate import prepare_model
+    from seesaw.tasks import load_task
+
+    manifest = tiny_manifest()
+    cache = tmp_path_factory.mktemp("models")
+    model_dir = prepare_model(manifest["spec"], load_task(manifest["spec"]), cache, log=lambda *_: None)
+    return manifest, model_dir
+
+
+def start_pod(manifest: dict, model_dir: Path, run_dir: Path, workers=("trainer", "rollout")):
+    """Start the pod's worker processes exactly as `seesaw run` does; returns (pod, clients)."""
+    from seesaw.local.runner import WORKERS, LocalPod, free_port
+    from seesaw.rpc import WorkerClient
+
+    job = run_dir / "job.yaml"
+    job.write_text(yaml.safe_dump(manifest))
+    env = dict(os.environ, SEESAW_JOB_CONFIG=str(job), SEESAW_MODEL_DIR=str(model_dir), SEESAW_RUN_DIR=str(run_dir),
+               SEESAW_TRAINER_PORT=str(free_port()), SEESAW_ROLLOUT_PORT=str(free_port()))
+    pod = LocalPod(run_dir, env)
+    for name in workers:
+        pod.start(name, WORKERS[name])
+    clients = {
+        "trainer": WorkerClient("trainer", f"http://127.0.0.1:{env['SEESAW_TRAINER_PORT']}"),
+        "rollout": WorkerClient("rollout engine", f"http://127.0.0.1:{env['SEESAW_ROLLOUT_PORT']}"),
+    }
+    return pod, {name: clients[name] for name in workers}
+
+
+def wait_ready(pod, clients: dict, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    pending = dict(clients)
+    while pending:
+        dead = pod.dead_worker()
+        assert dead is None, f"{dead[0]} exited: {pod.logs[dead[0]].read_text()[-3000:]}"
+        for name, client in list(pending.items()):
+            state = client.health()
+            if state and state.get("error"):
+                raise AssertionError(f"{name} failed to start: {state['error']}")
+            if state and state.get("ready"):
+                del pending[name]
+        assert time.monotonic() < deadline, f"not ready in {timeout}s: {list(pending)}"
+        time.sleep(0.5)
