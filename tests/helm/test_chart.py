@@ -218,6 +218,8 @@ def test_notes_tell_how_to_apply_the_first_job_and_watch_it(render, values):
     example = yaml.safe_load((ROOT / "examples" / "tiny-arith.yaml").read_text())
     assert f"kubectl describe rlj {example['metadata']['name']}" in rendered.notes
     assert "kubectl get rlj" in rendered.notes and " -w" in rendered.notes
+    # the label the operator puts on a job's pods (operator/constants.py)
+    assert f"kubectl get pods -l seesaw.dev/job={example['metadata']['name']}" in rendered.notes
     watch = values.get("watch", {})
     if watch.get("allNamespaces") is False:
         assert f"-n {watch['namespaces'][0]}" in rendered.notes
