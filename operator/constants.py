@@ -90,3 +90,8 @@ POD_LOST = "PodLost"
 
 # Restart backoff doubles per restart, up to this.
 MAX_BACKOFF_SECONDS = 600.0
+
+# Reasons of the conditions while nothing happened to them yet.
+REASON_NOT_SUSPENDED = "NotSuspended"
+REASON_NO_RESTART = "NoRestart"
+REASON_NOT_FINISHED = "NotFinished"
