@@ -213,13 +213,16 @@ def test_metrics_port_clash_with_liveness_fails_clearly(chart):
 
 def test_notes_tell_how_to_apply_the_first_job_and_watch_it(render, values):
     rendered = render(values)
-    assert "kubectl apply" in rendered.notes and "-f examples/tiny-arith.yaml" in rendered.notes
-    assert (ROOT / "examples" / "tiny-arith.yaml").is_file()
-    example = yaml.safe_load((ROOT / "examples" / "tiny-arith.yaml").read_text())
-    assert f"kubectl describe rlj {example['metadata']['name']}" in rendered.notes
+    applied = re.findall(r"kubectl apply .*-f (examples/\S+\.yaml)", rendered.notes)
+    assert applied, "NOTES must show how to apply an example RLJob"
+    assert (ROOT / applied[0]).is_file(), f"NOTES applies {applied[0]}, which does not exist"
+    example = yaml.safe_load((ROOT / applied[0]).read_text())
+    assert example["kind"] == "RLJob"
+    name = example["metadata"]["name"]
     assert "kubectl get rlj" in rendered.notes and " -w" in rendered.notes
+    assert f"kubectl describe rlj {name}" in rendered.notes
     # the label the operator puts on a job's pods (operator/constants.py)
-    assert f"kubectl get pods -l seesaw.dev/job={example['metadata']['name']}" in rendered.notes
+    assert f"kubectl get pods -l seesaw.dev/job={name}" in rendered.notes
     watch = values.get("watch", {})
     if watch.get("allNamespaces") is False:
         assert f"-n {watch['namespaces'][0]}" in rendered.notes
