@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any, Iterable
+from typing import Any
 
 import pytest
 
 Grant = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 
 # kopf's own peering calls, added to the operator's rules by the chart when peering is on
-# (the chart, not the operator code, decides to run several replicas). Used only if
-# operator/permissions.py does not declare them itself.
+# (the chart, not the operator code, decides to run several replicas; permissions.py
+# leaves them out for that reason). Used only if permissions.py does not declare them.
 KOPF_PEERING = {
     True: {("kopf.dev", "clusterkopfpeerings", v) for v in ("get", "list", "watch", "patch")},
     False: {("kopf.dev", "kopfpeerings", v) for v in ("get", "list", "watch", "patch")},
@@ -25,64 +25,16 @@ CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "clusterkopfpeering
                   "resourceslices", "storageclasses"}
 DANGEROUS_VERBS = {"*", "escalate", "impersonate", "bind"}
 
-# ---------------------------------------------------------------------------------------
-# operator/permissions.py: read as one declared list of entries with an API group, a
-# resource, an optional subresource, verbs, and who makes the call (the operator, or the
-# sidecar's status reporter). Attribute or key names are matched loosely so that this
-# test checks the content, not the spelling.
-
-_FIELDS = {
-    "group": ("api_group", "apiGroup", "group"),
-    "resource": ("resource",),
-    "subresource": ("subresource", "sub_resource"),
-    "verbs": ("verbs",),
-    "who": ("used_by", "usedBy", "who", "actor", "caller", "component", "by", "subject", "role"),
-}
-
-
-def _field(entry: Any, key: str) -> Any:
-    for name in _FIELDS[key]:
-        if isinstance(entry, dict) and name in entry:
-            return entry[name]
-        if hasattr(entry, name):
-            return getattr(entry, name)
-    return None
-
-
-def _grants(entries: Iterable[Any]) -> set[Grant]:
-    grants = set()
-    for entry in entries:
-        group, resource, verbs = _field(entry, "group"), _field(entry, "resource"), _field(entry, "verbs")
-        assert group is not None and resource and verbs, f"cannot read permission entry {entry!r}"
-        subresource = _field(entry, "subresource")
-        name = f"{resource}/{subresource}" if subresource else resource
-        grants |= {(group, name, verb) for verb in ([verbs] if isinstance(verbs, str) else verbs)}
-    return grants
-
-
 @functools.cache
 def declared() -> dict[str, set[Grant]]:
     """{'operator': grants, 'sidecar': grants} from operator/permissions.py."""
     try:
-        module = importlib.import_module("seesaw.operator.permissions")
+        permissions = importlib.import_module("seesaw.operator.permissions")
     except ModuleNotFoundError as missing:
         pytest.fail(f"operator/permissions.py cannot be imported ({missing}): the chart's RBAC "
                     "has nothing to be checked against")
-    lists = {n: v for n, v in vars(module).items()
-             if n.isupper() and isinstance(v, (list, tuple, frozenset, set)) and v}
-    operator_lists = [v for n, v in lists.items() if "OPERATOR" in n]
-    sidecar_lists = [v for n, v in lists.items() if any(w in n for w in ("SIDECAR", "REPORTER", "JOB", "POD"))]
-    if operator_lists and sidecar_lists:
-        return {"operator": _grants(e for l in operator_lists for e in l),
-                "sidecar": _grants(e for l in sidecar_lists for e in l)}
-    (everything,) = [v for v in lists.values() if all(_field(e, "resource") for e in v)] or [()]
-    assert everything, "operator/permissions.py declares no list of permissions"
-    split: dict[str, list] = {"operator": [], "sidecar": []}
-    for entry in everything:
-        who = str(_field(entry, "who") or "").lower()
-        assert who, f"permission {entry!r} does not say who makes the call (operator or sidecar)"
-        split["operator" if "operator" in who else "sidecar"].append(entry)
-    return {k: _grants(v) for k, v in split.items()}
+    return {"operator": permissions.grants(permissions.OPERATOR_PERMISSIONS),
+            "sidecar": permissions.grants(permissions.STATUS_REPORTER_PERMISSIONS)}
 
 
 # ---------------------------------------------------------------------------------------
