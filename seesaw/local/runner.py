@@ -38,6 +38,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def _echo(stream) -> None:
     for line in stream:
         print(line, end="", flush=True)
@@ -80,22 +95,21 @@ class LocalPod:
         return None
 
     def stop(self) -> None:
+        # Signal each whole process group, even when its leader is already gone: vLLM's engine
+        # and worker processes would otherwise outlive a crashed rollout server.
         for process in self.processes.values():
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            _signal_group(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for process in self.processes.values():
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait()
+                pass
+        while time.monotonic() < deadline and any(_group_alive(p.pid) for p in self.processes.values()):
+            time.sleep(0.2)
+        for process in self.processes.values():
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:

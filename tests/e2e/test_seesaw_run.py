@@ -1,0 +1,77 @@
+"""`seesaw run` end to end: real processes, real vLLM, Mooncake sync; and a worker crash mid-run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from pod_helpers import tiny_manifest
+
+pytestmark = pytest.mark.slow
+SEESAW = str(Path(sys.executable).parent / "seesaw")
+
+
+def write_job(tmp_path, iterations):
+    manifest = tiny_manifest(iterations=iterations, promptsPerIteration=8)
+    manifest["spec"]["checkpoint"]["everyIterations"] = 1
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def test_run_writes_summary_metrics_and_plot(tmp_path):
+    job = write_job(tmp_path, iterations=2)
+    summary_path = tmp_path / "summary.json"
+    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs"), "--summary-json", str(summary_path)],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "iter   1/2 | rollout" in result.stdout and "iter   2/2" in result.stdout
+    summary = json.loads(summary_path.read_text())
+    assert summary["iterations"] == 2 and summary["eval_prompts"] == 32
+    for key in ("accuracy_before", "accuracy_after", "wall_seconds"):
+        assert isinstance(summary[key], float)
+    assert 0.0 <= summary["accuracy_after"] <= 1.0
+    assert summary["sync"]["bytes"] > 0 and summary["sync"]["seconds"] > 0
+    assert summary["sync"]["max_abs_logprob_diff"] < 1e-4
+    run_dir = next((tmp_path / "runs").glob("tiny-reverse-*"))
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [1, 2]
+    assert all(m["rollout_trainer_logprob_diff"] < 1e-4 for m in metrics)
+    assert (run_dir / "run.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run_dir / "checkpoints" / "latest.pt").is_file()
+
+
+def test_a_crashed_rollout_engine_fails_the_run_clearly_and_leaves_no_process(tmp_path):
+    job = write_job(tmp_path, iterations=200)
+    runner = subprocess.Popen([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    output = []
+    try:
+        for line in runner.stdout:
+            output.append(line)
+            if line.startswith("iter   1/"):
+                break
+        else:
+            pytest.fail("run ended before its first iteration:\n" + "".join(output[-50:]))
+        children = psutil.Process(runner.pid).children(recursive=True)
+        rollout = next(p for p in children if "seesaw.rollout.server" in " ".join(p.cmdline()))
+        os.kill(rollout.pid, signal.SIGKILL)
+        started = time.monotonic()
+        output.extend(runner.stdout)
+        code = runner.wait(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    text = "".join(output)
+    assert code == 1, text[-3000:]
+    assert time.monotonic() - started < 60
+    assert "FAILED" in text and "rollout" in text.split("FAILED", 1)[1][:300], text[-3000:]
+    time.sleep(1)
+    leftovers = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
