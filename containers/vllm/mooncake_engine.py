@@ -8,6 +8,7 @@ the weight loaders that a loaded model no longer has.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,19 +52,26 @@ class MooncakeWeightTransferEngine(WeightTransferEngine[MooncakeInitInfo, Moonca
     def start_weight_update(self) -> None:
         from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
 
+        started = time.perf_counter()
         initialize_layerwise_reload(self.model)
+        self._timing = {"start": time.perf_counter() - started}
 
     def receive_weights(self, update_info: MooncakeUpdateInfo) -> None:
         if self.receiver is None:
             raise RuntimeError("init_weight_transfer_engine must be called before update_weights")
+        started = time.perf_counter()
         self.model.load_weights(self.receiver.receive(update_info.handle))
         stats = self.receiver.stats
+        self._timing.update(receive=time.perf_counter() - started, transfer_wait=stats.transfer_wait_seconds)
         log.info("received %d bytes in %d buckets in %.3fs", stats.bytes, stats.buckets, stats.seconds)
 
     def finish_weight_update(self) -> None:
         from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
 
+        started = time.perf_counter()
         finalize_layerwise_reload(self.model, self.model_config)
+        self._timing["finish"] = time.perf_counter() - started
+        log.info("weight update timing: %s", {k: round(v, 4) for k, v in self._timing.items()})
 
     def shutdown(self) -> None:
         if self.receiver is not None:
