@@ -130,6 +130,10 @@ async def reconcile_once(namespace: str, name: str, logger: logging.Logger) -> f
                 await _create(kube, job, child, logger)
         created = [build_pod(resolved, index, plan.attempt, plan.resume_from) for index in plan.create_pods]
         created = [pod["metadata"]["name"] for pod in created if await _create(kube, job, pod, logger)]
+        if created:
+            # Said at once: a status conflict below re-runs the round, which finds them existing.
+            suffix = f" (restart {plan.attempt})" if plan.attempt else ""
+            STATE.recorder.record(job, "Normal", c.REASON_PODS_CREATED, f"created pod(s) {', '.join(created)}{suffix}")
         for pod in plan.delete_pods:
             await kube.delete("v1", "Pod", namespace, pod)
         patch = merge_patch(job.get("status") or {}, plan.status)
@@ -138,9 +142,6 @@ async def reconcile_once(namespace: str, name: str, logger: logging.Logger) -> f
                 await kube.patch_rljob_status(namespace, name, job["metadata"]["resourceVersion"], patch)
             except Conflict:
                 continue  # someone wrote in between (the sidecar): decide again from what is there
-        if created:
-            suffix = f" (restart {plan.attempt})" if plan.attempt else ""
-            STATE.recorder.record(job, "Normal", c.REASON_PODS_CREATED, f"created pod(s) {', '.join(created)}{suffix}")
         for event in plan.events:
             STATE.recorder.record(job, event.type, event.reason, event.message)
         _observe_metrics(job, plan)

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from seesaw.operator import constants as c
-from seesaw.operator.build import num_pods, pod_name
+from seesaw.operator.build import num_pods
 from seesaw.operator.conditions import get_condition, iso, is_true, parse_time, set_condition
 from seesaw.spec import SpecError, validate_manifest
 
@@ -95,15 +95,18 @@ def observe_pod(pod: Obj) -> PodView:
         ready=ready,
         terminating=bool(pod["metadata"].get("deletionTimestamp")),
     )
-    containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    # The main container first: when it exits the kubelet stops the sidecars, whose exit
+    # codes then say nothing about the cause.
+    containers = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
     found = _container_failure(containers)
-    if found:
+    if view.phase == "Failed" and status.get("reason"):
+        # The pod's own reason (Evicted, DeadlineExceeded, ...) says more than an exit code.
+        view.failure_reason = status["reason"]
+        view.failure_message = f"{status['reason']}: {status.get('message') or 'pod failed'}"
+    elif found:
         view.failure_reason, view.failure_message = found
     elif view.phase == "Failed":
-        view.failure_reason = status.get("reason") or c.REASON_POD_FAILED
-        view.failure_message = status.get("message") or "pod failed"
-    if view.phase == "Failed" and view.failure_reason in _WAITING_FAILURES and status.get("reason"):
-        view.failure_reason = status["reason"]
+        view.failure_reason, view.failure_message = c.REASON_POD_FAILED, "pod failed"
     return view
 
 
@@ -292,12 +295,10 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
         plan.create_pods = missing
         checkpoint = status.get("lastCheckpoint") or {}
         plan.resume_from = checkpoint.get("path") if restarts or checkpoint else None
-        if status.get("attempt") != restarts:
-            events.append(Event("Normal", c.REASON_PODS_CREATED,
-                                f"created {len(missing)} pod(s) {', '.join(pod_name(resolved, i) for i in missing)}"
-                                + (f" (restart {restarts})" if restarts else "")))
         status["attempt"] = restarts
         status.setdefault("startTime", iso(now))
+    elif current:
+        status["attempt"] = restarts
 
     # --- where the gang stands --------------------------------------------------------------------------
     count(current)

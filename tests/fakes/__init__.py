@@ -1,0 +1,1 @@
+"""In-process stand-ins for cluster pieces that cannot be installed on a test machine."""

@@ -1,0 +1,250 @@
+"""The operator end to end: `kopf run` against the fake API server (or a real cluster)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from fakes.operator_env import Cluster, condition, rljob
+from seesaw.checkpoint_engine.status_reporter import StatusReporter
+from seesaw.operator import constants as c
+
+RESULTS = Path(__file__).resolve().parents[2] / "runs" / "operator"
+
+
+def reporter_for(env, ns: str, name: str) -> StatusReporter:
+    """Pod 0's status reporter, with the job's own credentials."""
+    kubeconfig = env.workdir / "reporter.kubeconfig"
+    cluster = Cluster(str(kubeconfig)) if kubeconfig.exists() else env.cluster
+    return StatusReporter(name, ns, lambda method, path, body, ctype: cluster.request(method, path, body, ctype))
+
+
+def reasons(cluster: Cluster, ns: str, name: str) -> list[str]:
+    return [e["reason"] for e in cluster.events(ns, name)]
+
+
+def test_apply_creates_config_service_rbac_and_one_pod_per_node_then_running(env, ns):
+    cluster = env.cluster
+    # The operator is already up (module fixture); time from apply to the whole gang created.
+    started = time.monotonic()
+    cluster.apply(ns, rljob("gang", cluster={"nodes": 3, "gpusPerNode": 0, "cpusPerNode": "2", "memoryPerNode": "4Gi"}))
+    cluster.wait("3 pods", lambda: len(cluster.pods(ns, "gang")) == 3)
+    created_seconds = time.monotonic() - started
+    job = cluster.wait_phase(ns, "gang", c.RUNNING)
+    running_seconds = time.monotonic() - started
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "apply_to_pods.json").write_text(json.dumps(
+        {"pods": 3, "apply_to_all_pods_created_seconds": round(created_seconds, 3),
+         "apply_to_running_seconds": round(running_seconds, 3), "api": "fake" if env.fake else "cluster"}))
+    print(f"apply -> 3 pods created: {created_seconds:.3f}s; -> Running: {running_seconds:.3f}s")
+
+    uid = job["metadata"]["uid"]
+    children = [
+        *cluster.objects(f"/api/v1/namespaces/{ns}/configmaps"),
+        *cluster.objects(f"/api/v1/namespaces/{ns}/services"),
+        *cluster.objects(f"/api/v1/namespaces/{ns}/serviceaccounts"),
+        *cluster.objects(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+        *cluster.pods(ns, "gang"),
+    ]
+    ours = [o for o in children if any(r["uid"] == uid for r in o["metadata"].get("ownerReferences", []))]
+    assert sorted(f"{o['kind']}/{o['metadata']['name']}" for o in ours) == sorted([
+        "ConfigMap/gang-config", "Service/gang", "ServiceAccount/gang-job", "RoleBinding/gang-status-reporter",
+        "Pod/gang-0", "Pod/gang-1", "Pod/gang-2"])
+    assert all(r["controller"] for o in ours for r in o["metadata"]["ownerReferences"])
+    status = job["status"]
+    assert status["observedGeneration"] == job["metadata"]["generation"]
+    assert status["pods"] == {"desired": 3, "pending": 0, "running": 3, "ready": 3, "succeeded": 0, "failed": 0}
+    assert condition(job, c.COND_READY)["status"] == "True"
+    assert {cond["type"] for cond in status["conditions"]} == set(c.CONDITION_TYPES)
+    assert status["startTime"]
+    assert [r for r in reasons(cluster, ns, "gang") if r != c.REASON_PHASE_CHANGED] == [
+        c.REASON_PODS_CREATED, c.REASON_GANG_READY]
+
+
+def test_progress_from_pod0_shows_in_status_and_pod0_exit_completes_the_job(env, ns, kubelet):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("prog"))
+    cluster.wait_phase(ns, "prog", c.RUNNING)
+    reporter = reporter_for(env, ns, "prog")
+    reporter.progress(1, "rollout", {})
+    reporter.progress(1, "iteration", {"mean_reward": 0.25, "accuracy": 0.5, "loss": 0.1, "sync_bytes": 1024,
+                                       "rollout_trainer_logprob_diff": float("nan"), "eval_accuracy": None})
+    reporter.progress(1, "checkpoint", {"path": "/checkpoints/latest.pt"})
+    job = cluster.get(ns, "prog")
+    status = job["status"]
+    assert status["iteration"] == 1
+    assert status["metrics"] == {"meanReward": 0.25, "accuracy": 0.5, "loss": 0.1, "syncBytes": 1024}
+    assert status["lastCheckpoint"]["iteration"] == 1 and status["lastCheckpoint"]["path"] == "/checkpoints/latest.pt"
+    # The reporter's merge patches leave the operator's conditions alone.
+    assert condition(job, c.COND_READY)["status"] == "True"
+    assert c.REASON_CHECKPOINT_WRITTEN in reasons(cluster, ns, "prog")
+
+    kubelet.succeed(ns, "prog-0")
+    job = cluster.wait_phase(ns, "prog", c.SUCCEEDED)
+    assert condition(job, c.COND_COMPLETE)["status"] == "True"
+    assert condition(job, c.COND_READY)["status"] == "False"
+    assert job["status"]["completionTime"]
+    # What still ran is removed; pod 0 stays for its logs.
+    cluster.wait("pod 1 removed", lambda: [p["metadata"]["name"] for p in cluster.pods(ns, "prog")] == ["prog-0"])
+    assert c.REASON_SUCCEEDED in reasons(cluster, ns, "prog")
+
+
+def test_a_failed_pod_restarts_the_whole_gang_from_the_last_checkpoint(env, ns, kubelet):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("restart"))
+    cluster.wait_phase(ns, "restart", c.RUNNING)
+    reporter_for(env, ns, "restart").progress(3, "checkpoint", {"path": "/checkpoints/latest.pt"})
+    first = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.pods(ns, "restart")}
+
+    kubelet.fail(ns, "restart-1", exit_code=1, message="trainer lost its NCCL peer")
+    job = cluster.wait("restart counted", lambda: (j := cluster.get(ns, "restart"))["status"].get("restarts") == 1 and j)
+    restarting = condition(job, c.COND_RESTARTING)
+    assert restarting["status"] == "True" and restarting["reason"] == c.REASON_POD_FAILED
+    assert "restart-1" in restarting["message"] and "iteration 3" in restarting["message"]
+
+    job = cluster.wait_phase(ns, "restart", c.RUNNING)
+    pods = cluster.pods(ns, "restart")
+    assert sorted(p["metadata"]["name"] for p in pods) == ["restart-0", "restart-1"]
+    assert all(p["metadata"]["uid"] != first[p["metadata"]["name"]] for p in pods), "both pods are new"
+    assert all(p["metadata"]["labels"][c.LABEL_ATTEMPT] == "1" for p in pods)
+    env_of = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
+    assert env_of["SEESAW_RESUME_FROM"] == "/checkpoints/latest.pt"
+    assert env_of["SEESAW_RESTART_ATTEMPT"] == "1"
+    assert condition(job, c.COND_RESTARTING)["status"] == "False"
+    assert job["status"]["lastRestartTime"]
+    assert c.REASON_RESTARTING in reasons(cluster, ns, "restart")
+
+
+def test_exhausting_max_restarts_fails_the_job_with_the_reason(env, ns, kubelet):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("limit", failurePolicy={"maxRestarts": 1, "backoffSeconds": 0}))
+    cluster.wait_phase(ns, "limit", c.RUNNING)
+    kubelet.fail(ns, "limit-0", message="CUDA error: an illegal memory access")
+    cluster.wait("restart 1", lambda: cluster.get(ns, "limit")["status"].get("restarts") == 1)
+    cluster.wait_phase(ns, "limit", c.RUNNING)
+    kubelet.evict(ns, "limit-1")
+    job = cluster.wait_phase(ns, "limit", c.FAILED)
+    failed = condition(job, c.COND_FAILED)
+    assert failed["status"] == "True" and failed["reason"] == c.REASON_RESTART_LIMIT
+    assert "limit-1" in failed["message"] and "Evicted" in failed["message"] and "maxRestarts is 1" in failed["message"]
+    assert job["status"]["restarts"] == 1 and job["status"]["reason"] == c.REASON_RESTART_LIMIT
+    cluster.wait("no live pod", lambda: not cluster.live_pods(ns, "limit"))
+    assert c.REASON_RESTART_LIMIT in reasons(cluster, ns, "limit")
+
+
+def test_a_non_retryable_reason_fails_at_once_without_restarts(env, ns, kubelet):
+    cluster = env.cluster
+    kubelet.bad_images.add("registry.example/missing:1")
+    cluster.apply(ns, rljob("badimage", images={"trainer": "registry.example/missing:1"}))
+    job = cluster.wait_phase(ns, "badimage", c.FAILED)
+    failed = condition(job, c.COND_FAILED)
+    assert failed["reason"] == c.REASON_NON_RETRYABLE
+    assert "ErrImagePull" in failed["message"] and "registry.example/missing:1" in failed["message"]
+    assert job["status"]["restarts"] == 0
+
+
+def test_suspend_removes_the_pods_and_keeps_the_checkpoint_resume_recreates_them(env, ns):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("pause"))
+    cluster.wait_phase(ns, "pause", c.RUNNING)
+    reporter_for(env, ns, "pause").progress(2, "checkpoint", {"path": "/checkpoints/latest.pt"})
+    cluster.patch(ns, "pause", {"spec": {"suspend": True}})
+    job = cluster.wait_phase(ns, "pause", c.SUSPENDED)
+    cluster.wait("pods gone", lambda: not cluster.pods(ns, "pause"))
+    assert condition(job, c.COND_SUSPENDED)["status"] == "True"
+    assert job["status"]["lastCheckpoint"]["iteration"] == 2
+    assert cluster.objects(f"/api/v1/namespaces/{ns}/configmaps"), "the config stays"
+
+    cluster.patch(ns, "pause", {"spec": {"suspend": False}})
+    job = cluster.wait_phase(ns, "pause", c.RUNNING)
+    assert condition(job, c.COND_SUSPENDED)["status"] == "False"
+    assert job["status"]["restarts"] == 0, "a resume is not a failure"
+    pods = cluster.pods(ns, "pause")
+    assert len(pods) == 2
+    env_of = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
+    assert env_of["SEESAW_RESUME_FROM"] == "/checkpoints/latest.pt"
+    assert {c.REASON_SUSPENDED, c.REASON_RESUMED} <= set(reasons(cluster, ns, "pause"))
+
+
+def test_deleting_the_rljob_deletes_everything_it_owns(env, ns):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("gone"))
+    cluster.wait_phase(ns, "gone", c.RUNNING)
+    cluster.delete(ns, "gone")
+    cluster.wait("RLJob gone", lambda: cluster.get(ns, "gone") is None)
+    cluster.wait("pods gone", lambda: not cluster.pods(ns, "gone"))
+    cluster.wait("config gone", lambda: not cluster.objects(f"/api/v1/namespaces/{ns}/configmaps"))
+    assert not [s for s in cluster.objects(f"/api/v1/namespaces/{ns}/services") if s["metadata"]["name"] == "gone"]
+
+
+def test_a_schema_error_is_refused_by_the_api_server_naming_the_field(env, ns):
+    with pytest.raises(ApiException) as refused:
+        env.cluster.apply(ns, rljob("badschema", rollout={"temperature": -1}))
+    assert refused.value.status == 422
+    assert "rollout.temperature" in refused.value.body
+
+
+def test_a_cross_field_error_fails_the_job_naming_the_field(env, ns):
+    job = rljob("badtp", cluster={"nodes": 1, "gpusPerNode": 8}, rollout={"tensorParallel": 3})
+    try:
+        env.cluster.apply(ns, job)
+    except ApiException as refused:  # a real API server evaluates the CRD's CEL rule
+        assert refused.status == 422 and "tensorParallel must divide" in refused.body
+        return
+    job = env.cluster.wait_phase(ns, "badtp", c.FAILED)
+    failed = condition(job, c.COND_FAILED)
+    assert failed["reason"] == c.REASON_SPEC_INVALID
+    assert "spec.rollout.tensorParallel" in failed["message"] and "must divide" in failed["message"]
+    assert not env.cluster.pods(ns, "badtp")
+
+
+def test_changing_an_immutable_field_is_refused_naming_it(env, ns):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("frozen"))
+    cluster.wait_phase(ns, "frozen", c.RUNNING)
+    with pytest.raises(ApiException) as refused:
+        cluster.patch(ns, "frozen", {"spec": {"rollout": {"temperature": 0.5}}})
+    assert refused.value.status == 422
+    assert "spec.rollout is immutable" in refused.value.body
+    # What may change, changes.
+    cluster.patch(ns, "frozen", {"spec": {"failurePolicy": {"maxRestarts": 5}}})
+
+
+def test_active_deadline_fails_the_job(env, ns):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("deadline", activeDeadlineSeconds=2))
+    job = cluster.wait_phase(ns, "deadline", c.FAILED, timeout=15)
+    assert condition(job, c.COND_FAILED)["reason"] == c.REASON_DEADLINE
+    assert "activeDeadlineSeconds (2s)" in condition(job, c.COND_FAILED)["message"]
+    cluster.wait("no live pod", lambda: not cluster.live_pods(ns, "deadline"))
+
+
+def test_a_finished_job_is_deleted_after_its_ttl(env, ns, kubelet):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("ttl", ttlSecondsAfterFinished=1))
+    cluster.wait_phase(ns, "ttl", c.RUNNING)
+    kubelet.succeed(ns, "ttl-0")
+    cluster.wait("RLJob deleted after its TTL", lambda: cluster.get(ns, "ttl") is None, timeout=15)
+
+
+def test_a_job_managed_by_another_controller_is_left_alone(env, ns):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("foreign", managedBy="kueue.x-k8s.io/multikueue"))
+    time.sleep(1.5)
+    job = cluster.get(ns, "foreign")
+    assert not job.get("status") and not cluster.pods(ns, "foreign")
+
+
+def test_unschedulable_pods_say_why_in_the_status(env, ns, kubelet):
+    cluster = env.cluster
+    kubelet.unschedulable = True
+    try:
+        cluster.apply(ns, rljob("nofit"))
+        job = cluster.wait("the reason in the message", lambda: "Insufficient nvidia.com/gpu" in
+                           ((j := cluster.get(ns, "nofit")).get("status") or {}).get("message", "") and j)
+        assert job["status"]["phase"] == c.PENDING
+    finally:
+        kubelet.unschedulable = False
