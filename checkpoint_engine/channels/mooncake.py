@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import torch
 
-from seesaw.interfaces import BucketLayout
+from seesaw.interfaces import BucketLayout, register
 
 DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.int32, torch.uint8)}
 
@@ -82,7 +82,12 @@ def _engine(hostname: str, protocol: str, device: str = ""):
 
 
 class MooncakeSender:
-    """Trainer side: exposes a registered flat parameter buffer for receivers to read."""
+    """Trainer side: exposes a registered buffer of weights for receivers to read.
+
+    Given the trainer's flat parameter buffer, tensors that live in it are served in place
+    (zero copy). Tensors from elsewhere (a Megatron trainer gathering TP shards into full
+    Hugging Face tensors) are first packed into the buffer, which is then a staging area.
+    """
 
     def __init__(self, flat_buffer: torch.Tensor, hostname: str = "127.0.0.1", protocol: str = "tcp", device: str = "") -> None:
         if not flat_buffer.is_contiguous():
@@ -99,14 +104,33 @@ class MooncakeSender:
     def session(self) -> str:
         return f"{self.hostname}:{self.engine.get_rpc_port()}"
 
-    def handle(self, named_tensors: list[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
+    def _in_buffer(self, tensor: torch.Tensor) -> bool:
+        start = self.buffer.data_ptr()
+        return start <= tensor.data_ptr() and tensor.data_ptr() + tensor.numel() * tensor.element_size() <= start + self.nbytes
+
+    def _pack(self, named_tensors: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+        raw = self.buffer.view(torch.uint8)
+        packed, offset = [], 0
+        for name, tensor in named_tensors:
+            size = tensor.numel() * tensor.element_size()
+            if offset + size > self.nbytes:
+                raise TransferError(f"{name}: the weights exceed the {self.nbytes}-byte staging buffer")
+            view = raw[offset: offset + size].view(tensor.dtype).view(tensor.shape)
+            view.copy_(tensor)
+            packed.append((name, view))
+            offset += size
+        return packed
+
+    def stage(self, named_tensors, bucket_bytes: int) -> dict[str, Any]:
         """A JSON-able description of the buckets: the receiver needs nothing else."""
+        named_tensors = list(named_tensors)
+        if not all(self._in_buffer(t) for _, t in named_tensors):
+            named_tensors = self._pack(named_tensors)
         base = self.buffer.data_ptr()
         slots = layout_of(named_tensors, base)
-        starts, layouts = [], plan_buckets(slots, bucket_bytes)
+        layouts = plan_buckets(slots, bucket_bytes)
         by_name = {s.name: s for s in slots}
-        for layout in layouts:
-            starts.append(by_name[layout.names[0]].offset)
+        starts = [by_name[layout.names[0]].offset for layout in layouts]
         return {
             "session": self.session,
             "protocol": self.protocol,
@@ -182,3 +206,12 @@ class MooncakeReceiver:
     def close(self) -> None:
         self.engine.unregister_memory(self.buffer.data_ptr())
 
+
+@register("weight_channel", "mooncake-tcp")
+def mooncake_tcp_channel(role: str, **options: Any) -> "MooncakeSender | MooncakeReceiver":
+    """role "sender": options flat_buffer, hostname; role "receiver": capacity_bytes, hostname."""
+    if role == "sender":
+        return MooncakeSender(options["flat_buffer"], options.get("hostname", "127.0.0.1"), "tcp")
+    if role == "receiver":
+        return MooncakeReceiver(int(options["capacity_bytes"]), options.get("hostname", "127.0.0.1"), "tcp")
+    raise ValueError(f"role: expected 'sender' or 'receiver', got {role!r}")

@@ -8,6 +8,9 @@ from typing import Any
 
 import torch
 
+import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight channels)
+import seesaw.trainer  # noqa: F401  (registers the trainer backends)
+from seesaw.backend_selection import Hardware, choose_backends
 from seesaw.interfaces import Sample, backend
 from seesaw.rpc import serve
 from seesaw.worker_env import worker_env
@@ -27,28 +30,32 @@ class TrainerService:
 
     def _load(self) -> None:
         try:
-            from seesaw.checkpoint_engine.channels.mooncake import MooncakeSender
-            import seesaw.trainer.torch_backend  # noqa: F401  (registers "torch")
-
-            spec = self.env.spec
-            name = spec["trainer"]["backend"]
-            name = "torch" if name == "auto" and not torch.cuda.is_available() else name
-            if name == "auto":
-                name = "megatron"
-            device = "cuda" if torch.cuda.is_available() and name != "torch" else "cpu"
-            self.trainer = backend("trainer", name)(self.env.model_dir, spec, device=device)
-            protocol = "rdma" if spec["weightSync"]["channel"] == "mooncake-rdma" else "tcp"
-            self.sender = MooncakeSender(self.trainer.flat, os.environ.get("SEESAW_POD_IP", "127.0.0.1"), protocol)
-            log.info("trainer ready: %s backend, %d weight bytes", name, self.sender.nbytes)
+            choice = choose_backends(self.env.spec, Hardware.detect())
+            log.info("backends: %s (%s)", choice, "; ".join(choice.reasons))
+            device = "cuda" if choice.trainer == "megatron" else "cpu"
+            self.trainer = backend("trainer", choice.trainer)(self.env.model_dir, self.env.spec, device=device)
+            self.sender = self._sender(choice.weight_channel)
+            log.info("trainer ready: %s backend, %s weight channel", choice.trainer, choice.weight_channel)
         except Exception as err:  # reported through /healthz so the conductor can say why
             log.exception("trainer failed to start")
             self.error = f"{type(err).__name__}: {err}"
+
+    def _sender(self, channel: str):
+        hostname = os.environ.get("SEESAW_POD_IP", "127.0.0.1")
+        if channel == "cuda-ipc":
+            return backend("weight_channel", channel)("sender", device=torch.cuda.current_device())
+        flat = getattr(self.trainer, "flat", None)
+        if flat is None:
+            # no flat parameter buffer (Megatron's shards): stage full tensors in one buffer
+            total = sum(t.numel() * t.element_size() for _, t in self.trainer.hf_state())
+            flat = torch.empty(total, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
+        return backend("weight_channel", channel)("sender", flat_buffer=flat, hostname=hostname)
 
     def health(self) -> dict[str, Any]:
         return {"ready": self.trainer is not None, "error": self.error}
 
     def weights_handle(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.sender.handle(list(self.trainer.hf_state()), int(body["bucket_bytes"]))
+        return self.sender.stage(self.trainer.hf_state(), int(body["bucket_bytes"]))
 
     def train(self, body: dict[str, Any]) -> dict[str, Any]:
         samples = [Sample(**s) for s in body["samples"]]

@@ -6,6 +6,8 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
+import seesaw.rollout  # noqa: F401  (registers the rollout backends)
+from seesaw.backend_selection import Hardware, choose_backends
 from seesaw.interfaces import backend
 from seesaw.rpc import serve
 from seesaw.worker_env import worker_env
@@ -22,13 +24,11 @@ class RolloutService:
 
     def _load(self) -> None:
         try:
-            import torch
-
-            import seesaw.rollout.cpu_backend  # noqa: F401  (registers "vllm-cpu")
-
-            name = "vllm-gpu" if torch.cuda.is_available() else "vllm-cpu"
-            self.engine = backend("rollout", name)(self.env.model_dir, self.env.spec, seed=self.env.spec["rl"]["seed"])
-            log.info("rollout engine ready: %s", name)
+            choice = choose_backends(self.env.spec, Hardware.detect())
+            options = {"channel": choice.weight_channel} if choice.rollout == "vllm-gpu" else {}
+            self.engine = backend("rollout", choice.rollout)(self.env.model_dir, self.env.spec,
+                                                             seed=self.env.spec["rl"]["seed"], **options)
+            log.info("rollout engine ready: %s, %s weight channel", choice.rollout, choice.weight_channel)
         except Exception as err:
             log.exception("rollout engine failed to start")
             self.error = f"{type(err).__name__}: {err}"
