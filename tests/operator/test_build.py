@@ -1,0 +1,164 @@
+"""Every object the builders can produce validates against the upstream Kubernetes schemas
+(1.34, strict), and the pod carries what co-located RL needs."""
+from __future__ import annotations
+
+import copy
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from seesaw.operator import build, constants as c
+from seesaw.operator.render import render_yaml
+from seesaw.spec import validate_manifest
+
+K8S_VERSION = "1.34.0"
+UID = "0b7c2a4e-1f7e-4c39-9a55-0d3b1f1c2e11"
+
+
+def job(**spec) -> dict:
+    manifest = {"apiVersion": "seesaw.dev/v1alpha1", "kind": "RLJob",
+                "metadata": {"name": "math", "namespace": "team-a", "uid": UID},
+                "spec": {"model": {"path": "qwen-7b", "pvc": "models"}, **spec}}
+    resolved = validate_manifest(manifest)
+    resolved["metadata"] = manifest["metadata"]
+    return resolved
+
+
+VARIANTS = {
+    "cpu-single": dict(cluster={"nodes": 1, "gpusPerNode": 0}),
+    "gpu-dra-4-nodes-volcano": dict(cluster={"nodes": 4, "gpusPerNode": 8, "gpuSharing": "dra", "gangScheduling": "volcano",
+                                             "queue": "research", "priorityClassName": "high",
+                                             "nodeSelector": {"nvidia.com/gpu.product": "H100"},
+                                             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+                                    rollout={"tensorParallel": 4}, trainer={"tensorParallel": 8, "pipelineParallel": 2},
+                                    checkpoint={"pvc": "ckpt", "path": "/checkpoints", "everyIterations": 5}),
+    "gpu-device-plugin-coscheduling": dict(cluster={"nodes": 2, "gpusPerNode": 4, "gpuSharing": "devicePlugin",
+                                                    "gangScheduling": "coscheduling"}),
+    "image-model-scheduler-name": dict(model={"path": "/opt/model"}, cluster={"nodes": 1, "gpusPerNode": 1, "schedulerName": "kai"}),
+}
+NO_UPSTREAM_SCHEMA = {"PodGroup"}  # Volcano's and scheduler-plugins' CRDs
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_object_validates_against_the_kubernetes_1_34_schemas(variant):
+    objects = build.build_all(job(**VARIANTS[variant]))
+    kinds = [o["kind"] for o in objects]
+    assert kinds.count("Pod") == job(**VARIANTS[variant])["spec"]["cluster"]["nodes"]
+    for obj in objects:
+        if obj["kind"] in NO_UPSTREAM_SCHEMA:
+            assert obj["spec"]["minMember"] == kinds.count("Pod")
+            continue
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_every_child_is_owned_by_the_rljob_as_its_controller():
+    for obj in build.build_all(job(**VARIANTS["gpu-dra-4-nodes-volcano"])):
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner == {"apiVersion": "seesaw.dev/v1alpha1", "kind": "RLJob", "name": "math", "uid": UID,
+                         "controller": True, "blockOwnerDeletion": True}
+        assert obj["metadata"]["namespace"] == "team-a"
+
+
+def containers(pod):
+    return {ct["name"]: ct for ct in pod["spec"]["initContainers"] + pod["spec"]["containers"]}
+
+
+def test_the_pod_shares_gpus_ipc_and_shm_between_trainer_and_rollout():
+    pod = build.build_pod(job(**VARIANTS["gpu-dra-4-nodes-volcano"]), 1)
+    spec = pod["spec"]
+    assert spec["shareProcessNamespace"] is True
+    shm = next(v for v in spec["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
+    assert spec["resourceClaims"] == [{"name": "gpus", "resourceClaimTemplateName": "math-gpus"}]
+    cts = containers(pod)
+    assert cts["trainer"]["resources"]["claims"] == cts["rollout"]["resources"]["claims"] == [{"name": "gpus"}]
+    assert "claims" not in cts["checkpoint-engine"]["resources"]
+    for ct in cts.values():
+        assert {"name": "shm", "mountPath": "/dev/shm"} in ct["volumeMounts"]
+    # trainer and rollout are native sidecars: the pod ends when the checkpoint engine does.
+    assert [ct["name"] for ct in spec["initContainers"]] == ["trainer", "rollout"]
+    assert all(ct["restartPolicy"] == "Always" for ct in spec["initContainers"])
+    assert spec["restartPolicy"] == "Never"
+    assert cts["trainer"]["command"] == ["python", "-m", "seesaw.trainer.server"]
+    assert cts["rollout"]["command"] == ["python", "-m", "seesaw.rollout.server"]
+    assert cts["checkpoint-engine"]["command"] == ["python", "-m", "seesaw.checkpoint_engine.sidecar"]
+    for name in ("trainer", "rollout"):
+        assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(cts[name])
+
+
+def test_pod_environment_names_the_job_its_index_and_the_rendezvous():
+    pod = build.build_pod(job(cluster={"nodes": 3, "gpusPerNode": 0}), 2, attempt=1, resume_from="/checkpoints/latest.pt")
+    env = {e["name"]: e for e in containers(pod)["checkpoint-engine"]["env"]}
+    assert env["SEESAW_JOB_CONFIG"]["value"] == "/etc/seesaw/job.yaml"
+    assert env["SEESAW_JOB_NAME"]["value"] == "math"
+    assert env["SEESAW_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["SEESAW_POD_INDEX"]["value"] == "2"
+    assert env["SEESAW_NUM_PODS"]["value"] == "3"
+    assert env["SEESAW_RENDEZVOUS"]["value"] == "math-0.math.team-a.svc"
+    assert env["SEESAW_RESUME_FROM"]["value"] == "/checkpoints/latest.pt"
+    assert env["SEESAW_MODEL_DIR"]["value"] == "/models/qwen-7b"
+    assert "SEESAW_REPORT_STATUS" not in env, "only pod 0 reports status"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["hostname"] == "math-2" and pod["spec"]["subdomain"] == "math"
+    pod0 = build.build_pod(job(cluster={"nodes": 3, "gpusPerNode": 0}), 0)
+    assert {e["name"]: e.get("value") for e in containers(pod0)["checkpoint-engine"]["env"]}["SEESAW_REPORT_STATUS"] == "true"
+    assert pod0["spec"]["automountServiceAccountToken"] is True
+    config = yaml.safe_load(build.build_config_map(job())["data"]["job.yaml"])
+    assert validate_manifest(config)["spec"] == job()["spec"]
+
+
+def test_device_plugin_mode_requests_gpus_once_and_points_rollout_at_them():
+    pod = build.build_pod(job(**VARIANTS["gpu-device-plugin-coscheduling"]), 0)
+    cts = containers(pod)
+    assert cts["trainer"]["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert "nvidia.com/gpu" not in cts["rollout"]["resources"]["limits"]
+    assert "nvidia.com/gpu" not in cts["checkpoint-engine"]["resources"]["limits"]
+    assert "resourceClaims" not in pod["spec"]
+    rollout_env = {e["name"]: e.get("value") for e in cts["rollout"]["env"]}
+    assert rollout_env["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert c.VISIBLE_DEVICES_FILE in cts["trainer"]["command"][-1]
+    assert "CUDA_VISIBLE_DEVICES=$(cat " in cts["rollout"]["command"][-1]
+    assert "python -m seesaw.rollout.server" in cts["rollout"]["command"][-1]
+    assert pod["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "math"
+    assert pod["spec"]["schedulerName"] == "scheduler-plugins-scheduler"
+
+
+def test_gang_scheduling_and_one_pod_per_node():
+    objects = build.build_all(job(**VARIANTS["gpu-dra-4-nodes-volcano"]))
+    (group,) = [o for o in objects if o["kind"] == "PodGroup"]
+    assert group["apiVersion"] == "scheduling.volcano.sh/v1beta1"
+    assert group["spec"] == {"minMember": 4, "queue": "research", "priorityClassName": "high"}
+    pod = next(o for o in objects if o["kind"] == "Pod")
+    assert pod["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == "math"
+    assert pod["spec"]["schedulerName"] == "volcano"
+    anti = pod["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_container_resources_split_the_node_and_cpu_has_no_limit():
+    pod = build.build_pod(job(cluster={"nodes": 1, "gpusPerNode": 0, "cpusPerNode": "10", "memoryPerNode": "100Gi"}), 0)
+    cts = containers(pod)
+    assert cts["trainer"]["resources"]["requests"] == {"cpu": "4500m", "memory": "46080Mi"}
+    assert cts["checkpoint-engine"]["resources"]["requests"]["cpu"] == "1000m"
+    assert all("cpu" not in ct["resources"]["limits"] for ct in cts.values())
+
+
+def test_a_bad_quantity_names_the_field():
+    from seesaw.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"spec.cluster.memoryPerNode: expected a Kubernetes quantity"):
+        build.build_pod(job(cluster={"nodes": 1, "gpusPerNode": 0, "memoryPerNode": "lots"}), 0)
+
+
+def test_render_prints_what_the_builders_make_as_valid_yaml():
+    manifest = copy.deepcopy(job(**VARIANTS["gpu-dra-4-nodes-volcano"]))
+    del manifest["metadata"]["uid"]
+    text = render_yaml(manifest, namespace="team-b")
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert [d["kind"] for d in docs] == ["ConfigMap", "Service", "ServiceAccount", "RoleBinding",
+                                          "ResourceClaimTemplate", "PodGroup"] + ["Pod"] * 4
+    for doc in docs:
+        assert doc["metadata"]["namespace"] == "team-b"
+        if doc["kind"] not in NO_UPSTREAM_SCHEMA:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

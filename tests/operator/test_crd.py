@@ -1,0 +1,85 @@
+"""The RLJob CRD: a valid apiextensions/v1 object, structural, every example valid against
+it, and every status field the operator or the status reporter writes declared in it."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from fakes.kube_api import default_and_prune
+from seesaw.checkpoint_engine.status_reporter import METRICS, RESULT
+from seesaw.operator import constants as c
+from seesaw.operator.reconcile import decide
+from seesaw.spec import crd, crd_version_schema, load_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+def test_the_crd_validates_against_the_kubernetes_schema():
+    kubernetes_validate.validate(crd(), "1.34.0", strict=True)
+    names = crd()["spec"]["names"]
+    assert (crd()["spec"]["group"], names["kind"], names["plural"], names["shortNames"]) == ("seesaw.dev", "RLJob", "rljobs", ["rlj"])
+    (version,) = crd()["spec"]["versions"]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    columns = {col["name"]: col["jsonPath"] for col in version["additionalPrinterColumns"]}
+    assert columns["Phase"] == ".status.phase" and columns["Iteration"] == ".status.iteration"
+    assert columns["Reward"] == ".status.metrics.meanReward" and columns["Age"] == ".metadata.creationTimestamp"
+
+
+def _walk(schema, path="", seen=None):
+    yield path, schema
+    for name, sub in (schema.get("properties") or {}).items():
+        yield from _walk(sub, f"{path}.{name}")
+    if "items" in schema:
+        yield from _walk(schema["items"], f"{path}[]")
+
+
+def test_the_schema_is_structural_and_bounded_for_cel():
+    for path, node in _walk(crd_version_schema()):
+        if node.get("x-kubernetes-preserve-unknown-fields"):
+            assert path.startswith(".spec.cluster.tolerations"), f"{path} keeps unknown fields"
+            continue
+        assert "type" in node, f"{path} has no type"
+        if path.startswith(".spec") and node["type"] == "string" and "enum" not in node:
+            assert "maxLength" in node, f"{path}: unbounded strings make CEL cost estimates exceed the budget"
+        if node["type"] == "array":
+            assert "maxItems" in node, f"{path}: unbounded list"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def test_every_example_is_a_valid_rljob(example):
+    load_manifest(example)
+
+
+def test_printer_column_paths_and_every_status_field_written_are_declared():
+    status_schema = crd_version_schema()["properties"]["status"]
+    job = {"apiVersion": "seesaw.dev/v1alpha1", "kind": "RLJob",
+           "metadata": {"name": "j", "namespace": "n", "generation": 1, "uid": "u"},
+           "spec": load_manifest(EXAMPLES[0])["spec"] | {"activeDeadlineSeconds": 10}}
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    pod = {"metadata": {"name": "j-0", "labels": {c.LABEL_POD_INDEX: "0", c.LABEL_ATTEMPT: "0"}},
+           "status": {"phase": "Failed", "reason": "Evicted"}}
+    statuses = [decide(job, [], now).status, decide(job, [pod], now).status]
+    reporter = {"iteration": 3, "podPhase": "train", "lastProgressTime": "2030-01-01T00:00:00Z",
+                "metrics": {field: 1.0 for field in METRICS.values()} | {"syncBytes": 5},
+                "result": {field: 0.5 for field in RESULT.values()},
+                "lastCheckpoint": {"iteration": 3, "path": "/c", "time": "2030-01-01T00:00:00Z"}}
+    for status in statuses + [reporter]:
+        assert default_and_prune(status_schema, status) == status, "the API server would prune part of this status"
+    for column in crd()["spec"]["versions"][0]["additionalPrinterColumns"]:
+        parts = column["jsonPath"].strip(".").split(".")
+        node = crd_version_schema() if parts[0] != "metadata" else None
+        for part in parts if node else []:
+            node = node["properties"][part]
+
+
+def test_spec_fields_that_must_not_change_have_transition_rules():
+    rules = [r["rule"] for r in crd_version_schema()["properties"]["spec"]["x-kubernetes-validations"]]
+    for field in ("model", "images", "cluster", "trainer", "rollout", "rl", "checkpoint"):
+        assert f"self.{field} == oldSelf.{field}" in rules
+    for mutable in ("suspend", "failurePolicy", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        assert f"self.{mutable} == oldSelf.{mutable}" not in rules

@@ -1,0 +1,86 @@
+"""The decision alone (no API): restarts, backoff, suspend, deadlines, lost pods."""
+from __future__ import annotations
+
+import datetime as dt
+
+from seesaw.operator import constants as c
+from seesaw.operator.reconcile import decide
+
+NOW = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+
+
+def job(status=None, **spec):
+    return {"apiVersion": "seesaw.dev/v1alpha1", "kind": "RLJob",
+            "metadata": {"name": "j", "namespace": "n", "generation": 2, "uid": "u"},
+            "spec": {"model": {"path": "/m"}, "cluster": {"nodes": 2, "gpusPerNode": 0}, **spec},
+            "status": status or {}}
+
+
+def pod(index, attempt=0, phase="Running", ready=True, deleting=False, **status):
+    meta = {"name": f"j-{index}", "labels": {c.LABEL_POD_INDEX: str(index), c.LABEL_ATTEMPT: str(attempt)}}
+    if deleting:
+        meta["deletionTimestamp"] = "2030-01-01T11:59:59Z"
+    return {"metadata": meta, "status": {"phase": phase, "conditions": [{"type": "Ready", "status": str(ready)}], **status}}
+
+
+def test_a_new_job_creates_every_pod_and_records_the_attempt():
+    plan = decide(job(), [], NOW)
+    assert plan.create_pods == [0, 1] and plan.ensure_children
+    assert plan.status["attempt"] == 0 and plan.status["phase"] == c.PENDING
+    assert plan.status["observedGeneration"] == 2 and plan.status["startTime"] == "2030-01-01T12:00:00Z"
+
+
+def test_a_pod_that_vanished_from_a_created_gang_is_a_failure():
+    running = decide(job(), [pod(0), pod(1)], NOW).status
+    plan = decide(job(running), [pod(0)], NOW)
+    assert plan.status["restarts"] == 1 and plan.delete_pods == ["j-0"]
+    assert "disappeared" in plan.status["message"]
+
+
+def test_restart_backoff_doubles_and_waits_before_recreating():
+    status = {"restarts": 2, "lastRestartTime": "2030-01-01T11:59:50Z", "phase": c.PENDING}
+    plan = decide(job(status, failurePolicy={"backoffSeconds": 10}), [], NOW)
+    assert plan.create_pods == [] and 9 < plan.requeue_after <= 10  # 10 * 2**(2-1) = 20s, 10s gone
+    later = decide(job(status, failurePolicy={"backoffSeconds": 10}), [], NOW + dt.timedelta(seconds=11))
+    assert later.create_pods == [0, 1] and later.attempt == 2
+
+
+def test_pods_of_an_earlier_attempt_are_removed_before_the_new_gang():
+    plan = decide(job({"restarts": 1}), [pod(0, attempt=0), pod(1, attempt=0, deleting=True)], NOW)
+    assert plan.delete_pods == ["j-0"] and plan.create_pods == []
+
+
+def test_pods_still_terminating_after_a_resume_are_not_failures():
+    status = {"phase": c.SUSPENDED, "restarts": 0, "conditions": [{"type": c.COND_SUSPENDED, "status": "True"}]}
+    plan = decide(job(status, suspend=False), [pod(0, deleting=True)], NOW)
+    assert plan.status["restarts"] == 0 and plan.create_pods == []
+    assert plan.status["phase"] == c.PENDING
+
+
+def test_suspend_deletes_every_pod_even_finished_ones():
+    plan = decide(job({"attempt": 0}, suspend=True), [pod(0), pod(1, phase="Failed")], NOW)
+    assert sorted(plan.delete_pods) == ["j-0", "j-1"] and "attempt" not in plan.status
+    assert plan.status["phase"] == c.SUSPENDED
+
+
+def test_a_configured_non_retryable_reason_fails_at_once():
+    failing = pod(1, ready=False, phase="Pending", containerStatuses=[
+        {"name": "trainer", "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret x not found"}}}])
+    plan = decide(job({"attempt": 0}), [pod(0), failing], NOW)
+    assert plan.status["phase"] == c.FAILED and plan.status["reason"] == c.REASON_NON_RETRYABLE
+    assert "secret x not found" in plan.status["message"] and plan.delete_pods == ["j-0", "j-1"]
+
+
+def test_conditions_keep_their_transition_time_until_they_flip():
+    first = decide(job(), [pod(0), pod(1)], NOW).status
+    ready_at = next(x for x in first["conditions"] if x["type"] == c.COND_READY)["lastTransitionTime"]
+    again = decide(job(first), [pod(0), pod(1)], NOW + dt.timedelta(minutes=5)).status
+    assert next(x for x in again["conditions"] if x["type"] == c.COND_READY)["lastTransitionTime"] == ready_at
+    assert [x["type"] for x in again["conditions"]] == list(c.CONDITION_TYPES)
+
+
+def test_an_invalid_name_fails_with_the_field_named():
+    bad = job()
+    bad["metadata"]["name"] = "A" * 60
+    plan = decide(bad, [], NOW)
+    assert plan.status["reason"] == c.REASON_SPEC_INVALID and "metadata.name" in plan.status["message"]
