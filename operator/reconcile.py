@@ -298,7 +298,11 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
         status["attempt"] = restarts
         status.setdefault("startTime", iso(now))
     elif current:
+        # Adopt a gang created in a round whose status write was lost (a 409, a crash).
         status["attempt"] = restarts
+        status.setdefault("startTime", iso(now))
+    if deadline and not started and status.get("startTime"):
+        plan.requeue_after = min(plan.requeue_after or float(deadline), float(deadline))
 
     # --- where the gang stands --------------------------------------------------------------------------
     count(current)
