@@ -47,6 +47,7 @@ class Resource:
     status_subresource: bool = False
     schema: Obj | None = None  # openAPIV3Schema of a CRD version
     short_names: tuple[str, ...] = ()
+    printer_columns: tuple[Obj, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -250,6 +251,38 @@ def transition_errors(schema: Obj, new: Any, old: Any, path: str) -> list[str]:
     return errors
 
 
+def _age(timestamp: str | None) -> str:
+    if not timestamp:
+        return "<unknown>"
+    seconds = int((dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def table(res: Resource, items: list[Obj], rv: int) -> Obj:
+    """What `kubectl get` asks for: a server-side Table from the CRD's printer columns."""
+    columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0},
+               *[{"name": col["name"], "type": col["type"], "format": col.get("format", ""),
+                  "description": col.get("description", ""), "priority": col.get("priority", 0)}
+                 for col in res.printer_columns]]
+    rows = []
+    for obj in items:
+        cells: list[Any] = [obj["metadata"]["name"]]
+        for col in res.printer_columns:
+            value: Any = obj
+            for part in col["jsonPath"].strip(".").split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if col["type"] == "date":
+                value = _age(value)
+            cells.append(value)
+        rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                                "metadata": obj["metadata"]}})
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": str(rv)},
+            "columnDefinitions": columns, "rows": rows}
+
+
 # --- the store ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class WatchEvent:
@@ -367,7 +400,8 @@ class Store:
                                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
                                status_subresource="status" in (version.get("subresources") or {}),
                                schema=(version.get("schema") or {}).get("openAPIV3Schema"),
-                               short_names=tuple(spec["names"].get("shortNames", ())))
+                               short_names=tuple(spec["names"].get("shortNames", ())),
+                               printer_columns=tuple(version.get("additionalPrinterColumns", ())))
                 self.resources[res.key] = res
         crd["status"] = {"conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
                                          "lastTransitionTime": now_iso()}],
@@ -600,6 +634,9 @@ class FakeKubeAPI:
         if request.method == "GET" and name:
             obj = self.store.get(res, namespace, name)
             return web.json_response(obj)
+        if request.method == "GET" and "as=Table" in request.headers.get("Accept", "") and res.printer_columns:
+            items = self.store.list(res, namespace, query.get("labelSelector"), query.get("fieldSelector"))
+            return web.json_response(table(res, items, self.store.rv))
         if request.method == "GET":
             items = self.store.list(res, namespace, query.get("labelSelector"), query.get("fieldSelector"))
             return web.json_response({"apiVersion": res.api_version, "kind": f"{res.kind}List",

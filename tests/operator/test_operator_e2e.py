@@ -248,3 +248,21 @@ def test_unschedulable_pods_say_why_in_the_status(env, ns, kubelet):
         assert job["status"]["phase"] == c.PENDING
     finally:
         kubelet.unschedulable = False
+
+
+def test_kubectl_get_shows_phase_iteration_reward_and_age(env, ns):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("table"))
+    cluster.wait_phase(ns, "table", c.RUNNING)
+    reporter_for(env, ns, "table").progress(7, "iteration", {"mean_reward": 0.625})
+    # What `kubectl get rlj` asks the API server for.
+    table = cluster.api.call_api("GET", f"{cluster.api.configuration.host}{cluster.jobs_path(ns)}", header_params={
+        "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"})
+    table.read()
+    body = json.loads(table.data)
+    if body.get("kind") != "Table":
+        pytest.fail(f"no server-side table: {body.get('kind')}")
+    names = [col["name"] for col in body["columnDefinitions"]]
+    assert names == ["Name", "Phase", "Iteration", "Step", "Reward", "Restarts", "Age"]
+    (row,) = body["rows"]
+    assert row["cells"][:6] == ["table", "Running", 7, None, 0.625, 0]
