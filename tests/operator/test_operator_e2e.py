@@ -28,18 +28,27 @@ def reasons(cluster: Cluster, ns: str, name: str) -> list[str]:
 
 def test_apply_creates_config_service_rbac_and_one_pod_per_node_then_running(env, ns):
     cluster = env.cluster
-    # The operator is already up (module fixture); time from apply to the whole gang created.
+    spec = {"cluster": {"nodes": 3, "gpusPerNode": 0, "cpusPerNode": "2", "memoryPerNode": "4Gi"}}
+    # Time from apply to the whole gang created, once the operator is up (a warm-up job).
+    cluster.apply(ns, rljob("warmup", **spec))
+    cluster.wait("warm-up pods", lambda: len(cluster.pods(ns, "warmup")) == 3)
+    samples = []
+    for i in range(5):
+        started = time.monotonic()
+        cluster.apply(ns, rljob(f"gang{i}", **spec))
+        cluster.wait("3 pods", lambda: len(cluster.pods(ns, f"gang{i}")) == 3, every=0.01)
+        samples.append(time.monotonic() - started)
     started = time.monotonic()
-    cluster.apply(ns, rljob("gang", cluster={"nodes": 3, "gpusPerNode": 0, "cpusPerNode": "2", "memoryPerNode": "4Gi"}))
-    cluster.wait("3 pods", lambda: len(cluster.pods(ns, "gang")) == 3)
-    created_seconds = time.monotonic() - started
+    cluster.apply(ns, rljob("gang", **spec))
     job = cluster.wait_phase(ns, "gang", c.RUNNING)
     running_seconds = time.monotonic() - started
+    samples.sort()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "apply_to_pods.json").write_text(json.dumps(
-        {"pods": 3, "apply_to_all_pods_created_seconds": round(created_seconds, 3),
+        {"pods": 3, "runs": len(samples), "apply_to_all_pods_created_seconds_median": round(samples[2], 3),
+         "apply_to_all_pods_created_seconds_max": round(samples[-1], 3),
          "apply_to_running_seconds": round(running_seconds, 3), "api": "fake" if env.fake else "cluster"}))
-    print(f"apply -> 3 pods created: {created_seconds:.3f}s; -> Running: {running_seconds:.3f}s")
+    print(f"apply -> 3 pods created: median {samples[2]:.3f}s, max {samples[-1]:.3f}s; -> Running {running_seconds:.3f}s")
 
     uid = job["metadata"]["uid"]
     children = [
