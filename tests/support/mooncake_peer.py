@@ -1,12 +1,18 @@
 """A Mooncake receiver run in a child process (spawned processes need an importable target)."""
 import multiprocessing as mp
 
+import torch
+
 
 def _receive(handle, queue):
+    import torch
+
     from seesaw.checkpoint_engine.channels.mooncake import MooncakeReceiver
 
     receiver = MooncakeReceiver(handle["total_bytes"])
-    queue.put({name: tensor.clone() for name, tensor in receiver.receive(handle)})
+    # plain bytes across the queue: pickled tensors would point at the child's memory
+    queue.put({name: (str(t.dtype), tuple(t.shape), t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+               for name, t in receiver.receive(handle)})
 
 
 def pull(handle, timeout=120):
@@ -16,7 +22,9 @@ def pull(handle, timeout=120):
     process = ctx.Process(target=_receive, args=(handle, queue))
     process.start()
     try:
-        return queue.get(timeout=timeout)
+        raw = queue.get(timeout=timeout)
+        return {name: torch.frombuffer(bytearray(data), dtype=getattr(torch, dtype.removeprefix("torch."))).view(shape)
+                for name, (dtype, shape, data) in raw.items()}
     finally:
         process.join(timeout=30)
         if process.is_alive():
