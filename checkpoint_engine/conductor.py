@@ -58,7 +58,9 @@ class RunSummary:
 class Conductor:
     def __init__(self, spec: dict[str, Any], task: Task, tokenizer: Any, trainer: WorkerClient,
                  rollout: WorkerClient, run_dir: Path, log: Callable[[str], None] = print,
-                 on_progress: Callable[[int, str, dict[str, Any]], None] | None = None) -> None:
+                 on_progress: Callable[[int, str, dict[str, Any]], None] | None = None,
+                 resume_from: str | None = None) -> None:
+        self.resume_from = resume_from
         self.spec = spec
         self.task = task
         self.tokenizer = tokenizer
@@ -186,14 +188,21 @@ class Conductor:
         rl = self.spec["rl"]
         self.log(f"waiting for the trainer and rollout containers (timeout {self.spec['timeouts']['startupSeconds']:.0f}s)")
         self.wait_ready()
-        first = self.sync_weights(0, first=True)
+        start = 1
+        if self.resume_from:
+            # a restarted gang continues from the last checkpoint (the operator says which)
+            done = self.trainer.call("/checkpoint/load", {"path": self.resume_from}, timeout=self.spec["timeouts"]["syncSeconds"])
+            start = done["iteration"] + 1
+            self.rng = random.Random(self.spec["rl"]["seed"] * 1_000_003 + start)
+            self.log(f"resumed from {self.resume_from}: continuing at iteration {start}")
+        first = self.sync_weights(start - 1, first=True)
         self.log(f"initial weight sync: {first['bytes'] / MiB:.1f} MiB in {first['buckets']} buckets, {first['seconds']:.3f}s")
         before = self.evaluate(0, self.task.eval)
         self.log(f"held-out accuracy before RL: {before['sampled']:.3f} sampled (T={self.spec['rollout']['temperature']}), "
                  f"{before['greedy']:.3f} greedy, on {len(self.task.eval)} prompts")
         every_eval = rl["evaluation"]["everyIterations"]
         every_ckpt = self.spec["checkpoint"]["everyIterations"]
-        for iteration in range(1, rl["iterations"] + 1):
+        for iteration in range(start, rl["iterations"] + 1):
             samples, rollout_stats = self.roll_out(iteration)
             train_stats = self.train(iteration, samples)
             sync = self.sync_weights(iteration)

@@ -44,6 +44,7 @@ def main() -> int:
         run_dir=run_dir,
         log=log,
         on_progress=reporter.progress if reporter else None,
+        resume_from=os.environ.get("SEESAW_RESUME_FROM") or None,
     )
     plot_path = run_dir / "run.png"
     try:

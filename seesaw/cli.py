@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-json", help="write the run's summary (accuracies, sync) here")
     run.add_argument("--seed", type=int, help="override spec.rl.seed")
     run.add_argument("--iterations", type=int, help="override spec.rl.iterations")
+    run.add_argument("--resume-from", help="a checkpoint (latest.pt) of an earlier run to continue from")
     run.set_defaults(func=_cmd_run)
 
     render = sub.add_parser("render", help="print the Kubernetes objects the operator would create")

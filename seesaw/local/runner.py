@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from seesaw.model.generate import prepare_model
+from seesaw.spec import SpecError
 from seesaw.tasks import load_task
 
 WORKERS = {
@@ -144,6 +145,11 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         "SEESAW_NUM_PODS": "1",
         "PYTHONUNBUFFERED": "1",
     })
+    if getattr(args, "resume_from", None):
+        checkpoint = Path(args.resume_from).resolve()
+        if not checkpoint.is_file():
+            raise SpecError("--resume-from", f"no checkpoint file at {checkpoint}")
+        env["SEESAW_RESUME_FROM"] = str(checkpoint)
     if args.summary_json:
         env["SEESAW_SUMMARY_JSON"] = str(Path(args.summary_json).resolve())
 

@@ -44,7 +44,16 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     assert [m["iteration"] for m in metrics] == [1, 2]
     assert all(m["rollout_trainer_logprob_diff"] < 1e-4 for m in metrics)
     assert (run_dir / "run.png").read_bytes()[:4] == b"\x89PNG"
-    assert (run_dir / "checkpoints" / "latest.pt").is_file()
+    checkpoint = run_dir / "checkpoints" / "latest.pt"
+    assert checkpoint.is_file()
+
+    # a restarted job continues after its checkpoint's iteration
+    job = write_job(tmp_path, iterations=3)
+    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "resumed"), "--resume-from", str(checkpoint)],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "continuing at iteration 3" in result.stdout
+    assert "iter   3/3" in result.stdout and "iter   1/3" not in result.stdout
 
 
 def test_a_crashed_rollout_engine_fails_the_run_clearly_and_leaves_no_process(tmp_path):
