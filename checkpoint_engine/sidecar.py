@@ -58,7 +58,9 @@ def main() -> int:
         return 1
     summary_path = Path(os.environ.get("SEESAW_SUMMARY_JSON") or run_dir / "summary.json")
     write_summary(summary, summary_path)
-    plot_run(summary.history, conductor.machine.timeline, summary.accuracy_before, summary.accuracy_after, plot_path)
+    plot_run(summary.history, conductor.machine.timeline,
+             {"sampled": summary.accuracy_before, "greedy": summary.greedy_accuracy_before},
+             {"sampled": summary.accuracy_after, "greedy": summary.greedy_accuracy_after}, plot_path)
     log(f"summary: {summary_path}\nplot: {plot_path}\nmetrics: {conductor.metrics_path}")
     if reporter:
         reporter.succeeded(summary)

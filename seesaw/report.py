@@ -24,21 +24,25 @@ def write_summary(summary: Any, path: Path) -> dict[str, Any]:
     return data
 
 
-def plot_run(history: list[dict[str, Any]], timeline: list[Any], accuracy_before: float | None,
-             accuracy_after: float | None, path: Path) -> Path:
-    """Reward and accuracy per iteration (top) and when each phase ran (bottom)."""
+def plot_run(history: list[dict[str, Any]], timeline: list[Any], before: dict[str, float] | None,
+             after: dict[str, float] | None, path: Path) -> Path:
+    """Reward and accuracy per iteration (top) and when each phase ran (bottom).
+
+    before/after: held-out accuracies {"sampled": ..., "greedy": ...} around the RL run.
+    """
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), gridspec_kw={"height_ratios": [3, 1.3]})
     iterations = [h["iteration"] for h in history]
-    top.plot(iterations, [h["mean_reward"] for h in history], marker=".", label="mean reward (rollout)")
-    top.plot(iterations, [h["accuracy"] for h in history], marker=".", alpha=0.6, label="accuracy (rollout samples)")
-    evals = [(h["iteration"], h["eval_accuracy"]) for h in history if h.get("eval_accuracy") is not None]
-    if accuracy_before is not None:
-        evals = [(0, accuracy_before)] + evals
-    if accuracy_after is not None and iterations:
-        evals = evals + [(iterations[-1], accuracy_after)]
-    if evals:
-        xs, ys = zip(*evals)
-        top.plot(xs, ys, marker="o", linestyle="--", color="black", label="held-out accuracy (greedy)")
+    top.plot(iterations, [h["mean_reward"] for h in history], marker=".", label="mean reward (rollout samples)")
+    for key, label, style in (("sampled", "held-out accuracy (sampled)", "o--"), ("greedy", "held-out accuracy (greedy)", "s:")):
+        field = "eval_accuracy" if key == "sampled" else "eval_greedy_accuracy"
+        points = [(h["iteration"], h[field]) for h in history if h.get(field) is not None]
+        if before:
+            points = [(iterations[0] - 1 if iterations else 0, before[key])] + points
+        if after and iterations:
+            points.append((iterations[-1], after[key]))
+        if points:
+            xs, ys = zip(*points)
+            top.plot(xs, ys, style, color="black", alpha=0.8 if key == "sampled" else 0.5, label=label)
     top.set_xlabel("iteration")
     top.set_ylim(0, 1)
     top.grid(alpha=0.3)
