@@ -29,7 +29,7 @@ class Phase(str, enum.Enum):
 ALLOWED: dict[Phase, set[Phase]] = {
     Phase.STARTING: {Phase.SYNC},
     Phase.SYNC: {Phase.EVAL, Phase.ROLLOUT, Phase.CHECKPOINT, Phase.DONE},
-    Phase.EVAL: {Phase.ROLLOUT, Phase.EVAL, Phase.DONE},
+    Phase.EVAL: {Phase.ROLLOUT, Phase.EVAL, Phase.CHECKPOINT, Phase.DONE},
     Phase.ROLLOUT: {Phase.TRAIN},
     Phase.TRAIN: {Phase.SYNC},
     Phase.CHECKPOINT: {Phase.EVAL, Phase.ROLLOUT, Phase.DONE},

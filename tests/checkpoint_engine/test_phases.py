@@ -66,6 +66,16 @@ def test_phases_follow_the_iteration_order_and_are_timed():
     assert [r.phase for r in m.timeline] == [Phase.STARTING, Phase.SYNC, Phase.ROLLOUT, Phase.TRAIN, Phase.SYNC]
 
 
+def test_every_order_the_conductor_uses_is_legal():
+    # iteration: rollout, train, sync, then optionally eval, then optionally checkpoint
+    for tail in ([], [Phase.EVAL], [Phase.CHECKPOINT], [Phase.EVAL, Phase.CHECKPOINT]):
+        m = machine()
+        for phase in [Phase.STARTING, Phase.SYNC, Phase.EVAL] + [Phase.ROLLOUT, Phase.TRAIN, Phase.SYNC, *tail] * 2 + [Phase.EVAL]:
+            m.run(phase, 1, lambda: None)
+        m.finish(2)
+        assert m.state == Phase.DONE
+
+
 def test_training_before_rollout_is_an_illegal_transition():
     m = machine()
     m.run(Phase.STARTING, 0, lambda: None)

@@ -20,6 +20,7 @@ SEESAW = str(Path(sys.executable).parent / "seesaw")
 def write_job(tmp_path, iterations):
     manifest = tiny_manifest(iterations=iterations, promptsPerIteration=8)
     manifest["spec"]["checkpoint"]["everyIterations"] = 1
+    manifest["spec"]["rl"]["evaluation"]["everyIterations"] = 1  # eval and checkpoint in one iteration
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path
