@@ -17,6 +17,8 @@ from typing import Any, Callable
 from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
 from seesaw.interfaces import Sample
 from seesaw.model.generate import encode_prompt
+from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
+from seesaw.rl.sampling import make_sampler
 from seesaw.rpc import WorkerClient
 from seesaw.tasks import Problem, Task
 
@@ -77,6 +79,10 @@ class Conductor:
             on_transition=lambda old, new, iteration: self.on_progress(iteration, new.value, {}),
         )
         self.rng = random.Random(spec["rl"]["seed"])
+        self.sampler = make_sampler(
+            spec["rl"]["sampling"]["strategy"], len(task.train), spec["rl"]["iterations"],
+            difficulty=lambda i: task.train[i].difficulty if task.train[i].difficulty is not None else len(task.train[i].answer),
+        )
         self.history: list[IterationMetrics] = []
         self.last_sync: dict[str, Any] = {}
         self.metrics_path = run_dir / "metrics.jsonl"
@@ -136,7 +142,8 @@ class Conductor:
 
     def roll_out(self, iteration: int) -> tuple[list[Sample], dict[str, float]]:
         rl, rollout = self.spec["rl"], self.spec["rollout"]
-        problems = self.rng.sample(self.task.train, min(rl["promptsPerIteration"], len(self.task.train)))
+        chosen = self.sampler.sample(rl["promptsPerIteration"], self.rng, iteration)
+        problems = [self.task.train[i] for i in chosen]
 
         def work() -> tuple[list[Sample], dict[str, float]]:
             started = time.perf_counter()
@@ -146,14 +153,22 @@ class Conductor:
                                     timeout=self.machine.remaining())
             seconds = time.perf_counter() - started
             samples = [Sample(**s) for s in raw]
-            for sample in samples:
-                sample.reward = self.task.score(self._decode(sample.response_ids), problems[sample.prompt_index])
-            correct = [s.reward for s in samples]
+            correct = [self.task.score(self._decode(s.response_ids), problems[s.prompt_index]) for s in samples]
+            penalty = rl["lengthPenalty"]
+            bonus = add_length_rewards([s.prompt_index for s in samples], [len(s.response_ids) for s in samples],
+                                       [c == 1.0 for c in correct],
+                                       length_penalty_weight(penalty["weight"], penalty["warmupIterations"], iteration))
+            for sample, score, extra in zip(samples, correct, bonus):
+                sample.reward = score + extra
             tokens = sum(len(s.response_ids) for s in samples)
             return samples, {"accuracy": statistics.fmean(correct), "tokens": tokens, "seconds": seconds,
-                             "mean_length": tokens / max(1, len(samples))}
+                             "mean_length": tokens / max(1, len(samples)), "correct": correct}
 
         samples, stats = self.machine.run(Phase.ROLLOUT, iteration, work)
+        per_prompt: dict[int, list[float]] = {}
+        for sample, score in zip(samples, stats.pop("correct")):
+            per_prompt.setdefault(sample.prompt_index, []).append(score)
+        self.sampler.update([chosen[i] for i in per_prompt], [statistics.fmean(v) for v in per_prompt.values()])
         stats["mean_reward"] = statistics.fmean(s.reward for s in samples)
         return samples, stats
 

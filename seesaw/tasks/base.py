@@ -15,6 +15,8 @@ from seesaw.spec import SpecError
 class Problem:
     prompt: str
     answer: str
+    # for curriculum sampling: a label, or None to fall back on the answer's length
+    difficulty: float | None = None
 
 
 @dataclass
@@ -73,7 +75,8 @@ def jsonl_task(path: Path, eval_count: int, seed: int = 1234) -> Task:
         row: Any = json.loads(line)
         if not isinstance(row, dict) or "prompt" not in row or "answer" not in row:
             raise SpecError("spec.prompts.source", f"{path}:{number}: expected an object with 'prompt' and 'answer'")
-        problems.append(Problem(str(row["prompt"]), str(row["answer"])))
+        difficulty = row.get("difficulty")
+        problems.append(Problem(str(row["prompt"]), str(row["answer"]), float(difficulty) if difficulty is not None else None))
     train, held_out = _split(problems, eval_count, seed)
     alphabet = "".join(sorted({c for p in problems for c in p.prompt + p.answer}))
     return Task(path.stem, train, held_out, exact_answer, alphabet)

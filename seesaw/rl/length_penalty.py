@@ -1,0 +1,48 @@
+"""Kimi k1.5 length reward: among the k responses to a prompt, shorter correct ones earn more.
+
+    lambda_j = 0.5 - (len_j - min_len) / (max_len - min_len)      (0 when all lengths are equal)
+    len_reward_j = lambda_j if response j is correct, else min(0, lambda_j)
+
+It slows early training, so it is off until `warmup_iterations` have passed, then on with
+its full weight.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+
+def length_rewards(lengths: Sequence[int], correct: Sequence[bool]) -> list[float]:
+    """The length reward of each of one prompt's k responses."""
+    if len(lengths) != len(correct):
+        raise ValueError(f"lengths ({len(lengths)}) and correct ({len(correct)}) must have the same length")
+    if not lengths:
+        return []
+    shortest, longest = min(lengths), max(lengths)
+    if longest == shortest:
+        return [0.0] * len(lengths)
+    rewards = []
+    for length, ok in zip(lengths, correct):
+        lam = 0.5 - (length - shortest) / (longest - shortest)
+        rewards.append(lam if ok else min(0.0, lam))
+    return rewards
+
+
+def length_penalty_weight(weight: float, warmup_iterations: int, iteration: int) -> float:
+    """The weight in force at `iteration` (1-based): 0 during the warm-up, `weight` after."""
+    return weight if iteration > warmup_iterations else 0.0
+
+
+def add_length_rewards(prompt_ids: Sequence[int], lengths: Sequence[int], correct: Sequence[bool],
+                       weight: float) -> list[float]:
+    """weight * length reward for a flat batch whose samples are grouped by prompt id."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for index, prompt in enumerate(prompt_ids):
+        groups[prompt].append(index)
+    bonus = [0.0] * len(prompt_ids)
+    if weight == 0.0:
+        return bonus
+    for members in groups.values():
+        for index, value in zip(members, length_rewards([lengths[i] for i in members], [correct[i] for i in members])):
+            bonus[index] = weight * value
+    return bonus
