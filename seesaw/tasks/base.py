@@ -17,6 +17,8 @@ class Problem:
     answer: str
     # for curriculum sampling: a label, or None to fall back on the answer's length
     difficulty: float | None = None
+    # code problems: (stdin, expected stdout) pairs the response's program must satisfy
+    tests: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -67,19 +69,41 @@ def reverse_task(digits: int, eval_count: int, seed: int = 1234) -> Task:
                 wrong_answer=lambda problem: problem.prompt.rstrip("="))
 
 
-def jsonl_task(path: Path, eval_count: int, seed: int = 1234) -> Task:
+def math_answer(response: str, problem: Problem) -> float:
+    from seesaw.rl.rewards.math import math_reward
+
+    return math_reward(response, problem.answer)
+
+
+def code_tests(response: str, problem: Problem) -> float:
+    from seesaw.rl.rewards.code import CodeTestCase, code_reward
+
+    return code_reward(response, [CodeTestCase(stdin, stdout) for stdin, stdout in problem.tests])
+
+
+def jsonl_task(path: Path, eval_count: int, reward: str = "math", seed: int = 1234) -> Task:
+    """Prompts from a JSONL file: {prompt, answer} rows for math, {prompt, tests: [{stdin, stdout}]} for code."""
     problems = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         row: Any = json.loads(line)
-        if not isinstance(row, dict) or "prompt" not in row or "answer" not in row:
-            raise SpecError("spec.prompts.source", f"{path}:{number}: expected an object with 'prompt' and 'answer'")
-        difficulty = row.get("difficulty")
-        problems.append(Problem(str(row["prompt"]), str(row["answer"]), float(difficulty) if difficulty is not None else None))
+        where = f"{path}:{number}"
+        if not isinstance(row, dict) or "prompt" not in row:
+            raise SpecError("spec.prompts.source", f"{where}: expected an object with 'prompt'")
+        difficulty = float(row["difficulty"]) if row.get("difficulty") is not None else None
+        if reward == "code":
+            if not row.get("tests"):
+                raise SpecError("spec.prompts.source", f"{where}: spec.reward.type is code, expected 'tests': [{{stdin, stdout}}, ...]")
+            tests = tuple((str(t.get("stdin", "")), str(t["stdout"])) for t in row["tests"])
+            problems.append(Problem(str(row["prompt"]), "", difficulty, tests))
+        else:
+            if "answer" not in row:
+                raise SpecError("spec.prompts.source", f"{where}: spec.reward.type is math, expected an 'answer'")
+            problems.append(Problem(str(row["prompt"]), str(row["answer"]), difficulty))
     train, held_out = _split(problems, eval_count, seed)
     alphabet = "".join(sorted({c for p in problems for c in p.prompt + p.answer}))
-    return Task(path.stem, train, held_out, exact_answer, alphabet)
+    return Task(path.stem, train, held_out, code_tests if reward == "code" else math_answer, alphabet)
 
 
 def load_task(spec: dict[str, Any]) -> Task:
@@ -94,4 +118,4 @@ def load_task(spec: dict[str, Any]) -> Task:
     path = Path(source)
     if not path.is_file():
         raise SpecError("spec.prompts.source", f"expected builtin:<task> or a JSONL file, {source!r} does not exist")
-    return jsonl_task(path, eval_count)
+    return jsonl_task(path, eval_count, spec["reward"]["type"])
