@@ -4,7 +4,8 @@ Each test runs the program in a fresh process: its own session (killed as a grou
 scratch working directory, a scrubbed environment, rlimits on CPU seconds, address space,
 file size and processes, a wall-clock timeout, and no network where the kernel allows a new
 network namespace (`unshare --net`, needs root or user namespaces; without it the sandbox
-says so in `NETWORK_ISOLATED` and the limits still apply).
+says so in `NETWORK_ISOLATED` and the limits still apply). Started as root, the program runs
+as `nobody` (setpriv): root ignores the process-count limit, and a fork bomb must not.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+NOBODY = 65534
 _FENCE = re.compile(r"```(?:python|py)?\n(.*?)```", re.DOTALL)
 
 
@@ -71,6 +73,10 @@ def run_case(program: str, case: CodeTestCase, limits: SandboxLimits = SandboxLi
         with open(path, "w") as source:
             source.write(program)
         command = [sys.executable, "-I", "-S", path]
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            os.chmod(scratch, 0o755)
+            os.chmod(path, 0o644)
+            command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
         if NETWORK_ISOLATED:
             command = ["unshare", "--net", *command]
         try:
