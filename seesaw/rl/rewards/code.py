@@ -1,111 +1,139 @@
-"""Code reward: run a response's program against test cases in a sandbox.
+"""Code reward: run a response's Python against test cases in the sandbox.
 
-Each test runs the program in a fresh process: its own session (killed as a group), a
-scratch working directory, a scrubbed environment, rlimits on CPU seconds, address space,
-file size and processes, a wall-clock timeout, and no network where the kernel allows a new
-network namespace (`unshare --net`, needs root or user namespaces; without it the sandbox
-says so in `NETWORK_ISOLATED` and the limits still apply). Started as root, the program runs
-as `nobody` (setpriv): root ignores the process-count limit, and a fork bomb must not.
+A test case is a stdin/stdout pair (the program's output must match, up to trailing
+whitespace) or an assertion run after the program's code. An assertion passes only when the
+program reaches a secret marker printed after it, so an early `exit(0)` passes nothing.
+Reward: the fraction of tests passed, or 1 only when all pass ("all", the default: rewards in
+the Kimi k1.5 recipe are 0/1). Each test is its own sandboxed process.
 """
 from __future__ import annotations
 
-import os
 import re
-import resource
-import shutil
-import subprocess
-import sys
-import tempfile
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
-NOBODY = 65534
-_FENCE = re.compile(r"```(?:python|py)?\n(.*?)```", re.DOTALL)
+from seesaw.rl.rewards.registry import register_verifier
+from seesaw.rl.rewards.sandbox import SandboxLimits, SandboxResult, isolation, run_python
+
+MODES = ("all", "fraction")
+
+
+def __getattr__(name: str) -> Any:
+    # NETWORK_ISOLATED is probed on first use, not at import: the probe starts processes
+    if name == "NETWORK_ISOLATED":
+        return isolation().network
+    raise AttributeError(name)
 
 
 @dataclass(frozen=True)
-class CodeTestCase:
-    stdin: str
-    expected_stdout: str
+class TestCase:
+    __test__ = False  # not a pytest class
+
+    stdin: str = ""
+    expected_stdout: str | None = None
+    assertion: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.expected_stdout is None) == (self.assertion is None):
+            raise ValueError("test case: expected exactly one of expected_stdout (stdin/stdout test) "
+                             "or assertion (assert-style test)")
+
+    @classmethod
+    def from_json(cls, data: Any) -> "TestCase":
+        """From {"input", "output"} or {"stdin", "stdout"}, {"assert": "..."}, or a bare assert string."""
+        if isinstance(data, TestCase):
+            return data
+        if isinstance(data, str):
+            return cls(assertion=data)
+        if isinstance(data, dict):
+            if "assert" in data:
+                return cls(stdin=str(data.get("input", data.get("stdin", ""))), assertion=str(data["assert"]))
+            output = data.get("output", data.get("stdout"))
+            if output is not None:
+                return cls(stdin=str(data.get("input", data.get("stdin", ""))), expected_stdout=str(output))
+        raise ValueError(f"tests: expected {{input, output}}, {{stdin, stdout}}, {{assert}} or an assert string, got {data!r}")
 
 
-@dataclass(frozen=True)
-class SandboxLimits:
-    timeout_seconds: float = 5.0
-    memory_mib: int = 512
-    max_processes: int = 64
-    max_file_mib: int = 16
-
-
-def _network_isolation_works() -> bool:
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return False
-    try:
-        return subprocess.run([unshare, "--net", "true"], capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-NETWORK_ISOLATED = _network_isolation_works()
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
 def extract_program(response: str) -> str:
-    """The last fenced code block, or the whole response if it has none."""
+    return extract_code(response)
+
+
+def extract_code(response: str) -> str:
+    """The last ```python fenced block, else the last fenced block, else the whole response."""
     blocks = _FENCE.findall(response)
-    return blocks[-1] if blocks else response
+    python = [body for language, body in blocks if language.lower() in ("python", "python3", "py")]
+    if python:
+        return python[-1]
+    if blocks:
+        return blocks[-1][1]
+    return response
 
 
-def _limits(limits: SandboxLimits):
-    def apply() -> None:
-        cpu = max(1, int(limits.timeout_seconds) + 1)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        memory = limits.memory_mib * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        size = limits.max_file_mib * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
-    return apply
+# the name the task loader uses: CodeTestCase(stdin, expected_stdout)
+CodeTestCase = TestCase
 
 
-def run_case(program: str, case: CodeTestCase, limits: SandboxLimits = SandboxLimits()) -> bool:
-    with tempfile.TemporaryDirectory(prefix="seesaw-sandbox-") as scratch:
-        path = os.path.join(scratch, "main.py")
-        with open(path, "w") as source:
-            source.write(program)
-        command = [sys.executable, "-I", "-S", path]
-        if os.geteuid() == 0 and shutil.which("setpriv"):
-            os.chmod(scratch, 0o755)
-            os.chmod(path, 0o644)
-            command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
-        if NETWORK_ISOLATED:
-            command = ["unshare", "--net", *command]
-        try:
-            process = subprocess.Popen(command, cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "HOME": scratch},
-                                       preexec_fn=_limits(limits), start_new_session=True, text=True)
-        except OSError:
-            return False
-        try:
-            out, _ = process.communicate(case.stdin, timeout=limits.timeout_seconds)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
-            return False
-        finally:
-            try:
-                os.killpg(process.pid, 9)  # whatever it forked goes too
-            except ProcessLookupError:
-                pass
-        return process.returncode == 0 and out.strip() == case.expected_stdout.strip()
+def _normalize_output(text: str) -> list[str]:
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
-def code_reward(response: str, cases: list[CodeTestCase], limits: SandboxLimits = SandboxLimits(),
+def run_test(code: str, test: TestCase, limits: SandboxLimits) -> tuple[bool, SandboxResult]:
+    if test.assertion is None:
+        result = run_python(code, test.stdin, limits)
+        return result.ok and _normalize_output(result.stdout) == _normalize_output(test.expected_stdout or ""), result
+    marker = secrets.token_hex(16)
+    source = f"{code}\n\n{test.assertion}\nprint({marker!r})\n"
+    result = run_python(source, test.stdin, limits)
+    last = _normalize_output(result.stdout)[-1:]
+    return result.ok and last == [marker], result
+
+
+@dataclass
+class CodeVerifier:
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    mode: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {list(MODES)}, got {self.mode!r}")
+
+    def passed(self, code: str, tests: Sequence[Any]) -> list[bool]:
+        """Per test, whether it passed; in "all" mode the tests after the first failure are not run (False)."""
+        cases = [TestCase.from_json(t) for t in tests]
+        results: list[bool] = []
+        for case in cases:
+            ok, _ = run_test(code, case, self.limits)
+            results.append(ok)
+            if not ok and self.mode == "all":
+                results += [False] * (len(cases) - len(results))
+                break
+        return results
+
+    def score(self, response: str, reference: Any) -> float:
+        if not isinstance(reference, (list, tuple)) or not reference:
+            raise ValueError(f"reference: expected a non-empty list of test cases, got {reference!r}")
+        passed = self.passed(extract_code(response), reference)
+        if self.mode == "all":
+            return 1.0 if all(passed) else 0.0
+        return sum(passed) / len(passed)
+
+
+def code_reward(response: str, cases: Sequence[Any], limits: SandboxLimits = SandboxLimits(),
                 all_or_nothing: bool = True) -> float:
     """1.0 if every case passes (or the fraction passed, with all_or_nothing=False)."""
     if not cases:
         raise ValueError("cases: a code problem needs at least one test case")
-    program = extract_program(response)
-    passed = sum(run_case(program, case, limits) for case in cases)
-    if all_or_nothing:
-        return 1.0 if passed == len(cases) else 0.0
-    return passed / len(cases)
+    return CodeVerifier(limits, "all" if all_or_nothing else "fraction").score(response, list(cases))
+
+
+@register_verifier("code")
+def code_verifier(reward_spec: dict[str, Any], **options: Any) -> CodeVerifier:
+    options.setdefault("limits", SandboxLimits.from_spec(reward_spec.get("sandbox", {})))
+    return CodeVerifier(**options)
