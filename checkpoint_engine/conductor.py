@@ -17,6 +17,7 @@ from typing import Any, Callable
 from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
 from seesaw.interfaces import Sample
 from seesaw.model.generate import encode_prompt
+from seesaw.rl.partial_rollout import PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.sampling import make_sampler
 from seesaw.rpc import WorkerClient
@@ -79,6 +80,12 @@ class Conductor:
             on_transition=lambda old, new, iteration: self.on_progress(iteration, new.value, {}),
         )
         self.rng = random.Random(spec["rl"]["seed"])
+        partial = spec["rl"]["partialRollout"]
+        self.partial = (PartialRolloutBuffer(partial["tokenBudget"], spec["rollout"]["maxTokens"])
+                        if partial["enabled"] else None)
+        self.partial_problems: dict[int, Problem] = {}
+        self.partial_indices: dict[int, int] = {}
+        self.partial_tokens = 0
         self.sampler = make_sampler(
             spec["rl"]["sampling"]["strategy"], len(task.train), spec["rl"]["iterations"],
             difficulty=lambda i: task.train[i].difficulty if task.train[i].difficulty is not None else len(task.train[i].answer),
@@ -140,36 +147,72 @@ class Conductor:
         return self.machine.run(Phase.EVAL, iteration, lambda: {
             "greedy": accuracy(1, 0.0), "sampled": accuracy(EVAL_SAMPLES, rollout["temperature"])})
 
+    def _generate(self, prompts: list[list[int]], n: int, max_tokens: int) -> list[Sample]:
+        if not prompts:
+            return []
+        raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": n, "temperature": self.spec["rollout"]["temperature"],
+                                              "max_tokens": max_tokens}, timeout=self.machine.remaining())
+        return [Sample(**s) for s in raw]
+
+    def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> list[Sample]:
+        """Continue the buffered responses, start the new prompts, return the groups that finished."""
+        buffer = self.partial
+        pending = list(buffer.unfinished())
+        continued = self._generate([r.prompt_ids + r.response_ids for r in pending], 1, buffer.segment_tokens())
+        for response, sample in zip(pending, continued):
+            buffer.extend(response, sample.response_ids, sample.logprobs, sample.finished)
+        prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+        k = self.spec["rollout"]["samplesPerPrompt"]
+        groups = [buffer.add_group(index, prompt, k) for index, prompt in zip(chosen, prompts)]
+        for sample in self._generate(prompts, k, buffer.segment_tokens()):
+            member = next(m for m in groups[sample.prompt_index].members if not m.response_ids and not m.finished)
+            buffer.extend(member, sample.response_ids, sample.logprobs, sample.finished)
+        self.partial_tokens = sum(len(s.response_ids) for s in continued) + sum(
+            len(m.response_ids) for g in groups for m in g.members)
+        samples = []
+        for group_id, group in enumerate(buffer.pop_finished()):
+            self.partial_problems[group_id] = self.task.train[group.problem_index]
+            self.partial_indices[group_id] = group.problem_index
+            samples += [Sample(group_id, m.prompt_ids, m.response_ids, m.logprobs, finished=not m.repeated,
+                               train_from=m.on_policy_from) for m in group.members]
+        return samples
+
     def roll_out(self, iteration: int) -> tuple[list[Sample], dict[str, float]]:
         rl, rollout = self.spec["rl"], self.spec["rollout"]
-        chosen = self.sampler.sample(rl["promptsPerIteration"], self.rng, iteration)
+        waiting = len(self.partial.groups) if self.partial else 0
+        chosen = self.sampler.sample(max(0, rl["promptsPerIteration"] - waiting), self.rng, iteration)
         problems = [self.task.train[i] for i in chosen]
 
         def work() -> tuple[list[Sample], dict[str, float]]:
             started = time.perf_counter()
-            prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
-            raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": rollout["samplesPerPrompt"],
-                                                  "temperature": rollout["temperature"], "max_tokens": rollout["maxTokens"]},
-                                    timeout=self.machine.remaining())
+            if self.partial:
+                samples = self._partial_samples(chosen, problems)
+                scored = [self.partial_problems[s.prompt_index] for s in samples]
+            else:
+                prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+                samples = self._generate(prompts, rollout["samplesPerPrompt"], rollout["maxTokens"])
+                scored = [problems[s.prompt_index] for s in samples]
             seconds = time.perf_counter() - started
-            samples = [Sample(**s) for s in raw]
-            correct = [self.task.score(self._decode(s.response_ids), problems[s.prompt_index]) for s in samples]
+            correct = [self.task.score(self._decode(s.response_ids), problem) for s, problem in zip(samples, scored)]
             penalty = rl["lengthPenalty"]
             bonus = add_length_rewards([s.prompt_index for s in samples], [len(s.response_ids) for s in samples],
                                        [c == 1.0 for c in correct],
                                        length_penalty_weight(penalty["weight"], penalty["warmupIterations"], iteration))
             for sample, score, extra in zip(samples, correct, bonus):
                 sample.reward = score + extra
-            tokens = sum(len(s.response_ids) for s in samples)
-            return samples, {"accuracy": statistics.fmean(correct), "tokens": tokens, "seconds": seconds,
-                             "mean_length": tokens / max(1, len(samples)), "correct": correct}
+            # tokens generated in this iteration (with partial rollouts, also by unfinished responses)
+            tokens = self.partial_tokens if self.partial else sum(len(s.response_ids) for s in samples)
+            return samples, {"accuracy": statistics.fmean(correct) if correct else 0.0, "tokens": tokens, "seconds": seconds,
+                             "mean_length": statistics.fmean(len(s.response_ids) for s in samples) if samples else 0.0,
+                             "correct": correct}
 
         samples, stats = self.machine.run(Phase.ROLLOUT, iteration, work)
         per_prompt: dict[int, list[float]] = {}
         for sample, score in zip(samples, stats.pop("correct")):
             per_prompt.setdefault(sample.prompt_index, []).append(score)
-        self.sampler.update([chosen[i] for i in per_prompt], [statistics.fmean(v) for v in per_prompt.values()])
-        stats["mean_reward"] = statistics.fmean(s.reward for s in samples)
+        indices = self.partial_indices if self.partial else chosen
+        self.sampler.update([indices[i] for i in per_prompt], [statistics.fmean(v) for v in per_prompt.values()])
+        stats["mean_reward"] = statistics.fmean(s.reward for s in samples) if samples else 0.0
         return samples, stats
 
     def train(self, iteration: int, samples: list[Sample]) -> dict[str, Any]:

@@ -23,6 +23,8 @@ class Sample:
     logprobs: list[float]
     reward: float = 0.0
     finished: bool = True
+    # tokens before this index came from an older policy (partial rollouts): not trained on
+    train_from: int = 0
 
 
 @dataclass

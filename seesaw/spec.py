@@ -117,9 +117,6 @@ def _check_rules(spec: dict[str, Any]) -> None:
         raise SpecError("spec.rollout.tensorParallel", f"must not exceed cluster.gpusPerNode ({gpus}), got {rollout_tp}")
     if gpus and gpus % rollout_tp:
         raise SpecError("spec.rollout.tensorParallel", f"must divide cluster.gpusPerNode ({gpus}), got {rollout_tp}")
-    if spec["rl"]["partialRollout"]["enabled"]:
-        # declared in the schema for forward compatibility; refusing beats silently ignoring it
-        raise SpecError("spec.rl.partialRollout.enabled", "partial rollouts are not implemented yet; set it to false")
     model_parallel = trainer["tensorParallel"] * trainer["pipelineParallel"]
     total = gpus * spec["cluster"]["nodes"]
     if gpus and total % model_parallel:

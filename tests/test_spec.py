@@ -104,9 +104,3 @@ def test_cli_reports_the_field_and_exits_2(tmp_path, capsys):
     assert main(["validate", str(path)]) == 2
     assert "spec.rollout.temperature: expected number" in capsys.readouterr().err
 
-
-def test_a_field_the_runtime_does_not_implement_is_refused_not_ignored():
-    doc = example()
-    doc["spec"]["rl"]["partialRollout"] = {"enabled": True}
-    with pytest.raises(SpecError, match="spec.rl.partialRollout.enabled: partial rollouts are not implemented yet"):
-        validate_manifest(doc)

@@ -98,6 +98,8 @@ class TorchTrainer:
         the tau term pulls later mini-batch steps back towards it.
         """
         started = time.perf_counter()
+        if not samples:  # partial rollouts: no group finished this iteration
+            return TrainStats(loss=0.0, tokens=0, seconds=0.0, extra={"optimizer_steps": 0, "max_abs_logprob_diff": 0.0})
         rl = self.spec["rl"]
         groups: dict[int, list[Sample]] = {}
         for sample in samples:
@@ -138,6 +140,7 @@ class TorchTrainer:
             old = torch.zeros_like(logprobs)
             for i, s in enumerate(chunk):
                 old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+                mask[i, : s.train_from] = 0.0  # earlier partial-rollout segments: another policy's
             max_diff = max(max_diff, float(((logprobs.detach() - old).abs() * mask).max()))
             stats = kimi_policy_loss(
                 logprobs, old, mask,
