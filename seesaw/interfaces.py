@@ -86,7 +86,13 @@ class RolloutEngine(Protocol):
 
     def wake_up(self, tags: Iterable[str] = ("weights", "kv_cache")) -> MemoryReport: ...
 
-    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int: ...
+    def init_weight_channel(self, capacity_bytes: int, hostname: str, protocol: str) -> None:
+        """Prepare the engine's receiving side of the weight channel (once)."""
+        ...
+
+    def update_weights(self, handle: dict[str, Any]) -> dict[str, float]:
+        """Pull the weights a sender staged (its handle) into the running engine."""
+        ...
 
 
 class WeightSender(Protocol):
