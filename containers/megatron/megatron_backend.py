@@ -128,6 +128,8 @@ class MicroBatch:
     rewards: torch.Tensor
     group_ids: torch.Tensor
     weight: float  # share of the iteration's prompts in this micro-batch
+    # partial rollouts: response tokens before train_from[i] came from an older policy
+    train_from: list[int] = field(default_factory=list)
 
 
 def plan_micro_batches(samples: list[Sample], micro_batch_size: int, dp_rank: int = 0, dp_size: int = 1,
@@ -165,6 +167,7 @@ def plan_micro_batches(samples: list[Sample], micro_batch_size: int, dp_rank: in
             rewards=torch.tensor([s.reward for s in chunk], dtype=torch.float32),
             group_ids=torch.tensor([s.prompt_index for s in chunk]),
             weight=len(chunk_groups) * dp_size / len(group_list),
+            train_from=[s.train_from for s in chunk],
         ))
     return batches, width
 
@@ -176,7 +179,7 @@ def response_logprobs(token_logprobs: torch.Tensor, batch: MicroBatch) -> tuple[
     mask = token_logprobs.new_zeros(token_logprobs.shape[0], width)
     for i, (start, length) in enumerate(zip(batch.response_start, batch.response_len)):
         out[i, :length] = token_logprobs[i, start: start + length]
-        mask[i, :length] = 1.0
+        mask[i, batch.train_from[i] if batch.train_from else 0: length] = 1.0
     return out, mask
 
 

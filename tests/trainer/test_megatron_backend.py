@@ -121,3 +121,14 @@ def test_offload_returns_gpu_memory() -> None:
     assert torch.cuda.memory_allocated() <= before - x.numel() * 4
     off.onload()
     assert torch.equal(x, expected)
+
+
+def test_partial_rollout_segments_from_older_policies_are_masked():
+    from seesaw.interfaces import Sample
+    from seesaw.trainer.megatron_backend import plan_micro_batches, response_logprobs
+
+    samples = [Sample(0, [1, 2], [5, 6, 7], [-0.1, -0.2, -0.3], reward=1.0, train_from=2),
+               Sample(0, [1, 2], [5, 6], [-0.1, -0.2], reward=0.0)]
+    (batch,), width = plan_micro_batches(samples, micro_batch_size=8)
+    _, mask = response_logprobs(torch.zeros(2, width), batch)
+    assert mask.tolist() == [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
