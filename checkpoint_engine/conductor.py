@@ -83,9 +83,8 @@ class Conductor:
         partial = spec["rl"]["partialRollout"]
         self.partial = (PartialRolloutBuffer(partial["tokenBudget"], spec["rollout"]["maxTokens"])
                         if partial["enabled"] else None)
-        self.partial_problems: dict[int, Problem] = {}
+        # group id of this iteration's finished partial-rollout groups -> index into task.train
         self.partial_indices: dict[int, int] = {}
-        self.partial_tokens = 0
         self.sampler = make_sampler(
             spec["rl"]["sampling"]["strategy"], len(task.train), spec["rl"]["iterations"],
             difficulty=lambda i: task.train[i].difficulty if task.train[i].difficulty is not None else len(task.train[i].answer),
@@ -122,9 +121,7 @@ class Conductor:
             if first:
                 self.rollout.call("/weights/init", {"capacity_bytes": handle["total_bytes"],
                                                     "protocol": handle["protocol"]}, timeout=timeout())
-            started = time.perf_counter()
             result = self.rollout.call("/weights/update", {"handle": handle}, timeout=timeout())
-            result["wall_seconds"] = time.perf_counter() - started
             self.rollout.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
             result["offloaded_bytes"] = offloaded["bytes"]
             return result
@@ -137,25 +134,28 @@ class Conductor:
         `EVAL_SAMPLES` per prompt), which is what the RL objective is the expectation of."""
         rollout = self.spec["rollout"]
 
+        prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+
         def accuracy(samples_per_prompt: int, temperature: float) -> float:
-            prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
-            raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": samples_per_prompt, "temperature": temperature,
-                                                  "max_tokens": rollout["maxTokens"]}, timeout=self.machine.remaining())
-            scores = [self.task.score(self._decode(s["response_ids"]), problems[s["prompt_index"]]) for s in raw]
+            samples = self._generate(prompts, samples_per_prompt, rollout["maxTokens"], temperature)
+            scores = [self.task.score(self._decode(s.response_ids), problems[s.prompt_index]) for s in samples]
             return sum(scores) / max(1, len(scores))
 
         return self.machine.run(Phase.EVAL, iteration, lambda: {
             "greedy": accuracy(1, 0.0), "sampled": accuracy(EVAL_SAMPLES, rollout["temperature"])})
 
-    def _generate(self, prompts: list[list[int]], n: int, max_tokens: int) -> list[Sample]:
+    def _generate(self, prompts: list[list[int]], n: int, max_tokens: int, temperature: float | None = None) -> list[Sample]:
         if not prompts:
             return []
-        raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": n, "temperature": self.spec["rollout"]["temperature"],
+        if temperature is None:
+            temperature = self.spec["rollout"]["temperature"]
+        raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": n, "temperature": temperature,
                                               "max_tokens": max_tokens}, timeout=self.machine.remaining())
         return [Sample(**s) for s in raw]
 
-    def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> list[Sample]:
-        """Continue the buffered responses, start the new prompts, return the groups that finished."""
+    def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> tuple[list[Sample], int]:
+        """Continue the buffered responses, start the new prompts; return the samples of the
+        groups that finished and the number of tokens generated."""
         buffer = self.partial
         pending = list(buffer.unfinished())
         continued = self._generate([r.prompt_ids + r.response_ids for r in pending], 1, buffer.segment_tokens())
@@ -167,15 +167,15 @@ class Conductor:
         for sample in self._generate(prompts, k, buffer.segment_tokens()):
             member = next(m for m in groups[sample.prompt_index].members if not m.response_ids and not m.finished)
             buffer.extend(member, sample.response_ids, sample.logprobs, sample.finished)
-        self.partial_tokens = sum(len(s.response_ids) for s in continued) + sum(
+        generated = sum(len(s.response_ids) for s in continued) + sum(
             len(m.response_ids) for g in groups for m in g.members)
         samples = []
+        self.partial_indices = {}
         for group_id, group in enumerate(buffer.pop_finished()):
-            self.partial_problems[group_id] = self.task.train[group.problem_index]
             self.partial_indices[group_id] = group.problem_index
             samples += [Sample(group_id, m.prompt_ids, m.response_ids, m.logprobs, finished=not m.repeated,
                                train_from=m.on_policy_from) for m in group.members]
-        return samples
+        return samples, generated
 
     def roll_out(self, iteration: int) -> tuple[list[Sample], dict[str, float]]:
         rl, rollout = self.spec["rl"], self.spec["rollout"]
@@ -186,12 +186,13 @@ class Conductor:
         def work() -> tuple[list[Sample], dict[str, float]]:
             started = time.perf_counter()
             if self.partial:
-                samples = self._partial_samples(chosen, problems)
-                scored = [self.partial_problems[s.prompt_index] for s in samples]
+                samples, tokens = self._partial_samples(chosen, problems)
+                scored = [self.task.train[self.partial_indices[s.prompt_index]] for s in samples]
             else:
                 prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
                 samples = self._generate(prompts, rollout["samplesPerPrompt"], rollout["maxTokens"])
                 scored = [problems[s.prompt_index] for s in samples]
+                tokens = sum(len(s.response_ids) for s in samples)
             seconds = time.perf_counter() - started
             correct = [self.task.score(self._decode(s.response_ids), problem) for s, problem in zip(samples, scored)]
             penalty = rl["lengthPenalty"]
@@ -200,8 +201,6 @@ class Conductor:
                                        length_penalty_weight(penalty["weight"], penalty["warmupIterations"], iteration))
             for sample, score, extra in zip(samples, correct, bonus):
                 sample.reward = score + extra
-            # tokens generated in this iteration (with partial rollouts, also by unfinished responses)
-            tokens = self.partial_tokens if self.partial else sum(len(s.response_ids) for s in samples)
             return samples, {"accuracy": statistics.fmean(correct) if correct else 0.0, "tokens": tokens, "seconds": seconds,
                              "mean_length": statistics.fmean(len(s.response_ids) for s in samples) if samples else 0.0,
                              "correct": correct}

@@ -42,7 +42,6 @@ class MooncakeWeightTransferEngine(WeightTransferEngine[MooncakeInitInfo, Moonca
     supports_draft_weight_update = False
 
     receiver: MooncakeReceiver | None = None
-    last_stats: dict[str, float] = {}
 
     def init_transfer_engine(self, init_info: MooncakeInitInfo) -> None:
         buffer_device = "cpu" if self.device.type == "cpu" else str(self.device)

@@ -118,7 +118,8 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     spec = manifest["spec"]
     if args.seed is not None:
         spec["rl"]["seed"] = args.seed
-        spec["model"].setdefault("generate", {})["seed"] = args.seed
+        if "generate" in spec["model"]:  # a generated model's init and SFT follow the seed too
+            spec["model"]["generate"]["seed"] = args.seed
     if args.iterations is not None:
         spec["rl"]["iterations"] = args.iterations
     workdir = Path(args.workdir).resolve()
