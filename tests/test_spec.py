@@ -104,3 +104,19 @@ def test_cli_reports_the_field_and_exits_2(tmp_path, capsys):
     assert main(["validate", str(path)]) == 2
     assert "spec.rollout.temperature: expected number" in capsys.readouterr().err
 
+
+
+def test_model_errors_name_the_field(tmp_path, capsys):
+    from seesaw.cli import main
+
+    doc = example()
+    doc["spec"]["model"]["generate"]["numHeads"] = 3  # 128 is not a multiple of 3
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["run", str(path), "--workdir", str(tmp_path / "runs")]) == 2
+    assert "spec.model.generate.hiddenSize: must be a multiple of numHeads (3), got 128" in capsys.readouterr().err
+    doc = example()
+    doc["spec"]["model"] = {"path": str(tmp_path / "nowhere")}
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["run", str(path), "--workdir", str(tmp_path / "runs")]) == 2
+    assert "spec.model.path:" in capsys.readouterr().err

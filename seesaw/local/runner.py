@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import os
 import signal
 import socket
@@ -124,8 +125,14 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         spec["rl"]["iterations"] = args.iterations
     workdir = Path(args.workdir).resolve()
     name = manifest["metadata"].get("name", "rljob")
-    run_dir = workdir / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    run_dir.mkdir(parents=True)
+    stamp = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir = workdir / stamp
+    for attempt in itertools.count(1):  # two runs in one second from one process get two dirs
+        try:
+            run_dir.mkdir(parents=True)
+            break
+        except FileExistsError:
+            run_dir = workdir / f"{stamp}-{attempt}"
     spec["checkpoint"]["path"] = str(run_dir / "checkpoints")
     started = time.time()
 

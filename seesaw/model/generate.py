@@ -21,6 +21,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from seesaw.spec import SpecError
 from seesaw.tasks import Task
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -54,9 +55,9 @@ def encode_answer(tokenizer: PreTrainedTokenizerFast, answer: str) -> list[int]:
 def llama_config(generate: dict[str, Any], vocab_size: int, max_model_len: int, dtype: str) -> LlamaConfig:
     heads = generate["numHeads"]
     if generate["hiddenSize"] % heads:
-        raise ValueError(f"spec.model.generate.hiddenSize ({generate['hiddenSize']}) must be a multiple of numHeads ({heads})")
+        raise SpecError("spec.model.generate.hiddenSize", f"must be a multiple of numHeads ({heads}), got {generate['hiddenSize']}")
     if heads % generate["numKeyValueHeads"]:
-        raise ValueError(f"spec.model.generate.numKeyValueHeads must divide numHeads ({heads})")
+        raise SpecError("spec.model.generate.numKeyValueHeads", f"must divide numHeads ({heads}), got {generate['numKeyValueHeads']}")
     padded = -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
     return LlamaConfig(
         vocab_size=padded,
@@ -94,7 +95,7 @@ def supervised_warmup(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFas
     (as SFT data written or distilled in bulk carries mistakes).
     """
     if noise and task.wrong_answer is None:
-        raise ValueError(f"spec.model.generate.sftNoise: task {task.name!r} has no wrong-answer generator; set it to 0")
+        raise SpecError("spec.model.generate.sftNoise", f"task {task.name!r} has no wrong-answer generator; expected 0")
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
@@ -126,7 +127,7 @@ def prepare_model(spec: dict[str, Any], task: Task, cache_dir: Path, log=print) 
     if "path" in spec["model"]:
         path = Path(spec["model"]["path"])
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"spec.model.path: {path} has no config.json (expected a Hugging Face model directory)")
+            raise SpecError("spec.model.path", f"{path} has no config.json (expected a Hugging Face model directory)")
         return path
     target = cache_dir / f"{task.name}-{cache_key(spec, task)}"
     if (target / "config.json").is_file():
