@@ -105,7 +105,7 @@ def main() -> int:
         for bucket_mib in args.bucket_mib:
             handle = trainer.call("/weights/handle", {"bucket_bytes": bucket_mib * MiB})
             if first:
-                rollout.call("/weights/init", {"capacity_bytes": handle["total_bytes"], "protocol": handle["protocol"]})
+                rollout.call("/weights/init", {"receiver_init": handle["receiver_init"]})
                 rollout.call("/weights/update", {"handle": handle})  # warm-up: connection setup, first touch
                 first = False
             sync = [rollout.call("/weights/update", {"handle": handle}, timeout=600)["seconds"] for _ in range(args.repeats)]

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
 from seesaw.interfaces import Sample
-from seesaw.model.generate import encode_prompt
+from seesaw.model.prompt import encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.sampling import make_sampler
@@ -25,6 +25,11 @@ from seesaw.tasks import Problem, Task
 
 MiB = 1024 * 1024
 EVAL_SAMPLES = 4
+PROBE_PROMPTS = 16
+# Largest per-token |log-prob difference| between an engine and the trainer on the probe
+# batch, by dtype: well above kernel and reduction-order noise, far below what wrong or
+# stale weights give (nats).
+PROBE_TOLERANCE = {"float32": 1e-2, "float16": 0.25, "bfloat16": 0.5}
 
 
 @dataclass
@@ -40,6 +45,9 @@ class IterationMetrics:
     loss: float
     sync_bytes: int
     rollout_trainer_logprob_diff: float
+    # after this iteration's sync: the engine's log-probs on the probe batch vs the trainer's
+    probe_max_abs_logprob_diff: float
+    probe_share_of_sync: float
     eval_accuracy: float | None = None
     eval_greedy_accuracy: float | None = None
 
@@ -91,6 +99,8 @@ class Conductor:
         )
         self.history: list[IterationMetrics] = []
         self.last_sync: dict[str, Any] = {}
+        self.weight_version = 0
+        self.probe = self.probe_batch(task.eval[:PROBE_PROMPTS])
         self.metrics_path = run_dir / "metrics.jsonl"
 
     # --- phases --------------------------------------------------------------------------
@@ -110,24 +120,50 @@ class Conductor:
         self.machine.run(Phase.STARTING, 0, poll)
 
     def sync_weights(self, iteration: int, first: bool = False) -> dict[str, Any]:
-        """Trainer -> live rollout engine, in buckets, through the weight channel."""
+        """Trainer -> live rollout engine, in buckets, through the weight channel; then the
+        engine proves what it loaded on the probe batch. One sequence for every channel
+        (docs/ARCHITECTURE.md, "The sync sequence")."""
         bucket_bytes = self.spec["weightSync"]["bucketMiB"] * MiB
 
         def work() -> dict[str, Any]:
             timeout = self.machine.remaining
-            offloaded = self.trainer.call("/offload", timeout=timeout())
+            # the optimiser state makes room for the rollout's weights; the parameters stay to be read
+            offloaded = self.trainer.call("/offload", {"keep_weights": True}, timeout=timeout())
             self.rollout.call("/wake_up", {"tags": ["weights"]}, timeout=timeout())
             handle = self.trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes}, timeout=timeout())
             if first:
-                self.rollout.call("/weights/init", {"capacity_bytes": handle["total_bytes"],
-                                                    "protocol": handle["protocol"]}, timeout=timeout())
+                self.rollout.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=timeout())
             result = self.rollout.call("/weights/update", {"handle": handle}, timeout=timeout())
+            self.trainer.call("/weights/release", timeout=timeout())  # staging copies: the rollout's memory
+            probe_started = time.perf_counter()
+            expected = self.trainer.call("/logprobs", self.probe, timeout=timeout())
+            probe_seconds = time.perf_counter() - probe_started
+            offloaded_all = self.trainer.call("/offload", {"keep_weights": False}, timeout=timeout())
             self.rollout.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
-            result["offloaded_bytes"] = offloaded["bytes"]
+            probe_started = time.perf_counter()
+            served = self.rollout.call("/logprobs", self.probe, timeout=timeout())
+            probe_seconds += time.perf_counter() - probe_started
+            result["offloaded_bytes"] = offloaded["bytes"] + offloaded_all["bytes"]
+            result["probe_max_abs_logprob_diff"] = self._check_engine(result, expected, served)
+            result["probe_seconds"] = probe_seconds
             return result
 
         self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
+        self.weight_version = self.last_sync["weight_version"]
         return self.last_sync
+
+    def _check_engine(self, result: dict[str, Any], expected: list[list[float]], served: list[list[float]]) -> float:
+        """Refuse to roll out on an engine that did not load this sync's weights."""
+        if result["weight_version"] != self.weight_version + 1:
+            raise PhaseError(Phase.SYNC, f"rollout engine reports weight version {result['weight_version']}, "
+                                         f"expected {self.weight_version + 1}: it did not take this sync's weights")
+        diff = max(abs(a - b) for xs, ys in zip(expected, served) for a, b in zip(xs, ys))
+        tolerance = PROBE_TOLERANCE[self.spec["model"]["dtype"]]
+        if not diff <= tolerance:  # NaN fails too
+            raise PhaseError(Phase.SYNC, f"rollout engine's log-probs on the probe batch differ from the trainer's by "
+                                         f"{diff:.3g} (> {tolerance} for {self.spec['model']['dtype']}): it serves "
+                                         f"other weights than the trainer sent (weight version {result['weight_version']})")
+        return diff
 
     def evaluate(self, iteration: int, problems: list[Problem]) -> dict[str, float]:
         """Held-out accuracy: greedy, and the policy's own (sampled at the rollout temperature,
@@ -150,7 +186,8 @@ class Conductor:
         if temperature is None:
             temperature = self.spec["rollout"]["temperature"]
         raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": n, "temperature": temperature,
-                                              "max_tokens": max_tokens}, timeout=self.machine.remaining())
+                                              "top_p": self.spec["rollout"]["topP"], "max_tokens": max_tokens},
+                                timeout=self.machine.remaining())
         return [Sample(**s) for s in raw]
 
     def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> tuple[list[Sample], int]:
@@ -215,6 +252,7 @@ class Conductor:
         return samples, stats
 
     def train(self, iteration: int, samples: list[Sample]) -> dict[str, Any]:
+        """The rollout engine frees its memory before the trainer takes its state back."""
         def work() -> dict[str, Any]:
             self.rollout.call("/sleep", timeout=self.machine.remaining())
             self.trainer.call("/onload", timeout=self.machine.remaining())
@@ -230,14 +268,11 @@ class Conductor:
                                                    timeout=self.machine.remaining()))
         return path
 
-    def probe_logprob_diff(self, problems: list[Problem]) -> float:
-        """Largest |log pi_vllm - log pi_trainer| over a fixed probe batch, after the last sync."""
-        prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
-        responses = [self.tokenizer.encode(p.answer, add_special_tokens=False) + [self.tokenizer.eos_token_id] for p in problems]
-        payload = {"prompt_ids": prompts, "response_ids": responses}
-        from_rollout = self.rollout.call("/logprobs", payload, timeout=300)
-        from_trainer = self.trainer.call("/logprobs", payload, timeout=300)
-        return max(abs(a - b) for xs, ys in zip(from_rollout, from_trainer) for a, b in zip(xs, ys))
+    def probe_batch(self, problems: list[Problem]) -> dict[str, list[list[int]]]:
+        """Fixed sequences (held-out prompts and their reference answers) that every engine
+        scores after every sync, and the trainer with it."""
+        return {"prompt_ids": [encode_prompt(self.tokenizer, p.prompt) for p in problems],
+                "response_ids": [encode_answer(self.tokenizer, p.answer) for p in problems]}
 
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -262,11 +297,15 @@ class Conductor:
         for iteration in range(start, rl["iterations"] + 1):
             samples, rollout_stats = self.roll_out(iteration)
             train_stats = self.train(iteration, samples)
+            train_seconds = self.machine.timeline[-1].seconds
+            if every_ckpt and iteration % every_ckpt == 0:
+                path = self.checkpoint(iteration)
+                self.on_progress(iteration, "checkpoint", {"path": path})
             sync = self.sync_weights(iteration)
             metrics = IterationMetrics(
                 iteration=iteration,
                 rollout_seconds=rollout_stats["seconds"],
-                train_seconds=self.machine.timeline[-2].seconds,
+                train_seconds=train_seconds,
                 sync_seconds=self.machine.timeline[-1].seconds,
                 mean_reward=rollout_stats["mean_reward"],
                 accuracy=rollout_stats["accuracy"],
@@ -275,21 +314,19 @@ class Conductor:
                 loss=train_stats["loss"],
                 sync_bytes=sync["bytes"],
                 rollout_trainer_logprob_diff=train_stats["extra"].get("max_abs_logprob_diff", float("nan")),
+                probe_max_abs_logprob_diff=sync["probe_max_abs_logprob_diff"],
+                probe_share_of_sync=sync["probe_seconds"] / max(self.machine.timeline[-1].seconds, 1e-9),
             )
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)
                 metrics.eval_accuracy, metrics.eval_greedy_accuracy = evaluated["sampled"], evaluated["greedy"]
-            if every_ckpt and iteration % every_ckpt == 0:
-                path = self.checkpoint(iteration)
-                self.on_progress(iteration, "checkpoint", {"path": path})
             self._record(metrics, rl["iterations"])
         after = self.evaluate(rl["iterations"], self.task.eval)
         self.machine.finish(rl["iterations"])
-        probe = self.task.eval[:32]
-        diff = self.probe_logprob_diff(probe)
+        diff = self.last_sync["probe_max_abs_logprob_diff"]
         self.log(f"held-out accuracy after RL: {after['sampled']:.3f} sampled (before {before['sampled']:.3f}), "
                  f"{after['greedy']:.3f} greedy (before {before['greedy']:.3f}); "
-                 f"vLLM vs trainer max |dlogp| on {len(probe)} probe sequences: {diff:.2e}")
+                 f"vLLM vs trainer max |dlogp| on {len(self.probe['prompt_ids'])} probe sequences after the last sync: {diff:.2e}")
         sync_history = [m.sync_seconds for m in self.history]
         return RunSummary(
             accuracy_before=before["sampled"], accuracy_after=after["sampled"],

@@ -31,8 +31,8 @@ ALLOWED: dict[Phase, set[Phase]] = {
     Phase.SYNC: {Phase.EVAL, Phase.ROLLOUT, Phase.CHECKPOINT, Phase.DONE},
     Phase.EVAL: {Phase.ROLLOUT, Phase.EVAL, Phase.CHECKPOINT, Phase.DONE},
     Phase.ROLLOUT: {Phase.TRAIN},
-    Phase.TRAIN: {Phase.SYNC},
-    Phase.CHECKPOINT: {Phase.EVAL, Phase.ROLLOUT, Phase.DONE},
+    Phase.TRAIN: {Phase.CHECKPOINT, Phase.SYNC},
+    Phase.CHECKPOINT: {Phase.SYNC},  # written while the trainer's state is still on the device
     Phase.DONE: set(),
     Phase.FAILED: set(),
 }

@@ -65,7 +65,9 @@ class Trainer(Protocol):
         """Full (unsharded) tensors under Hugging Face names, in a fixed order."""
         ...
 
-    def offload(self) -> MemoryReport: ...
+    def offload(self, keep_weights: bool = False) -> MemoryReport:
+        """Release optimiser state and gradients from the device, and the parameters unless keep_weights."""
+        ...
 
     def onload(self) -> MemoryReport: ...
 
@@ -78,7 +80,7 @@ class RolloutEngine(Protocol):
     """A rollout backend: generates samples and accepts new weights without restarting."""
 
     def generate(self, prompt_ids: list[list[int]], samples_per_prompt: int, temperature: float,
-                 max_tokens: int, seed: int | None = None) -> list[Sample]: ...
+                 max_tokens: int, top_p: float = 1.0) -> list[Sample]: ...
 
     def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]: ...
 
@@ -86,8 +88,8 @@ class RolloutEngine(Protocol):
 
     def wake_up(self, tags: Iterable[str] = ("weights", "kv_cache")) -> MemoryReport: ...
 
-    def init_weight_channel(self, capacity_bytes: int, hostname: str, protocol: str) -> None:
-        """Prepare the engine's receiving side of the weight channel (once)."""
+    def init_weight_channel(self, receiver_init: dict[str, Any]) -> None:
+        """Prepare the engine's receiving side of the weight channel (once), from the sender's handle."""
         ...
 
     def update_weights(self, handle: dict[str, Any]) -> dict[str, float]:
@@ -95,11 +97,26 @@ class RolloutEngine(Protocol):
         ...
 
 
+def weight_handle(channel: str, total_bytes: int, bucket_count: int, receiver_init: dict[str, Any],
+                  **channel_fields: Any) -> dict[str, Any]:
+    """A sender's handle for one sync. The conductor reads only these common keys; the rest
+    (bucket addresses, IPC handles) is for the channel's own receiver."""
+    return {"channel": channel, "total_bytes": total_bytes, "bucket_count": bucket_count,
+            "receiver_init": receiver_init, **channel_fields}
+
+
 class WeightSender(Protocol):
     """Trainer side of a weight channel: stages buckets for a receiver to pull."""
 
     def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
-        """Copy the tensors into transfer buffers; return a JSON-able handle for the receiver."""
+        """Copy the tensors into transfer buffers; return a JSON-able handle for the receiver.
+
+        The handle's "receiver_init" is what the rollout engine's side of this channel needs
+        to start (RolloutEngine.init_weight_channel), so no caller branches on the channel."""
+        ...
+
+    def release(self) -> None:
+        """Free what stage() allocated, once the receiver has loaded it."""
         ...
 
     def close(self) -> None: ...

@@ -117,6 +117,9 @@ def _check_rules(spec: dict[str, Any]) -> None:
         raise SpecError("spec.rollout.tensorParallel", f"must not exceed cluster.gpusPerNode ({gpus}), got {rollout_tp}")
     if gpus and gpus % rollout_tp:
         raise SpecError("spec.rollout.tensorParallel", f"must divide cluster.gpusPerNode ({gpus}), got {rollout_tp}")
+    if spec["rollout"]["inferenceOnlyNodes"]:
+        raise SpecError("spec.rollout.inferenceOnlyNodes", "rollout-only pods are not supported yet; must be 0 "
+                        f"(rollout capacity scales with cluster.nodes), got {spec['rollout']['inferenceOnlyNodes']}")
     model_parallel = trainer["tensorParallel"] * trainer["pipelineParallel"]
     total = gpus * spec["cluster"]["nodes"]
     if gpus and total % model_parallel:

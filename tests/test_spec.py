@@ -70,6 +70,17 @@ def test_cross_field_rule_rollout_tp_must_divide_gpus():
         validate_manifest(doc)
 
 
+def test_rollout_only_pods_are_refused_until_they_exist():
+    doc = example()
+    doc["spec"]["rollout"]["inferenceOnlyNodes"] = 2
+    with pytest.raises(SpecError, match=r"spec\.rollout\.inferenceOnlyNodes: rollout-only pods are not supported yet; must be 0 .*got 2"):
+        validate_manifest(doc)
+    from seesaw.spec import crd_version_schema
+
+    rollout = crd_version_schema()["properties"]["spec"]["properties"]["rollout"]
+    assert "self.inferenceOnlyNodes == 0" in [r["rule"] for r in rollout["x-kubernetes-validations"]]  # the API server refuses it too
+
+
 def test_wrong_kind_and_api_version():
     doc = example()
     doc["apiVersion"] = "seesaw.dev/v1"

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from seesaw.interfaces import BucketLayout, register
+from seesaw.interfaces import BucketLayout, register, weight_handle
 
 ALIGN = 256  # bytes: every tensor in a bucket starts aligned for any dtype and vector loads
 DTYPES = {str(d).removeprefix("torch."): d for d in (
@@ -142,31 +142,43 @@ class IpcStats:
     zero_copy_tensors: int = 0
 
 
-class CudaIpcSender:
-    """Trainer side: stages tensors in GPU buckets and exports their CUDA IPC handles."""
+def handle_for_gpu(handle: dict[str, Any], uuid: str) -> dict[str, Any]:
+    """The part of a sync's handle staged on GPU `uuid`: each vLLM tensor-parallel worker
+    opens the copy on its own GPU (a CUDA IPC handle opens only on the GPU it was made on)."""
+    for part in handle["per_gpu"]:
+        if part["gpu_uuid"] == uuid:
+            return part
+    staged = [part["gpu_uuid"] for part in handle["per_gpu"]]
+    raise IpcChannelError(f"the trainer staged weights on GPU(s) {staged}, not on this process's GPU {uuid}: "
+                          "CUDA IPC needs trainer and rollout on the same GPUs (use a Mooncake channel)")
 
-    def __init__(self, device: int | str | torch.device | None = None, zero_copy: bool = False) -> None:
-        self.device = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+
+class CudaIpcSender:
+    """Trainer side: stages tensors in GPU buckets, one copy on each rollout GPU, and exports
+    their CUDA IPC handles."""
+
+    def __init__(self, device: int | str | torch.device | list | None = None, zero_copy: bool = False) -> None:
+        devices = device if isinstance(device, (list, tuple)) else [device]
+        self.devices = [torch.device("cuda", torch.cuda.current_device()) if d is None else torch.device("cuda", d)
+                        if isinstance(d, int) else torch.device(d) for d in devices]
         self.zero_copy = zero_copy
         self._alive: list[torch.Tensor] = []  # exported memory must outlive the receiver's use
         self.stats = IpcStats()
 
-    def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
+    def _stage_on(self, device: torch.device, named: list[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
         from torch.multiprocessing.reductions import reduce_tensor
 
-        started = time.perf_counter()
-        self.release()
         shared, packed = [], []
-        for name, tensor in named_tensors:
-            if self.zero_copy and tensor.is_cuda and tensor.is_contiguous() and tensor.device == self.device:
-                shared.append((name, tensor.detach()))
+        for name, tensor in named:
+            if self.zero_copy and tensor.is_cuda and tensor.is_contiguous() and tensor.device == device:
+                shared.append((name, tensor))
             else:
-                packed.append((name, tensor.detach()))
+                packed.append((name, tensor))
         layouts = plan_packing([(n, list(t.shape), str(t.dtype).removeprefix("torch.")) for n, t in packed], bucket_bytes)
         tensors = iter(packed)
         buckets = []
         for layout in layouts:
-            buffer = torch.empty(layout.nbytes, dtype=torch.uint8, device=self.device)
+            buffer = torch.empty(layout.nbytes, dtype=torch.uint8, device=device)
             for offset, shape, dtype in zip(layout.offsets, layout.shapes, layout.dtypes):
                 _, tensor = next(tensors)
                 size = _nbytes(shape, dtype)
@@ -177,18 +189,31 @@ class CudaIpcSender:
         for name, tensor in shared:
             self._alive.append(tensor)
             direct.append({"name": name, "ipc": encode_ipc_args(reduce_tensor(tensor)[1])})
-        # The receiver reads on its own stream: the copies must be complete before it opens the handles.
-        torch.cuda.synchronize(self.device)
         total = sum(b["nbytes"] for b in buckets) + sum(t.numel() * t.element_size() for _, t in shared)
-        self.stats = IpcStats(bytes=total, seconds=time.perf_counter() - started, buckets=len(buckets),
-                              zero_copy_tensors=len(shared))
-        return {"channel": "cuda-ipc", "gpu_uuid": gpu_uuid(self.device.index), "total_bytes": total,
-                "buckets": buckets, "shared": direct}
+        self.stats.buckets += len(buckets)
+        self.stats.zero_copy_tensors += len(shared)
+        return {"gpu_uuid": gpu_uuid(device.index), "total_bytes": total, "buckets": buckets, "shared": direct}
+
+    def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.release()
+        self.stats = IpcStats()
+        named = [(name, tensor.detach()) for name, tensor in named_tensors]
+        per_gpu = [self._stage_on(device, named, bucket_bytes) for device in self.devices]
+        # The receiver reads on its own stream: the copies must be complete before it opens the handles.
+        for device in self.devices:
+            torch.cuda.synchronize(device)
+        self.stats.bytes = per_gpu[0]["total_bytes"]
+        self.stats.seconds = time.perf_counter() - started
+        return weight_handle("cuda-ipc", per_gpu[0]["total_bytes"], len(per_gpu[0]["buckets"]), receiver_init={},
+                             per_gpu=per_gpu)
 
     def release(self) -> None:
-        """Free the last staging buffers (after the receiver has finished with them)."""
+        """Free the last staging buffers (after the receiver has finished with them): they
+        are the memory the next rollout needs."""
         self._alive.clear()
         torch.cuda.ipc_collect()
+        torch.cuda.empty_cache()
 
     def close(self) -> None:
         self.release()
@@ -211,14 +236,11 @@ class CudaIpcReceiver:
             raise IpcChannelError(f"could not open the CUDA IPC handle of {what}: {err}") from err
 
     def receive(self, handle: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]:
-        here = gpu_uuid(self.device_index)
-        if handle.get("gpu_uuid") != here:
-            raise IpcChannelError(f"handle is for GPU {handle.get('gpu_uuid')}, this process is on GPU {here}: "
-                                  "CUDA IPC needs trainer and rollout on the same GPU (use a Mooncake channel)")
+        mine = handle_for_gpu(handle, gpu_uuid(self.device_index))
         started = time.perf_counter()
         self.close()
         stats = IpcStats()
-        for index, bucket in enumerate(handle["buckets"]):
+        for index, bucket in enumerate(mine["buckets"]):
             buffer = self._open(bucket["ipc"], f"bucket {index} ({bucket['names'][0]}...)")
             self._opened.append(buffer)
             for name, shape, dtype, offset in zip(bucket["names"], bucket["shapes"], bucket["dtypes"], bucket["offsets"]):
@@ -226,7 +248,7 @@ class CudaIpcReceiver:
                 yield name, buffer[offset: offset + size].view(DTYPES[dtype]).view(shape)
             stats.bytes += bucket["nbytes"]
             stats.buckets += 1
-        for entry in handle.get("shared", []):
+        for entry in mine.get("shared", []):
             tensor = self._open(entry["ipc"], entry["name"])
             self._opened.append(tensor)
             stats.bytes += tensor.numel() * tensor.element_size()

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import torch
 
-from seesaw.interfaces import BucketLayout, register
+from seesaw.interfaces import BucketLayout, register, weight_handle
 
 DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.int32, torch.uint8)}
 
@@ -95,6 +95,7 @@ class MooncakeSender:
         self.buffer = flat_buffer
         self.hostname = hostname
         self.protocol = protocol
+        self.device = device
         self.engine = _engine(hostname, protocol, device)
         self.nbytes = flat_buffer.numel() * flat_buffer.element_size()
         if self.engine.register_memory(flat_buffer.data_ptr(), self.nbytes) != 0:
@@ -131,12 +132,17 @@ class MooncakeSender:
         layouts = plan_buckets(slots, bucket_bytes)
         by_name = {s.name: s for s in slots}
         starts = [by_name[layout.names[0]].offset for layout in layouts]
-        return {
-            "session": self.session,
-            "protocol": self.protocol,
-            "total_bytes": self.nbytes,
-            "buckets": [dict(asdict(layout), remote_addr=base + start, start=start) for layout, start in zip(layouts, starts)],
-        }
+        return weight_handle(
+            f"mooncake-{self.protocol}", self.nbytes, len(layouts),
+            # the receiver shares this pod's network namespace, so it listens on the same address
+            receiver_init={"capacity_bytes": self.nbytes, "hostname": self.hostname, "protocol": self.protocol,
+                           "device": self.device},
+            session=self.session,
+            buckets=[dict(asdict(layout), remote_addr=base + start, start=start) for layout, start in zip(layouts, starts)],
+        )
+
+    def release(self) -> None:
+        """Nothing to free: the buffer is the trainer's own parameters, or a staging area kept for the next sync."""
 
     def close(self) -> None:
         self.engine.unregister_memory(self.buffer.data_ptr())

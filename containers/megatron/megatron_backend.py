@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
@@ -52,7 +52,7 @@ class StateOffloader:
 
     pin: bool = True
     groups: dict[str, list[_Slot]] = field(default_factory=dict)
-    offloaded: bool = False
+    offloaded: set[str] = field(default_factory=set)  # groups whose device memory is released
     _seen: set[int] = field(default_factory=set)
 
     def add(self, group: str, tensors: list[torch.Tensor], keep_content: bool = True) -> None:
@@ -66,11 +66,15 @@ class StateOffloader:
             self._seen.add(key)
             slots.append(_Slot(storage, storage.nbytes(), keep_content))
 
-    def offload(self) -> dict[str, MemoryReport]:
-        if self.offloaded:
-            return {g: MemoryReport(0, 0.0) for g in self.groups}
-        reports = {}
-        for group, slots in self.groups.items():
+    def offload(self, groups: Iterable[str] | None = None) -> dict[str, MemoryReport]:
+        """Release the device memory of `groups` (default: all); a group already offloaded moves nothing."""
+        chosen = list(self.groups) if groups is None else list(groups)
+        unknown = set(chosen) - set(self.groups)
+        if unknown:
+            raise ValueError(f"groups: unknown {sorted(unknown)}, registered {sorted(self.groups)}")
+        reports = {g: MemoryReport(0, 0.0) for g in chosen if g in self.offloaded}
+        for group in [g for g in chosen if g not in self.offloaded]:
+            slots = self.groups[group]
             started = time.perf_counter()
             for slot in slots:
                 if slot.keep:
@@ -82,15 +86,15 @@ class StateOffloader:
             for slot in slots:
                 slot.storage.resize_(0)
             reports[group] = MemoryReport(sum(s.nbytes for s in slots), time.perf_counter() - started)
-        self.offloaded = True
+            self.offloaded.add(group)
         _release_cached_memory()
         return reports
 
     def onload(self) -> dict[str, MemoryReport]:
-        if not self.offloaded:
-            return {g: MemoryReport(0, 0.0) for g in self.groups}
-        reports = {}
-        for group, slots in self.groups.items():
+        """Bring every offloaded group back; the others move nothing."""
+        reports = {g: MemoryReport(0, 0.0) for g in self.groups if g not in self.offloaded}
+        for group in [g for g in self.groups if g in self.offloaded]:
+            slots = self.groups[group]
             started = time.perf_counter()
             for slot in slots:
                 slot.storage.resize_(slot.nbytes)
@@ -101,7 +105,7 @@ class StateOffloader:
                     device_bytes.zero_()
             _synchronize(slots)
             reports[group] = MemoryReport(sum(s.nbytes for s in slots), time.perf_counter() - started)
-        self.offloaded = False
+            self.offloaded.discard(group)
         return reports
 
 
@@ -144,6 +148,8 @@ def plan_micro_batches(samples: list[Sample], micro_batch_size: int, dp_rank: in
     for sample in samples:
         groups.setdefault(sample.prompt_index, []).append(sample)
     group_list = list(groups.values())
+    if not group_list:  # partial rollouts: no group finished this iteration
+        return [], 0
     if len(group_list) < dp_size:
         raise ValueError(f"{len(group_list)} prompts cannot be split over {dp_size} data-parallel ranks")
     width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
@@ -344,6 +350,8 @@ class MegatronTrainer:
     def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
         self._lead("train_step", samples, tau)
         started = time.perf_counter()
+        if not samples:  # partial rollouts: no group finished this iteration
+            return TrainStats(loss=0.0, tokens=0, seconds=0.0, extra={"optimizer_steps": 0, "max_abs_logprob_diff": 0.0})
         dp_rank, dp_size = self.mpu.get_data_parallel_rank(), self.mpu.get_data_parallel_world_size()
         batches, width = plan_micro_batches(samples, self.micro_batch, dp_rank, dp_size, self.pad_id)
         self.model.train()
@@ -445,9 +453,12 @@ class MegatronTrainer:
                      r.bytes / max(r.seconds, 1e-9) / 1e9)
         return MemoryReport(sum(r.bytes for r in reports.values()), sum(r.seconds for r in reports.values()))
 
-    def offload(self) -> MemoryReport:
-        self._lead("offload")
-        return self._report(self._offloader().offload(), "offload")
+    def offload(self, keep_weights: bool = False) -> MemoryReport:
+        """Release optimiser state and gradients; the parameters too unless keep_weights
+        (the sync reads them after the optimiser state has made room for the rollout's weights)."""
+        self._lead("offload", keep_weights)
+        groups = ["grads", "optimizer"] + ([] if keep_weights else ["params"])
+        return self._report(self._offloader().offload(groups), "offload")
 
     def onload(self) -> MemoryReport:
         self._lead("onload")

@@ -13,6 +13,7 @@ import seesaw.trainer  # noqa: F401  (registers the trainer backends)
 from seesaw.backend_selection import Hardware, choose_backends
 from seesaw.interfaces import Sample, backend
 from seesaw.rpc import serve
+from seesaw.trainer.memory_state import TrainerMemoryState
 from seesaw.worker_env import worker_env
 
 log = logging.getLogger("seesaw.trainer")
@@ -26,6 +27,7 @@ class TrainerService:
         self.trainer = None
         self.sender = None
         self.error: str | None = None
+        self.memory = TrainerMemoryState()
         threading.Thread(target=self._load, daemon=True).start()
 
     def _load(self) -> None:
@@ -43,7 +45,9 @@ class TrainerService:
     def _sender(self, channel: str):
         hostname = os.environ.get("SEESAW_POD_IP", "127.0.0.1")
         if channel == "cuda-ipc":
-            return backend("weight_channel", channel)("sender", device=torch.cuda.current_device())
+            # one staged copy on each GPU of the rollout engine's tensor-parallel group
+            gpus = list(range(self.env.spec["rollout"]["tensorParallel"]))
+            return backend("weight_channel", channel)("sender", device=gpus)
         flat = getattr(self.trainer, "flat", None)
         if flat is None:
             # no flat parameter buffer (Megatron's shards): stage full tensors in one buffer
@@ -52,10 +56,14 @@ class TrainerService:
         return backend("weight_channel", channel)("sender", flat_buffer=flat, hostname=hostname)
 
     def health(self) -> dict[str, Any]:
-        return {"ready": self.trainer is not None, "error": self.error}
+        return {"ready": self.trainer is not None, "error": self.error, "memory": self.memory.state.value}
 
     def weights_handle(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.sender.stage(self.trainer.hf_state(), int(body["bucket_bytes"]))
+
+    def weights_release(self, _: dict[str, Any]) -> dict[str, Any]:
+        self.sender.release()
+        return {"ok": True}
 
     def train(self, body: dict[str, Any]) -> dict[str, Any]:
         samples = [Sample(**s) for s in body["samples"]]
@@ -64,11 +72,15 @@ class TrainerService:
     def logprobs(self, body: dict[str, Any]) -> list[list[float]]:
         return self.trainer.sequence_logprobs(body["prompt_ids"], body["response_ids"])
 
-    def offload(self, _: dict[str, Any]) -> dict[str, Any]:
-        return vars(self.trainer.offload())
+    def offload(self, body: dict[str, Any]) -> dict[str, Any]:
+        keep_weights = bool(body.get("keep_weights", False))
+        self.memory.offloaded(keep_weights)  # checked before the backend moves anything
+        return vars(self.trainer.offload(keep_weights=keep_weights))
 
     def onload(self, _: dict[str, Any]) -> dict[str, Any]:
-        return vars(self.trainer.onload())
+        report = vars(self.trainer.onload())
+        self.memory.onloaded()
+        return report
 
     def save(self, body: dict[str, Any]) -> dict[str, Any]:
         self.trainer.save_checkpoint(body["path"], int(body["iteration"]))
@@ -78,11 +90,18 @@ class TrainerService:
         return {"iteration": self.trainer.load_checkpoint(body["path"])}
 
     def routes(self) -> dict[str, Any]:
-        return {
-            "/weights/handle": self.weights_handle, "/train": self.train, "/logprobs": self.logprobs,
-            "/offload": self.offload, "/onload": self.onload,
+        routes = {
+            "/weights/handle": self.weights_handle, "/weights/release": self.weights_release, "/train": self.train,
+            "/logprobs": self.logprobs, "/offload": self.offload, "/onload": self.onload,
             "/checkpoint/save": self.save, "/checkpoint/load": self.load,
         }
+        return {route: self._guarded(route, handler) for route, handler in routes.items()}
+
+    def _guarded(self, route: str, handler):
+        def call(body: dict[str, Any]) -> Any:
+            self.memory.require(route)
+            return handler(body)
+        return call
 
 
 def main() -> None:

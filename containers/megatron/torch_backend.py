@@ -157,8 +157,9 @@ class TorchTrainer:
         return total_loss, tokens, log_ratio, max_diff
 
     # --- memory ------------------------------------------------------------------------
-    def offload(self) -> MemoryReport:
-        # On the CPU the trainer's state already lives in host memory: nothing to move.
+    def offload(self, keep_weights: bool = False) -> MemoryReport:
+        # On the CPU the trainer's state already lives in host memory: nothing to move. The
+        # trainer server still tracks the state, so a call out of order fails here as on a GPU.
         return MemoryReport(bytes=0, seconds=0.0)
 
     def onload(self) -> MemoryReport:

@@ -36,13 +36,14 @@ class VLLMCPURollout:
 
     # --- generation --------------------------------------------------------------------
     def generate(self, prompt_ids: list[list[int]], samples_per_prompt: int, temperature: float,
-                 max_tokens: int, seed: int | None = None) -> list[Sample]:
+                 max_tokens: int, top_p: float = 1.0) -> list[Sample]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         # No per-request seed: vLLM derives the k samples of a seeded request from one
         # generator, which makes them repeat; the engine's own seed keeps runs reproducible.
-        params = SamplingParams(n=samples_per_prompt, temperature=temperature, max_tokens=max_tokens, logprobs=0)
+        params = SamplingParams(n=samples_per_prompt, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                logprobs=0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
         samples = []
         for index, (prompt, output) in enumerate(zip(prompt_ids, outputs)):
@@ -75,10 +76,8 @@ class VLLMCPURollout:
         return MemoryReport(bytes=0, seconds=0.0)
 
     # --- weights -----------------------------------------------------------------------
-    def init_weight_channel(self, capacity_bytes: int, hostname: str, protocol: str) -> None:
-        self.llm.init_weight_transfer_engine(
-            {"init_info": {"capacity_bytes": capacity_bytes, "hostname": hostname, "protocol": protocol}}
-        )
+    def init_weight_channel(self, receiver_init: dict[str, Any]) -> None:
+        self.llm.init_weight_transfer_engine({"init_info": receiver_init})
 
     def update_weights(self, handle: dict[str, Any]) -> dict[str, float]:
         """Pull the trainer's weights through the channel into the running engine."""
@@ -87,9 +86,8 @@ class VLLMCPURollout:
         self.llm.update_weights({"update_info": {"handle": handle}})
         self.weight_version += 1
         self.llm.finish_weight_update(weight_version=str(self.weight_version))
-        total = sum(b["nbytes"] for b in handle["buckets"])
-        return {"bytes": total, "seconds": time.perf_counter() - started, "buckets": len(handle["buckets"]),
-                "weight_version": self.weight_version}
+        return {"bytes": handle["total_bytes"], "seconds": time.perf_counter() - started,
+                "buckets": handle["bucket_count"], "weight_version": self.weight_version}
 
 
 @register("rollout", "vllm-cpu")

@@ -87,27 +87,9 @@ class VLLMGPURollout(VLLMCPURollout):
         return MemoryReport(bytes=max(0, free - self._free_bytes()), seconds=time.perf_counter() - started)
 
     # --- weights -----------------------------------------------------------------------
-    def init_weight_channel(self, capacity_bytes: int = 0, hostname: str = "127.0.0.1", protocol: str = "rdma",
-                            nic: str = "") -> None:
-        if self.channel == "cuda-ipc":
-            self.llm.init_weight_transfer_engine({"init_info": {}})
-        else:
-            self.llm.init_weight_transfer_engine({"init_info": {
-                "capacity_bytes": capacity_bytes, "hostname": hostname,
-                "protocol": "rdma" if self.channel == "mooncake-rdma" else "tcp", "device": nic}})
-
-    def update_weights(self, handle: dict[str, Any] | list[dict[str, Any]]) -> dict[str, float]:
-        """Load the trainer's staged weights. With several GPUs, `handle` is a list with one
-        entry per rollout worker rank (vLLM hands each worker its own)."""
-        started = time.perf_counter()
-        info = [{"handle": h} for h in handle] if isinstance(handle, list) else {"handle": handle}
-        self.llm.start_weight_update()
-        self.llm.update_weights({"update_info": info})
-        self.weight_version += 1
-        self.llm.finish_weight_update(weight_version=str(self.weight_version))
-        first = handle[0] if isinstance(handle, list) else handle
-        return {"bytes": first.get("total_bytes", 0), "seconds": time.perf_counter() - started,
-                "buckets": len(first.get("buckets", [])), "weight_version": self.weight_version}
+    # init_weight_channel and update_weights are the CPU backend's: the channel's handle says
+    # what its receiver needs, and a CUDA IPC handle holds one part per GPU, which each
+    # tensor-parallel worker picks for itself.
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int = 256 << 20) -> int:
         """Load tensors held by this process (on its GPU) through the CUDA IPC path."""
@@ -116,6 +98,8 @@ class VLLMGPURollout(VLLMCPURollout):
         sender = CudaIpcSender(torch.cuda.current_device())
         try:
             handle = sender.stage(named_tensors, bucket_bytes)
+            if self.weight_version == 0:
+                self.init_weight_channel(handle["receiver_init"])
             self.update_weights(handle)
             return int(handle["total_bytes"])
         finally:

@@ -37,14 +37,15 @@ class RolloutService:
         return {"ready": self.engine is not None, "error": self.error}
 
     def generate(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        samples = self.engine.generate(body["prompt_ids"], int(body["n"]), float(body["temperature"]), int(body["max_tokens"]))
+        samples = self.engine.generate(body["prompt_ids"], int(body["n"]), float(body["temperature"]), int(body["max_tokens"]),
+                                       top_p=float(body["top_p"]))
         return [asdict(s) for s in samples]
 
     def logprobs(self, body: dict[str, Any]) -> list[list[float]]:
         return self.engine.sequence_logprobs(body["prompt_ids"], body["response_ids"])
 
     def init_weights(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.engine.init_weight_channel(int(body["capacity_bytes"]), body.get("hostname", "127.0.0.1"), body.get("protocol", "tcp"))
+        self.engine.init_weight_channel(body["receiver_init"])
         return {"ok": True}
 
     def update_weights(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from seesaw.model.prompt import encode_answer, encode_prompt  # noqa: F401  (re-exported)
 from seesaw.spec import SpecError
 from seesaw.tasks import Task
 
@@ -42,14 +43,6 @@ def build_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
         tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
         clean_up_tokenization_spaces=False,
     )
-
-
-def encode_prompt(tokenizer: PreTrainedTokenizerFast, prompt: str) -> list[int]:
-    return [tokenizer.bos_token_id] + tokenizer.encode(prompt, add_special_tokens=False)
-
-
-def encode_answer(tokenizer: PreTrainedTokenizerFast, answer: str) -> list[int]:
-    return tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.eos_token_id]
 
 
 def llama_config(generate: dict[str, Any], vocab_size: int, max_model_len: int, dtype: str) -> LlamaConfig:

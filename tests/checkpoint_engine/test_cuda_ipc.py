@@ -102,3 +102,15 @@ def test_two_process_handoff_on_one_gpu(zero_copy: bool) -> None:
     child.join(timeout=60)
     sender.close()
     assert sums == pytest.approx({n: t.float().sum().item() for n, t in tensors.items()})
+
+
+def test_each_tensor_parallel_worker_opens_the_part_staged_on_its_own_gpu() -> None:
+    from seesaw.checkpoint_engine.channels.cuda_ipc import IpcChannelError, handle_for_gpu
+    from seesaw.interfaces import weight_handle
+
+    parts = [{"gpu_uuid": f"GPU-{i}", "buckets": [{"names": [f"on-{i}"]}], "shared": []} for i in range(2)]
+    handle = json.loads(json.dumps(weight_handle("cuda-ipc", 100, 1, receiver_init={}, per_gpu=parts)))
+    assert handle_for_gpu(handle, "GPU-1")["buckets"][0]["names"] == ["on-1"]
+    assert handle_for_gpu(handle, "GPU-0")["buckets"][0]["names"] == ["on-0"]
+    with pytest.raises(IpcChannelError, match=r"staged weights on GPU\(s\) \['GPU-0', 'GPU-1'\], not on this process's GPU GPU-7"):
+        handle_for_gpu(handle, "GPU-7")

@@ -35,7 +35,7 @@ def pod(tiny_model, tmp_path_factory):
 def sync(trainer, rollout, first=False, bucket_bytes=256 * 1024):
     handle = trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes})
     if first:
-        rollout.call("/weights/init", {"capacity_bytes": handle["total_bytes"], "protocol": handle["protocol"]})
+        rollout.call("/weights/init", {"receiver_init": handle["receiver_init"]})
     return handle, rollout.call("/weights/update", {"handle": handle})
 
 
@@ -70,7 +70,7 @@ def test_live_engine_matches_the_trainer_after_each_sync(pod):
 def test_generation_returns_k_samples_per_prompt_with_logprobs(pod):
     trainer, rollout, model_dir = pod
     batch = probe(model_dir)
-    samples = rollout.call("/generate", {"prompt_ids": batch["prompt_ids"][:2], "n": 3, "temperature": 1.0, "max_tokens": 6})
+    samples = rollout.call("/generate", {"prompt_ids": batch["prompt_ids"][:2], "n": 3, "temperature": 1.0, "top_p": 1.0, "max_tokens": 6})
     assert sorted(s["prompt_index"] for s in samples) == [0, 0, 0, 1, 1, 1]
     for s in samples:
         assert len(s["logprobs"]) == len(s["response_ids"]) > 0

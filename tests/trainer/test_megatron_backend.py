@@ -132,3 +132,23 @@ def test_partial_rollout_segments_from_older_policies_are_masked():
     (batch,), width = plan_micro_batches(samples, micro_batch_size=8)
     _, mask = response_logprobs(torch.zeros(2, width), batch)
     assert mask.tolist() == [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+
+
+def test_an_iteration_that_finished_no_group_plans_no_micro_batch() -> None:
+    # partial rollouts: no group of k finished this iteration (the torch backend trains nothing too)
+    assert plan_micro_batches([], micro_batch_size=8) == ([], 0)
+
+
+def test_offload_of_some_groups_keeps_the_others_on_the_device() -> None:
+    params, state = torch.arange(10.0), torch.ones(20)
+    off = StateOffloader(pin=False)
+    off.add("params", [params])
+    off.add("optimizer", [state])
+    assert off.offload(["optimizer"])["optimizer"].bytes == 80
+    assert params.untyped_storage().nbytes() == 40 and state.untyped_storage().nbytes() == 0
+    assert off.offload()["params"].bytes == 40 and off.offload()["optimizer"].bytes == 0  # already off: moves nothing
+    back = off.onload()
+    assert back["params"].bytes == 40 and back["optimizer"].bytes == 80
+    assert torch.equal(params, torch.arange(10.0)) and torch.equal(state, torch.ones(20))
+    with pytest.raises(ValueError, match="unknown"):
+        off.offload(["moments"])
