@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install demo test bench bench-gpu images render lint clean
+.PHONY: install demo test bench bench-cycles bench-gpu images render lint clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ test: install
 bench: install
 	$(PY) bench/weight_sync.py
 
+# 50 weight syncs and trainer offload/onload cycles: resident memory growth against 2 %.
+bench-cycles: install
+	$(PY) bench/cycles.py
+
 # One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).
 # Megatron vs CPU loss parity, CUDA IPC hand-off and offload/onload against their floors.
 bench-gpu:
@@ -39,6 +43,7 @@ bench-gpu:
 	$(PY) bench/gpu_megatron_parity.py --json runs/bench-gpu/parity.json
 	$(PY) bench/gpu_ipc_handoff.py --json runs/bench-gpu/ipc_handoff.json
 	$(PY) bench/gpu_offload.py --json runs/bench-gpu/offload.json
+	$(PY) bench/gpu_cycles.py --json runs/bench-gpu/cycles.json
 
 # Container images, built from the repository root. Fails (exit 1) where no Docker engine
 # answers: a silent success would leave stale images behind. `make images PUSH=1` pushes.

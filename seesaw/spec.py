@@ -15,6 +15,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from seesaw import spec_reads
+
 API_GROUP = "seesaw.dev"
 API_VERSION = "v1alpha1"
 KIND = "RLJob"
@@ -137,6 +139,7 @@ def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
         raise SpecError("apiVersion", f"expected {API_GROUP}/{API_VERSION!s}, got {doc.get('apiVersion')!r}", source)
     if doc.get("kind") != KIND:
         raise SpecError("kind", f"expected {KIND}, got {doc.get('kind')!r}", source)
+    doc = spec_reads.plain(doc)
     schema = crd_version_schema()
     unknown = _unknown_fields(schema["properties"]["spec"], doc.get("spec"), "spec")
     if unknown:
@@ -151,6 +154,7 @@ def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
         _check_rules(resolved["spec"])
     except SpecError as err:
         raise SpecError(err.field, err.problem, source) from None
+    resolved["spec"] = spec_reads.recording(resolved["spec"])
     return resolved
 
 

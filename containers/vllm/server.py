@@ -34,7 +34,8 @@ class RolloutService:
             self.error = f"{type(err).__name__}: {err}"
 
     def health(self) -> dict[str, Any]:
-        return {"ready": self.engine is not None, "error": self.error}
+        return {"ready": self.engine is not None, "error": self.error,
+                "weight_version": self.engine.weight_version if self.engine is not None else None}
 
     def generate(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         samples = self.engine.generate(body["prompt_ids"], int(body["n"]), float(body["temperature"]), int(body["max_tokens"]),

@@ -75,14 +75,23 @@ def math_answer(response: str, problem: Problem) -> float:
     return math_reward(response, problem.answer)
 
 
-def code_tests(response: str, problem: Problem) -> float:
+def code_tests(sandbox: dict[str, Any]) -> Callable[[str, Problem], float]:
+    """The code reward under spec.reward.sandbox's limits."""
     from seesaw.rl.rewards.code import CodeTestCase, code_reward
+    from seesaw.rl.rewards.sandbox import SandboxLimits
 
-    return code_reward(response, [CodeTestCase(stdin, stdout) for stdin, stdout in problem.tests])
+    limits = SandboxLimits.from_spec(sandbox)
+
+    def score(response: str, problem: Problem) -> float:
+        return code_reward(response, [CodeTestCase(stdin, stdout) for stdin, stdout in problem.tests], limits)
+
+    return score
 
 
-def jsonl_task(path: Path, eval_count: int, reward: str = "math", seed: int = 1234) -> Task:
+def jsonl_task(path: Path, eval_count: int, reward_spec: dict[str, Any] | None = None, seed: int = 1234) -> Task:
     """Prompts from a JSONL file: {prompt, answer} rows for math, {prompt, tests: [{stdin, stdout}]} for code."""
+    reward_spec = reward_spec or {"type": "math", "sandbox": {}}
+    reward = reward_spec["type"]
     problems = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -103,12 +112,15 @@ def jsonl_task(path: Path, eval_count: int, reward: str = "math", seed: int = 12
             problems.append(Problem(str(row["prompt"]), str(row["answer"]), difficulty))
     train, held_out = _split(problems, eval_count, seed)
     alphabet = "".join(sorted({c for p in problems for c in p.prompt + p.answer}))
-    return Task(path.stem, train, held_out, code_tests if reward == "code" else math_answer, alphabet)
+    score = code_tests(reward_spec["sandbox"]) if reward == "code" else math_answer
+    return Task(path.stem, train, held_out, score, alphabet)
 
 
 def load_task(spec: dict[str, Any]) -> Task:
     source = spec["prompts"]["source"]
     eval_count = spec["rl"]["evaluation"]["prompts"]
+    if source.startswith("builtin:") and spec["reward"]["type"] == "code":
+        raise SpecError("spec.reward.type", f"code needs a JSONL prompt source with tests; {source} is scored by exact answers")
     if source == "builtin:arith":
         return arith_task(spec["prompts"]["maxOperand"], eval_count, spec["prompts"]["terms"])
     if source == "builtin:reverse":
@@ -118,4 +130,4 @@ def load_task(spec: dict[str, Any]) -> Task:
     path = Path(source)
     if not path.is_file():
         raise SpecError("spec.prompts.source", f"expected builtin:<task> or a JSONL file, {source!r} does not exist")
-    return jsonl_task(path, eval_count, spec["reward"]["type"])
+    return jsonl_task(path, eval_count, spec["reward"])

@@ -57,16 +57,8 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     assert "iter   3/3" in result.stdout and "iter   1/3" not in result.stdout
 
 
-def test_partial_rollouts_finish_long_responses_over_several_iterations(tmp_path):
-    manifest = tiny_manifest(iterations=3, promptsPerIteration=4)
-    # a correct answer is 5 tokens ('dcba' + eos): with 2 tokens per iteration it finishes in the third
-    manifest["spec"]["rl"]["partialRollout"] = {"enabled": True, "tokenBudget": 2}
-    job = tmp_path / "job.yaml"
-    job.write_text(yaml.safe_dump(manifest))
-    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs")],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    run_dir = next((tmp_path / "runs").glob("tiny-reverse-*"))
+def test_partial_rollouts_finish_long_responses_over_several_iterations(partial_rollout_run):
+    _, run_dir, _ = partial_rollout_run
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(m["rollout_tokens_per_second"] > 0 for m in metrics)  # every iteration generated tokens
     # responses longer than one 2-token budget finished: they were continued across iterations

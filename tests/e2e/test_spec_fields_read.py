@@ -1,0 +1,85 @@
+"""Every leaf of the RLJob spec schema takes effect: some code reads it, or it is refused.
+
+The reads are recorded (seesaw.spec_reads) in every process of a short local run (the
+runner, trainer, rollout engine and checkpoint engine) and in the operator's decision and
+builders for a GPU job, a paused job and a queued one. A grep for the name would not do:
+a field can be named and still never reach the code that should honour it.
+"""
+import datetime as dt
+import json
+from pathlib import Path
+
+import yaml
+
+from seesaw.operator import constants as c
+from seesaw.operator.build import build_children, build_pod
+from seesaw.operator.handlers import _managed
+from seesaw.operator.reconcile import decide
+from seesaw.tasks import load_task
+from seesaw.spec import crd_version_schema, validate_manifest
+from seesaw.spec_reads import ENV, schema_leaves
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+
+# Leaves no CPU run can read, each with the code that reads it where it does run.
+NOT_READ_HERE = {
+    "spec.trainer.pipelineParallel": "Megatron backend (GPU): Parallelism(pp=...)",
+    "spec.trainer.expertParallel": "Megatron backend (GPU): Parallelism(ep=...)",
+    "spec.trainer.optimizer.distributed": "Megatron backend (GPU): use_distributed_optimizer",
+    "spec.rollout.gpuMemoryUtilization": "vLLM GPU backend: engine_args (the CPU build reserves host memory instead)",
+    "spec.rollout.tensorParallel": "vLLM GPU backend: engine_args; CUDA IPC sender: one copy per rollout GPU",
+    "spec.trainer.tensorParallel": "Megatron backend (GPU): Parallelism(tp=...); backend selection for megatron",
+    "spec.rollout.inferenceOnlyNodes": "refused above 0 by validation (CEL rule and _check_rules) until rollout-only pods exist",
+}
+
+
+def pod(index: int, phase: str = "Running") -> dict:
+    labels = {c.LABEL_POD_INDEX: str(index), c.LABEL_ATTEMPT: "0"}
+    return {"metadata": {"name": f"qwen-math-{index}", "labels": labels},
+            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def operator_reads(monkeypatch, reads: Path) -> None:
+    """The operator's decisions (create, fail and restart, finish) and builders on the GPU example."""
+    monkeypatch.setenv(ENV, str(reads))
+    gpu = yaml.safe_load((ROOT / "examples" / "qwen-math-gpu.yaml").read_text())
+    gpu["metadata"].update(namespace="ml", uid="u", generation=1)
+    for spec_patch in ({}, {"suspend": True}, {"cluster": dict(gpu["spec"]["cluster"], gpuSharing="devicePlugin",
+                                                                  gangScheduling="none")}):
+        job = dict(gpu, spec=dict(gpu["spec"], **spec_patch))
+        assert decide(job, [], NOW).status
+        resolved = validate_manifest(job)
+        build_children(resolved)
+        build_pod(resolved, 0, attempt=0, resume_from=None)
+        assert _managed(spec=resolved["spec"])
+    running = decide(gpu, [pod(0), pod(1)], NOW).status
+    restarted = decide(dict(gpu, status=running), [pod(0), pod(1, "Failed")], NOW)
+    assert restarted.status["restarts"] == 1
+    decide(dict(gpu, status=restarted.status), [], NOW)  # waits out the backoff
+    finished = dict(gpu, spec=validate_manifest(gpu)["spec"], status={"phase": c.SUCCEEDED, "completionTime": "2030-01-01T00:00:00Z"})
+    decide(finished, [], NOW)  # the TTL after finishing
+
+
+def task_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
+    """Tasks the local run does not use: the arithmetic builtin, JSONL code problems in the sandbox."""
+    monkeypatch.setenv(ENV, str(reads))
+    base = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    arith = dict(base["spec"], prompts={"source": "builtin:arith"}, rl=dict(base["spec"]["rl"], evaluation={"prompts": 16}))
+    load_task(validate_manifest(dict(base, spec=arith))["spec"])
+    problems = tmp_path / "code.jsonl"
+    problems.write_text("\n".join(json.dumps({"prompt": f"print {i}", "tests": [{"stdout": str(i)}]}) for i in range(8)))
+    spec = dict(base["spec"], prompts={"source": str(problems)}, reward={"type": "code"})
+    spec["rl"] = dict(spec["rl"], evaluation={"prompts": 2})
+    load_task(validate_manifest(dict(base, spec=spec))["spec"])
+
+
+def test_every_spec_leaf_is_read_by_some_code_or_listed_with_its_reason(partial_rollout_run, monkeypatch, tmp_path):
+    _, _, reads_file = partial_rollout_run
+    operator_reads(monkeypatch, reads_file)
+    task_reads(monkeypatch, reads_file, tmp_path)
+    read = set(reads_file.read_text().split())
+    leaves = schema_leaves(crd_version_schema()["properties"]["spec"])
+    assert set(NOT_READ_HERE) <= leaves, "the allow-list names a field the schema no longer has"
+    unread = sorted(leaves - read - set(NOT_READ_HERE))
+    assert not unread, f"spec fields nothing read: {unread} (wire them, refuse them, or remove them)"
