@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from seesaw import pod_contract
 from seesaw.operator import constants as c
 
 Obj = dict[str, Any]
@@ -268,25 +269,26 @@ def build_children(job: Obj, cluster_role: str = c.JOB_CLUSTERROLE_DEFAULT) -> l
 def _env(job: Obj, index: int, attempt: int, resume_from: str | None) -> list[Obj]:
     spec = job["spec"]
     env = [
-        {"name": "SEESAW_JOB_CONFIG", "value": f"{c.CONFIG_DIR}/{c.CONFIG_FILE}"},
-        {"name": "SEESAW_JOB_NAME", "value": job_name(job)},
-        {"name": "SEESAW_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "SEESAW_POD_INDEX", "value": str(index)},
-        {"name": "SEESAW_NUM_PODS", "value": str(num_pods(job))},
-        {"name": "SEESAW_RENDEZVOUS", "value": rendezvous_host(job)},
-        {"name": "SEESAW_RESTART_ATTEMPT", "value": str(attempt)},
-        {"name": "SEESAW_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "SEESAW_RUN_DIR", "value": c.RUN_DIR},
-        {"name": "SEESAW_TRAINER_PORT", "value": str(c.TRAINER_PORT)},
-        {"name": "SEESAW_ROLLOUT_PORT", "value": str(c.ROLLOUT_PORT)},
-        {"name": "SEESAW_TRAINER_DIST_PORT", "value": str(c.TRAINER_DIST_PORT)},
-        {"name": "SEESAW_COLOCATED", "value": "1"},
+        {"name": pod_contract.JOB_CONFIG, "value": f"{c.CONFIG_DIR}/{c.CONFIG_FILE}"},
+        {"name": pod_contract.JOB_NAME, "value": job_name(job)},
+        {"name": pod_contract.NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": pod_contract.POD_INDEX, "value": str(index)},
+        {"name": pod_contract.NUM_PODS, "value": str(num_pods(job))},
+        {"name": pod_contract.RENDEZVOUS, "value": rendezvous_host(job)},
+        {"name": pod_contract.RESTART_ATTEMPT, "value": str(attempt)},
+        {"name": pod_contract.POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": pod_contract.RUN_DIR, "value": c.RUN_DIR},
+        {"name": pod_contract.TRAINER_PORT, "value": str(c.TRAINER_PORT)},
+        {"name": pod_contract.ROLLOUT_PORT, "value": str(c.ROLLOUT_PORT)},
+        {"name": pod_contract.TRAINER_DIST_PORT, "value": str(c.TRAINER_DIST_PORT)},
+        {"name": pod_contract.GANG_PORT, "value": str(c.RENDEZVOUS_PORT)},
+        {"name": pod_contract.COLOCATED, "value": "1"},
     ]
     model_dir = model_directory(job)
     if model_dir:
-        env.append({"name": "SEESAW_MODEL_DIR", "value": model_dir})
+        env.append({"name": pod_contract.MODEL_DIR, "value": model_dir})
     if resume_from:
-        env.append({"name": "SEESAW_RESUME_FROM", "value": resume_from})
+        env.append({"name": pod_contract.RESUME_FROM, "value": resume_from})
     if spec["cluster"]["gpusPerNode"] == 0:
         env.append({"name": "CUDA_VISIBLE_DEVICES", "value": ""})
     return env

@@ -1,6 +1,7 @@
 """Names that are API: labels, condition types, phases and event reasons, defined once."""
 from __future__ import annotations
 
+from seesaw import pod_contract
 from seesaw.spec import API_GROUP, API_VERSION, KIND, PLURAL
 
 GROUP, VERSION = API_GROUP, API_VERSION
@@ -29,10 +30,10 @@ RUN_DIR = "/var/run/seesaw"
 # Shared by the trainer and the rollout container in devicePlugin mode: the trainer writes
 # the GPU ids the device plugin gave it, the rollout container reads them.
 VISIBLE_DEVICES_FILE = f"{RUN_DIR}/visible-devices"
-RENDEZVOUS_PORT = 29500
-TRAINER_PORT = 18100
-ROLLOUT_PORT = 18200
-TRAINER_DIST_PORT = 29510
+RENDEZVOUS_PORT = pod_contract.DEFAULT_GANG_PORT
+TRAINER_PORT = pod_contract.DEFAULT_TRAINER_PORT
+ROLLOUT_PORT = pod_contract.DEFAULT_ROLLOUT_PORT
+TRAINER_DIST_PORT = pod_contract.DEFAULT_TRAINER_DIST_PORT
 
 CONTAINER_TRAINER = "trainer"
 CONTAINER_ROLLOUT = "rollout"

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seesaw import pod_contract as pc
 from seesaw.spec import load_manifest
 
-DEFAULT_TRAINER_PORT = 18100
-DEFAULT_ROLLOUT_PORT = 18200
 
 
 @dataclass(frozen=True)
@@ -23,10 +22,20 @@ class WorkerEnv:
     rollout_port: int
     run_dir: str
     pod_index: int
+    num_pods: int
+    rendezvous: str  # host of pod 0
+    gang_port: int
+    trainer_dist_port: int
+    pod_ip: str
 
     @property
     def spec(self) -> dict[str, Any]:
         return self.manifest["spec"]
+
+    @property
+    def gang_url(self) -> str:
+        """Pod 0's checkpoint engine, where the other pods' checkpoint engines join the gang."""
+        return f"http://{self.rendezvous}:{self.gang_port}"
 
 
 def shared_generated_model(spec: dict[str, Any], cache: Path) -> Path:
@@ -44,23 +53,28 @@ def shared_generated_model(spec: dict[str, Any], cache: Path) -> Path:
 
 
 def worker_env() -> WorkerEnv:
-    """Read SEESAW_* variables (set by the operator's pod builder or by `seesaw run`)."""
-    config = os.environ.get("SEESAW_JOB_CONFIG", "/etc/seesaw/job.yaml")
-    manifest = load_manifest(config)
-    run_dir = os.environ.get("SEESAW_RUN_DIR", "/tmp/seesaw")
-    model_dir = os.environ.get("SEESAW_MODEL_DIR") or manifest["spec"]["model"].get("path")
+    """Read the pod contract's variables (set by the operator's pod builder or by `seesaw run`)."""
+    env = os.environ
+    manifest = load_manifest(env.get(pc.JOB_CONFIG, "/etc/seesaw/job.yaml"))
+    run_dir = env.get(pc.RUN_DIR, "/tmp/seesaw")
+    model_dir = env.get(pc.MODEL_DIR) or manifest["spec"]["model"].get("path")
     if not model_dir:
         model_dir = str(shared_generated_model(manifest["spec"], Path(run_dir) / "models"))
-    trainer_port = int(os.environ.get("SEESAW_TRAINER_PORT", DEFAULT_TRAINER_PORT))
-    rollout_port = int(os.environ.get("SEESAW_ROLLOUT_PORT", DEFAULT_ROLLOUT_PORT))
+    trainer_port = int(env.get(pc.TRAINER_PORT, pc.DEFAULT_TRAINER_PORT))
+    rollout_port = int(env.get(pc.ROLLOUT_PORT, pc.DEFAULT_ROLLOUT_PORT))
     return WorkerEnv(
         manifest=manifest,
         model_dir=model_dir,
         trainer_port=trainer_port,
         rollout_port=rollout_port,
         # containers of one pod share the network namespace: localhost reaches the others
-        trainer_url=os.environ.get("SEESAW_TRAINER_URL", f"http://127.0.0.1:{trainer_port}"),
-        rollout_url=os.environ.get("SEESAW_ROLLOUT_URL", f"http://127.0.0.1:{rollout_port}"),
+        trainer_url=env.get(pc.TRAINER_URL, f"http://127.0.0.1:{trainer_port}"),
+        rollout_url=env.get(pc.ROLLOUT_URL, f"http://127.0.0.1:{rollout_port}"),
         run_dir=run_dir,
-        pod_index=int(os.environ.get("SEESAW_POD_INDEX", "0")),
+        pod_index=int(env.get(pc.POD_INDEX, "0")),
+        num_pods=int(env.get(pc.NUM_PODS, "1")),
+        rendezvous=env.get(pc.RENDEZVOUS, "127.0.0.1"),
+        gang_port=int(env.get(pc.GANG_PORT, pc.DEFAULT_GANG_PORT)),
+        trainer_dist_port=int(env.get(pc.TRAINER_DIST_PORT, pc.DEFAULT_TRAINER_DIST_PORT)),
+        pod_ip=env.get(pc.POD_IP, "127.0.0.1"),
     )

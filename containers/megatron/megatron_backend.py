@@ -25,8 +25,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from seesaw import pod_contract
 from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
 from seesaw.rl.loss import kimi_policy_loss
+from seesaw.rl.training import MiniBatchStats, train_iteration
 from seesaw.trainer.resharding import ModelLayout, Parallelism, hf_shapes, model_rules, _local_name, _placement
 
 log = logging.getLogger("seesaw.trainer.megatron")
@@ -223,7 +225,7 @@ class MegatronTrainer:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local_rank)
         if not dist.is_initialized():
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_ADDR", os.environ.get(pod_contract.RENDEZVOUS, "127.0.0.1"))
             os.environ.setdefault("MASTER_PORT", os.environ.get("SEESAW_TRAINER_DIST_PORT", "29510"))
             dist.init_process_group("nccl", rank=int(os.environ.get("RANK", 0)),
                                     world_size=int(os.environ.get("WORLD_SIZE", 1)),
@@ -347,39 +349,50 @@ class MegatronTrainer:
         rows = [row for item in out for row in item["rows"]] if out else None
         return self._from_last_stage(rows)
 
-    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
-        self._lead("train_step", samples, tau)
-        started = time.perf_counter()
-        if not samples:  # partial rollouts: no group finished this iteration
-            return TrainStats(loss=0.0, tokens=0, seconds=0.0, extra={"optimizer_steps": 0, "max_abs_logprob_diff": 0.0})
+    def train_step(self, samples: list[Sample], tau: float, prompts_per_rank: list[int] | None = None) -> TrainStats:
+        """One iteration through the shared loop (seesaw.rl.training). Megatron's own
+        data-parallel ranks split each mini-batch inside train_mini_batch, so the loop sees
+        this model replica group as one rank."""
+        self._lead("train_step", samples, tau, prompts_per_rank)
+        stats = train_iteration(self, samples, self.spec["rl"], tau, seed=self.steps)
+        self.steps += int(stats.extra["optimizer_steps"])
+        return stats
+
+    def train_mini_batch(self, groups: list[list[Sample]], prompt_weight: float, tau: float) -> MiniBatchStats:
+        samples = [s for g in groups for s in g]
         dp_rank, dp_size = self.mpu.get_data_parallel_rank(), self.mpu.get_data_parallel_world_size()
         batches, width = plan_micro_batches(samples, self.micro_batch, dp_rank, dp_size, self.pad_id)
         self.model.train()
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
         count = len(batches)
+        share = prompt_weight * len(groups)  # this mini-batch's share of the step (1 unless DP-split above)
 
         def policy_loss(output: torch.Tensor, batch: MicroBatch):
             lp, mask = response_logprobs(self._token_logprobs(output, batch.targets), batch)
-            stats = kimi_policy_loss(lp, batch.old_logprobs.cuda(), mask, rewards=batch.rewards.cuda(),
-                                     group_ids=batch.group_ids.cuda(), tau=tau)
+            old = batch.old_logprobs.cuda()
+            stats = kimi_policy_loss(lp, old, mask, rewards=batch.rewards.cuda(), group_ids=batch.group_ids.cuda(), tau=tau)
             # Megatron divides each micro-batch's loss by their count; undo it, then weigh
             # by the share of prompts, as the CPU backend does.
-            weighted = stats.loss * batch.weight
-            return weighted * count, {"loss": weighted.detach() / dp_size, "log_ratio": stats.mean_log_ratio * batch.weight / dp_size,
-                                      "tokens": float(mask.sum())}
+            weighted = stats.loss * batch.weight * share
+            diff = ((lp.detach() - old).abs() * mask).max() if mask.any() else torch.zeros((), device=lp.device)
+            return weighted * count, {"loss": weighted.detach() / dp_size, "log_ratio": stats.mean_log_ratio * batch.weight * share / dp_size,
+                                      "tokens": float(mask.sum()), "diff": float(diff)}
 
-        out = self._run(batches, width, policy_loss, forward_only=False)
+        out = self._run(batches, width, policy_loss, forward_only=False) if batches else []
         _, grad_norm, _ = self.optimizer.step()
-        local = [sum(float(o["loss"]) for o in out), sum(o["log_ratio"] for o in out), sum(o["tokens"] for o in out)] if out else [0.0, 0.0, 0.0]
-        totals = torch.tensor(local, device="cuda", dtype=torch.float64)
+        local = [sum(float(o["loss"]) for o in out), sum(o["log_ratio"] for o in out), sum(o["tokens"] for o in out),
+                 max([o["diff"] for o in out], default=0.0)] if out else [0.0, 0.0, 0.0, 0.0]
+        totals = torch.tensor(local[:3], device="cuda", dtype=torch.float64)
+        diff = torch.tensor([local[3]], device="cuda", dtype=torch.float64)
         if dp_size > 1:
             torch.distributed.all_reduce(totals, group=self.mpu.get_data_parallel_group())
+            torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX, group=self.mpu.get_data_parallel_group())
         loss, log_ratio, tokens = self._from_last_stage(totals.tolist())
         self.model.eval()
-        self.steps += 1
-        return TrainStats(loss=loss, tokens=int(tokens), seconds=time.perf_counter() - started,
-                          extra={"grad_norm": float(grad_norm or 0.0), "mean_log_ratio": log_ratio})
+        return MiniBatchStats(loss=loss, tokens=int(tokens), log_ratio=log_ratio,
+                              max_abs_logprob_diff=float(self._from_last_stage(diff.tolist())[0]),
+                              grad_norm=float(grad_norm or 0.0))
 
     def hf_state(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Full HF tensors on every rank, one parameter at a time (gathered over TP, EP and PP).

@@ -13,6 +13,7 @@ import seesaw.trainer  # noqa: F401  (registers the trainer backends)
 from seesaw.backend_selection import Hardware, choose_backends
 from seesaw.interfaces import Sample, backend
 from seesaw.rpc import serve
+from seesaw.trainer.distributed import join_trainer_group
 from seesaw.trainer.memory_state import TrainerMemoryState
 from seesaw.worker_env import worker_env
 
@@ -35,6 +36,9 @@ class TrainerService:
             choice = choose_backends(self.env.spec, Hardware.detect())
             log.info("backends: %s (%s)", choice, "; ".join(choice.reasons))
             device = "cuda" if choice.trainer == "megatron" else "cpu"
+            if choice.trainer == "torch":  # Megatron joins its own group (with its model-parallel groups)
+                rank, world = join_trainer_group(device, self.env.spec["timeouts"]["startupSeconds"])
+                log.info("trainer rank %d of %d", rank, world)
             self.trainer = backend("trainer", choice.trainer)(self.env.model_dir, self.env.spec, device=device)
             self.sender = self._sender(choice.weight_channel)
             log.info("trainer ready: %s backend, %s weight channel", choice.trainer, choice.weight_channel)
@@ -67,7 +71,7 @@ class TrainerService:
 
     def train(self, body: dict[str, Any]) -> dict[str, Any]:
         samples = [Sample(**s) for s in body["samples"]]
-        return vars(self.trainer.train_step(samples, float(body["tau"])))
+        return vars(self.trainer.train_step(samples, float(body["tau"]), body.get("prompts_per_rank")))
 
     def logprobs(self, body: dict[str, Any]) -> list[list[float]]:
         return self.trainer.sequence_logprobs(body["prompt_ids"], body["response_ids"])

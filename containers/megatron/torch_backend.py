@@ -7,7 +7,6 @@ buckets with no staging copy.
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ from transformers import AutoModelForCausalLM
 
 from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
 from seesaw.rl.loss import kimi_policy_loss
+from seesaw.rl.training import MiniBatchStats, train_iteration
+from seesaw.trainer import distributed
 
 
 def flatten_parameters(model: torch.nn.Module) -> torch.Tensor:
@@ -89,48 +90,29 @@ class TorchTrainer:
         logprobs, _ = self._token_logprobs(prompt_ids, response_ids)
         return [row[: len(r)].tolist() for row, r in zip(logprobs.cpu(), response_ids)]
 
-    # --- training ----------------------------------------------------------------------
-    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
-        """One iteration's mirror-descent update: `epochsPerIteration` passes over the samples,
-        one optimiser step per mini-batch of `miniBatchPrompts` whole prompts.
+    # --- training (the loop is seesaw.rl.training's; this backend runs one mini-batch) ------
+    def train_step(self, samples: list[Sample], tau: float, prompts_per_rank: list[int] | None = None) -> TrainStats:
+        """One iteration's mirror-descent update on this rank's share of the samples, then a
+        check that every data-parallel replica holds the same parameters."""
+        rank = distributed.rank()
+        stats = train_iteration(self, samples, self.spec["rl"], tau, seed=self.steps,
+                                prompts_per_rank=prompts_per_rank, dp_rank=rank)
+        self.steps += int(stats.extra["optimizer_steps"])
+        stats.extra["params_checksum"] = distributed.check_replicas_identical(self.flat)
+        return stats
 
-        pi_i (the samples' log-probs) stays the reference for every step of the iteration:
-        the tau term pulls later mini-batch steps back towards it.
-        """
-        started = time.perf_counter()
-        if not samples:  # partial rollouts: no group finished this iteration
-            return TrainStats(loss=0.0, tokens=0, seconds=0.0, extra={"optimizer_steps": 0, "max_abs_logprob_diff": 0.0})
-        rl = self.spec["rl"]
-        groups: dict[int, list[Sample]] = {}
-        for sample in samples:
-            groups.setdefault(sample.prompt_index, []).append(sample)
-        group_list = list(groups.values())
-        per_step = rl["miniBatchPrompts"] or len(group_list)
-        order = list(range(len(group_list)))
-        shuffler = random.Random(self.steps)
-        losses, tokens, log_ratio, max_diff, grad_norms = [], 0, 0.0, 0.0, []
+    def train_mini_batch(self, groups: list[list[Sample]], prompt_weight: float, tau: float) -> MiniBatchStats:
         self.model.train()
-        for epoch in range(rl["epochsPerIteration"]):
-            shuffler.shuffle(order)
-            for start in range(0, len(order), per_step):
-                batch = [group_list[i] for i in order[start: start + per_step]]
-                loss, n_tokens, ratio, diff = self._accumulate(batch, tau)
-                if epoch == 0 and start == 0:
-                    # before the first step pi_theta is pi_i: the rollout engine's log-probs must match ours
-                    max_diff = diff
-                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip or float("inf"))))
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                losses.append(loss)
-                tokens += n_tokens
-                log_ratio = ratio
-                self.steps += 1
+        loss, tokens, log_ratio, max_diff = self._accumulate(groups, prompt_weight, tau) if groups else (0.0, 0, 0.0, 0.0)
+        distributed.all_reduce_gradients(list(self.model.parameters()))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip or float("inf")))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         self.model.eval()
-        return TrainStats(loss=sum(losses) / len(losses), tokens=tokens, seconds=time.perf_counter() - started,
-                          extra={"grad_norm": max(grad_norms), "mean_log_ratio": log_ratio,
-                                 "max_abs_logprob_diff": max_diff, "optimizer_steps": len(losses)})
+        return MiniBatchStats(loss=loss, tokens=tokens, log_ratio=log_ratio, max_abs_logprob_diff=max_diff,
+                              grad_norm=grad_norm)
 
-    def _accumulate(self, group_list: list[list[Sample]], tau: float) -> tuple[float, int, float, float]:
+    def _accumulate(self, group_list: list[list[Sample]], prompt_weight: float, tau: float) -> tuple[float, int, float, float]:
         """Backward the loss of whole prompts, in micro-batches of at most microBatchSize samples."""
         per_micro = max(1, self.micro_batch // max(len(g) for g in group_list))
         total_loss, tokens, log_ratio, max_diff = 0.0, 0, 0.0, 0.0
@@ -148,8 +130,8 @@ class TorchTrainer:
                 group_ids=torch.tensor([s.prompt_index for s in chunk], device=self.device),
                 tau=tau,
             )
-            # each micro-batch's loss is a mean over its prompts: weight by its share of prompts
-            weight = len(group_list[start: start + per_micro]) / len(group_list)
+            # the loss is a mean over the micro-batch's prompts: weigh it by their share of the mini-batch
+            weight = len(group_list[start: start + per_micro]) * prompt_weight
             (stats.loss * weight).backward()
             total_loss += stats.loss.item() * weight
             log_ratio += stats.mean_log_ratio * weight

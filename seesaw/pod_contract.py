@@ -1,0 +1,31 @@
+"""What the operator (or `seesaw run`) tells a pod's containers: environment variables and
+ports, defined once and imported by both sides."""
+from __future__ import annotations
+
+# --- environment variables ------------------------------------------------------------------
+JOB_CONFIG = "SEESAW_JOB_CONFIG"          # path of the resolved RLJob manifest
+JOB_NAME = "SEESAW_JOB_NAME"
+NAMESPACE = "SEESAW_NAMESPACE"
+POD_INDEX = "SEESAW_POD_INDEX"            # 0 conducts the gang; the others follow it
+NUM_PODS = "SEESAW_NUM_PODS"
+RENDEZVOUS = "SEESAW_RENDEZVOUS"          # host of pod 0 (the headless Service's name for it)
+RESTART_ATTEMPT = "SEESAW_RESTART_ATTEMPT"
+POD_IP = "SEESAW_POD_IP"                  # this pod's address, for peers (Mooncake, the gang)
+RUN_DIR = "SEESAW_RUN_DIR"
+MODEL_DIR = "SEESAW_MODEL_DIR"
+RESUME_FROM = "SEESAW_RESUME_FROM"        # checkpoint to continue from after a gang restart
+SUMMARY_JSON = "SEESAW_SUMMARY_JSON"
+TRAINER_PORT = "SEESAW_TRAINER_PORT"
+ROLLOUT_PORT = "SEESAW_ROLLOUT_PORT"
+TRAINER_DIST_PORT = "SEESAW_TRAINER_DIST_PORT"  # torch.distributed rendezvous of all trainer ranks, on pod 0
+GANG_PORT = "SEESAW_GANG_PORT"            # pod 0's checkpoint engine: where the followers join
+TRAINER_URL = "SEESAW_TRAINER_URL"
+ROLLOUT_URL = "SEESAW_ROLLOUT_URL"
+COLOCATED = "SEESAW_COLOCATED"            # 0 where trainer and rollout do not share a GPU
+CPU_THREADS = "SEESAW_CPU_THREADS"        # threads a CPU worker may use: its share of the pod's cores
+
+# --- default ports (the operator's pods use these; `seesaw run` picks free ones) -------------
+DEFAULT_TRAINER_PORT = 18100
+DEFAULT_ROLLOUT_PORT = 18200
+DEFAULT_GANG_PORT = 29500
+DEFAULT_TRAINER_DIST_PORT = 29510
