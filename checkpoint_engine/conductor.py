@@ -14,18 +14,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from seesaw.checkpoint_engine.gang import PodWorkers, on_every_pod
 from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
 from seesaw.interfaces import Sample
 from seesaw.model.prompt import encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.sampling import make_sampler
+from seesaw.rl.training import data_parallel_shares, split_sizes
 from seesaw.rpc import WorkerClient
 from seesaw.tasks import Problem, Task
 
 MiB = 1024 * 1024
 EVAL_SAMPLES = 4
 PROBE_PROMPTS = 16
+GANG_MARGIN = 1.0  # seconds: the gang names a late pod before the phase's own timeout fires
 # Largest per-token |log-prob difference| between an engine and the trainer on the probe
 # batch, by dtype: well above kernel and reduction-order noise, far below what wrong or
 # stale weights give (nats).
@@ -63,6 +66,9 @@ class RunSummary:
     iterations: int
     wall_seconds: float
     sync: dict[str, float]
+    pods: int = 1
+    # per rollout engine: its pod, the prompts it served, its weight version and probe difference after the last sync
+    engines: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -70,13 +76,17 @@ class Conductor:
     def __init__(self, spec: dict[str, Any], task: Task, tokenizer: Any, trainer: WorkerClient,
                  rollout: WorkerClient, run_dir: Path, log: Callable[[str], None] = print,
                  on_progress: Callable[[int, str, dict[str, Any]], None] | None = None,
-                 resume_from: str | None = None) -> None:
+                 resume_from: str | None = None, followers: list[PodWorkers] = ()) -> None:
         self.resume_from = resume_from
         self.spec = spec
         self.task = task
         self.tokenizer = tokenizer
-        self.trainer = trainer
+        self.trainer = trainer  # pod 0's
         self.rollout = rollout
+        self.pods = [PodWorkers(0, trainer, rollout), *followers]
+        # per engine (one per pod on the CPU): what it served and what it proved after the last sync
+        self.engines = [{"pod": pod.index, "prompts": 0, "weight_version": 0, "probe_max_abs_logprob_diff": None}
+                        for pod in self.pods]
         self.run_dir = run_dir
         self.log = log
         self.on_progress = on_progress or (lambda iteration, phase, metrics: None)
@@ -106,7 +116,7 @@ class Conductor:
     # --- phases --------------------------------------------------------------------------
     def wait_ready(self) -> None:
         def poll() -> None:
-            pending = {"trainer": self.trainer, "rollout": self.rollout}
+            pending = {client.name: client for pod in self.pods for client in (pod.trainer, pod.rollout)}
             while pending:
                 for name, client in list(pending.items()):
                     state = client.health()
@@ -125,42 +135,53 @@ class Conductor:
         (docs/ARCHITECTURE.md, "The sync sequence")."""
         bucket_bytes = self.spec["weightSync"]["bucketMiB"] * MiB
 
-        def work() -> dict[str, Any]:
+        def on_pod(pod: PodWorkers) -> dict[str, Any]:
             timeout = self.machine.remaining
+            trainer, rollout = pod.trainer, pod.rollout
             # the optimiser state makes room for the rollout's weights; the parameters stay to be read
-            offloaded = self.trainer.call("/offload", {"keep_weights": True}, timeout=timeout())
-            self.rollout.call("/wake_up", {"tags": ["weights"]}, timeout=timeout())
-            handle = self.trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes}, timeout=timeout())
+            offloaded = trainer.call("/offload", {"keep_weights": True}, timeout=timeout())
+            rollout.call("/wake_up", {"tags": ["weights"]}, timeout=timeout())
+            handle = trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes}, timeout=timeout())
             if first:
-                self.rollout.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=timeout())
-            result = self.rollout.call("/weights/update", {"handle": handle}, timeout=timeout())
-            self.trainer.call("/weights/release", timeout=timeout())  # staging copies: the rollout's memory
+                rollout.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=timeout())
+            result = rollout.call("/weights/update", {"handle": handle}, timeout=timeout())
+            trainer.call("/weights/release", timeout=timeout())  # staging copies: the rollout's memory
             probe_started = time.perf_counter()
-            expected = self.trainer.call("/logprobs", self.probe, timeout=timeout())
+            expected = trainer.call("/logprobs", self.probe, timeout=timeout())
             probe_seconds = time.perf_counter() - probe_started
-            offloaded_all = self.trainer.call("/offload", {"keep_weights": False}, timeout=timeout())
-            self.rollout.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
+            offloaded_all = trainer.call("/offload", {"keep_weights": False}, timeout=timeout())
+            rollout.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
             probe_started = time.perf_counter()
-            served = self.rollout.call("/logprobs", self.probe, timeout=timeout())
+            served = rollout.call("/logprobs", self.probe, timeout=timeout())
             probe_seconds += time.perf_counter() - probe_started
             result["offloaded_bytes"] = offloaded["bytes"] + offloaded_all["bytes"]
-            result["probe_max_abs_logprob_diff"] = self._check_engine(result, expected, served)
+            result["probe_max_abs_logprob_diff"] = self._check_engine(pod, result, expected, served)
             result["probe_seconds"] = probe_seconds
             return result
+
+        def work() -> dict[str, Any]:
+            results = on_every_pod(self.pods, Phase.SYNC, on_pod, self.machine.remaining() - GANG_MARGIN)
+            for engine, result in zip(self.engines, results):
+                engine.update(weight_version=result["weight_version"],
+                              probe_max_abs_logprob_diff=result["probe_max_abs_logprob_diff"])
+            return dict(results[0], seconds=max(r["seconds"] for r in results),
+                        probe_seconds=max(r["probe_seconds"] for r in results),
+                        probe_max_abs_logprob_diff=max(r["probe_max_abs_logprob_diff"] for r in results))
 
         self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
         self.weight_version = self.last_sync["weight_version"]
         return self.last_sync
 
-    def _check_engine(self, result: dict[str, Any], expected: list[list[float]], served: list[list[float]]) -> float:
+    def _check_engine(self, pod: PodWorkers, result: dict[str, Any], expected: list[list[float]],
+                      served: list[list[float]]) -> float:
         """Refuse to roll out on an engine that did not load this sync's weights."""
         if result["weight_version"] != self.weight_version + 1:
-            raise PhaseError(Phase.SYNC, f"rollout engine reports weight version {result['weight_version']}, "
+            raise PhaseError(Phase.SYNC, f"pod {pod.index}'s rollout engine reports weight version {result['weight_version']}, "
                                          f"expected {self.weight_version + 1}: it did not take this sync's weights")
         diff = max(abs(a - b) for xs, ys in zip(expected, served) for a, b in zip(xs, ys))
         tolerance = PROBE_TOLERANCE[self.spec["model"]["dtype"]]
         if not diff <= tolerance:  # NaN fails too
-            raise PhaseError(Phase.SYNC, f"rollout engine's log-probs on the probe batch differ from the trainer's by "
+            raise PhaseError(Phase.SYNC, f"pod {pod.index}'s rollout engine's log-probs on the probe batch differ from the trainer's by "
                                          f"{diff:.3g} (> {tolerance} for {self.spec['model']['dtype']}): it serves "
                                          f"other weights than the trainer sent (weight version {result['weight_version']})")
         return diff
@@ -185,10 +206,21 @@ class Conductor:
             return []
         if temperature is None:
             temperature = self.spec["rollout"]["temperature"]
-        raw = self.rollout.call("/generate", {"prompt_ids": prompts, "n": n, "temperature": temperature,
-                                              "top_p": self.spec["rollout"]["topP"], "max_tokens": max_tokens},
-                                timeout=self.machine.remaining())
-        return [Sample(**s) for s in raw]
+        # a prompt's k samples stay on one engine; every engine gets a contiguous share
+        sizes = split_sizes(len(prompts), len(self.pods))
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        request = {"n": n, "temperature": temperature, "top_p": self.spec["rollout"]["topP"], "max_tokens": max_tokens}
+
+        def on_pod(pod: PodWorkers) -> list[Sample]:
+            share = prompts[starts[pod.index]: starts[pod.index] + sizes[pod.index]]
+            if not share:
+                return []
+            raw = pod.rollout.call("/generate", dict(request, prompt_ids=share), timeout=self.machine.remaining())
+            self.engines[pod.index]["prompts"] += len(share)
+            return [Sample(**dict(s, prompt_index=s["prompt_index"] + starts[pod.index])) for s in raw]
+
+        shares = on_every_pod(self.pods, self.machine.state, on_pod, self.machine.remaining() - GANG_MARGIN)
+        return [sample for share in shares for sample in share]
 
     def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> tuple[list[Sample], int]:
         """Continue the buffered responses, start the new prompts; return the samples of the
@@ -253,11 +285,21 @@ class Conductor:
 
     def train(self, iteration: int, samples: list[Sample]) -> dict[str, Any]:
         """The rollout engine frees its memory before the trainer takes its state back."""
+        shares = data_parallel_shares(samples, len(self.pods))  # one data-parallel rank per pod's trainer
+        prompts_per_rank = [len({s.prompt_index for s in share}) for share in shares]
+
+        def on_pod(pod: PodWorkers) -> dict[str, Any]:
+            pod.rollout.call("/sleep", timeout=self.machine.remaining())
+            pod.trainer.call("/onload", timeout=self.machine.remaining())
+            return pod.trainer.call("/train", {"samples": [asdict(s) for s in shares[pod.index]], "tau": self.spec["rl"]["tau"],
+                                               "prompts_per_rank": prompts_per_rank}, timeout=self.machine.remaining())
+
         def work() -> dict[str, Any]:
-            self.rollout.call("/sleep", timeout=self.machine.remaining())
-            self.trainer.call("/onload", timeout=self.machine.remaining())
-            return self.trainer.call("/train", {"samples": [asdict(s) for s in samples], "tau": self.spec["rl"]["tau"]},
-                                     timeout=self.machine.remaining())
+            ranks = on_every_pod(self.pods, Phase.TRAIN, on_pod, self.machine.remaining() - GANG_MARGIN)
+            # each rank's loss is its prompts' share of each step's loss: the step's loss is their sum
+            stats = dict(ranks[0], loss=sum(r["loss"] for r in ranks), tokens=sum(r["tokens"] for r in ranks))
+            stats["extra"] = dict(ranks[0]["extra"], max_abs_logprob_diff=max(r["extra"]["max_abs_logprob_diff"] for r in ranks))
+            return stats
 
         return self.machine.run(Phase.TRAIN, iteration, work)
 
@@ -283,7 +325,10 @@ class Conductor:
         start = 1
         if self.resume_from:
             # a restarted gang continues from the last checkpoint (the operator says which)
-            done = self.trainer.call("/checkpoint/load", {"path": self.resume_from}, timeout=self.spec["timeouts"]["syncSeconds"])
+            loaded = on_every_pod(self.pods, Phase.STARTING, lambda pod: pod.trainer.call(
+                "/checkpoint/load", {"path": self.resume_from}, timeout=self.spec["timeouts"]["syncSeconds"]),
+                self.spec["timeouts"]["syncSeconds"])
+            done = loaded[0]
             start = done["iteration"] + 1
             self.rng = random.Random(self.spec["rl"]["seed"] * 1_000_003 + start)
             self.log(f"resumed from {self.resume_from}: continuing at iteration {start}")
@@ -336,6 +381,7 @@ class Conductor:
             sync={"bytes": int(self.last_sync["bytes"]), "seconds": float(self.last_sync["seconds"]),
                   "mean_phase_seconds": statistics.fmean(sync_history) if sync_history else 0.0,
                   "max_abs_logprob_diff": diff},
+            pods=len(self.pods), engines=[dict(e) for e in self.engines],
             history=[asdict(m) for m in self.history],
         )
 

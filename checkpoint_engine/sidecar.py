@@ -8,7 +8,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from seesaw import pod_contract
 from seesaw.checkpoint_engine.conductor import Conductor
+from seesaw.checkpoint_engine.gang import GangServer, follow, follower_workers, release_followers
 from seesaw.checkpoint_engine.phases import PhaseError
 from seesaw.report import plot_run, write_summary
 from seesaw.rpc import WorkerClient
@@ -34,6 +36,18 @@ def main() -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    if env.pod_index > 0:  # a follower: its pod's workers act on pod 0's commands
+        return follow(env, log)
+    followers: list = []
+    gang = None
+    if env.num_pods > 1:
+        gang = GangServer(env.gang_port, env.num_pods - 1)
+        log(f"waiting for {env.num_pods - 1} pod(s) to join the gang on port {env.gang_port}")
+        try:
+            followers = follower_workers(gang.wait_for(env.spec["timeouts"]["startupSeconds"]))
+        except PhaseError as err:
+            log(f"FAILED: {err}")
+            return 1
     reporter = _progress_reporter()
     conductor = Conductor(
         spec=env.spec,
@@ -44,19 +58,22 @@ def main() -> int:
         run_dir=run_dir,
         log=log,
         on_progress=reporter.progress if reporter else None,
-        resume_from=os.environ.get("SEESAW_RESUME_FROM") or None,
+        resume_from=os.environ.get(pod_contract.RESUME_FROM) or None,
+        followers=followers,
     )
     plot_path = run_dir / "run.png"
     try:
         summary = conductor.run()
     except PhaseError as err:
+        release_followers(conductor.pods)
         log(f"FAILED: {err}")
         if reporter:
             reporter.failed(str(err))
         if conductor.history:
             plot_run([vars(m) for m in conductor.history], conductor.machine.timeline, None, None, plot_path)
         return 1
-    summary_path = Path(os.environ.get("SEESAW_SUMMARY_JSON") or run_dir / "summary.json")
+    release_followers(conductor.pods)
+    summary_path = Path(os.environ.get(pod_contract.SUMMARY_JSON) or run_dir / "summary.json")
     write_summary(summary, summary_path)
     plot_run(summary.history, conductor.machine.timeline,
              {"sampled": summary.accuracy_before, "greedy": summary.greedy_accuracy_before},

@@ -45,19 +45,27 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def serve(routes: dict[str, Handler], port: int, health: Callable[[], dict[str, Any]], host: str = "127.0.0.1") -> None:
-    """Serve POST routes plus GET /healthz until the process is stopped."""
+def build_app(routes: dict[str, Handler], health: dict[str, Callable[[], dict[str, Any]]]) -> web.Application:
+    """POST routes, one engine call at a time, and GET health routes that always answer."""
     lock = asyncio.Lock()
     app = web.Application(client_max_size=1024 ** 3)
     for path, handler in routes.items():
         app.router.add_post(path, json_route(handler, lock))
 
-    async def healthz(_: web.Request) -> web.Response:
-        state = health()
-        return web.json_response(state, status=200 if state.get("ready") else 503)
+    def health_route(check: Callable[[], dict[str, Any]]):
+        async def healthz(_: web.Request) -> web.Response:
+            state = await asyncio.to_thread(check)
+            return web.json_response(state, status=200 if state.get("ready") else 503)
+        return healthz
 
-    app.router.add_get("/healthz", healthz)
-    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    for path, check in health.items():
+        app.router.add_get(path, health_route(check))
+    return app
+
+
+def serve(routes: dict[str, Handler], port: int, health: Callable[[], dict[str, Any]], host: str = "127.0.0.1") -> None:
+    """Serve POST routes plus GET /healthz until the process is stopped."""
+    web.run_app(build_app(routes, {"/healthz": health}), host=host, port=port, print=None, handle_signals=True)
 
 
 class WorkerClient:

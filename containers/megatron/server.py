@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from seesaw import pod_contract
 import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight channels)
 import seesaw.trainer  # noqa: F401  (registers the trainer backends)
 from seesaw.backend_selection import Hardware, choose_backends
@@ -110,7 +111,7 @@ class TrainerService:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s trainer %(levelname)s %(message)s")
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(int(os.environ.get(pod_contract.CPU_THREADS, 0)) or max(1, os.cpu_count() or 1))
     service = TrainerService()
     serve(service.routes(), service.env.trainer_port, service.health)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from seesaw import pod_contract as pc
 from seesaw.model.generate import prepare_model
 from seesaw.spec import SpecError
 from seesaw.tasks import load_task
@@ -32,6 +33,13 @@ WORKERS = {
     "rollout": "seesaw.rollout.server",
 }
 SIDECAR = "seesaw.checkpoint_engine.sidecar"
+CONTAINERS = {"trainer": "trainer", "rollout": "rollout engine", "sidecar": "checkpoint engine"}
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
 
 
 def free_port() -> int:
@@ -70,14 +78,15 @@ def _tail(path: Path, lines: int = 15) -> str:
 class LocalPod:
     """Starts and supervises the pod's processes; stopping it leaves no process behind."""
 
-    def __init__(self, run_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, run_dir: Path, env: dict[str, str], index: int = 0) -> None:
         self.run_dir = run_dir
         self.env = env
+        self.index = index
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
 
     def start(self, name: str, module: str, stdout_to_log: bool = True) -> subprocess.Popen:
-        log_path = self.run_dir / f"{name}.log"
+        log_path = self.run_dir / (f"{name}.log" if self.index == 0 else f"pod-{self.index}-{name}.log")
         self.logs[name] = log_path
         out = log_path.open("w") if stdout_to_log else subprocess.PIPE
         # cwd = run dir, never the repository root: the repo's operator/ folder would shadow
@@ -91,9 +100,12 @@ class LocalPod:
         return process
 
     def dead_worker(self) -> tuple[str, int] | None:
+        """A worker that exited (any exit: workers serve until stopped), or a follower's
+        checkpoint engine that failed; pod 0's checkpoint engine is watched by the runner."""
         for name, process in self.processes.items():
-            if name != "sidecar" and process.poll() is not None:
-                return name, process.returncode
+            code = process.poll()
+            if code is not None and (name != "sidecar" or (self.index > 0 and code != 0)):
+                return name, code
         return None
 
     def stop(self) -> None:
@@ -142,51 +154,62 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
 
     job_path = run_dir / "job.yaml"
     job_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    nodes = int(spec["cluster"]["nodes"])
     env = dict(os.environ)
     env.update({
-        "SEESAW_JOB_CONFIG": str(job_path),
-        "SEESAW_MODEL_DIR": str(model_dir),
-        "SEESAW_RUN_DIR": str(run_dir),
-        "SEESAW_TRAINER_PORT": str(free_port()),
-        "SEESAW_ROLLOUT_PORT": str(free_port()),
-        "SEESAW_POD_INDEX": "0",
-        "SEESAW_NUM_PODS": "1",
+        pc.JOB_CONFIG: str(job_path),
+        pc.MODEL_DIR: str(model_dir),
+        pc.RUN_DIR: str(run_dir),
+        pc.NUM_PODS: str(nodes),
+        pc.RENDEZVOUS: "127.0.0.1",
+        pc.POD_IP: "127.0.0.1",
+        pc.GANG_PORT: str(free_port()),
+        pc.TRAINER_DIST_PORT: str(free_port()),
         "PYTHONUNBUFFERED": "1",
     })
+    if nodes > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
+        share = max(1, (os.cpu_count() or 1) // nodes)
+        env.update({pc.CPU_THREADS: str(share), "OMP_NUM_THREADS": str(share), "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
     if getattr(args, "resume_from", None):
         checkpoint = Path(args.resume_from).resolve()
         if not checkpoint.is_file():
             raise SpecError("--resume-from", f"no checkpoint file at {checkpoint}")
-        env["SEESAW_RESUME_FROM"] = str(checkpoint)
+        env[pc.RESUME_FROM] = str(checkpoint)
     if args.summary_json:
-        env["SEESAW_SUMMARY_JSON"] = str(Path(args.summary_json).resolve())
+        env[pc.SUMMARY_JSON] = str(Path(args.summary_json).resolve())
 
-    pod = LocalPod(run_dir, env)
+    pods = [LocalPod(run_dir, dict(env, **{pc.POD_INDEX: str(i), pc.TRAINER_PORT: str(free_port()),
+                                            pc.ROLLOUT_PORT: str(free_port())}), index=i) for i in range(nodes)]
     try:
-        for worker, module in WORKERS.items():
-            pod.start(worker, module)
-        sidecar = pod.start("sidecar", SIDECAR, stdout_to_log=False)
+        for pod in pods:
+            for worker, module in WORKERS.items():
+                pod.start(worker, module)
+            if pod.index:
+                pod.start("sidecar", SIDECAR)
+        sidecar = pods[0].start("sidecar", SIDECAR, stdout_to_log=False)
         echo = threading.Thread(target=_echo, args=(sidecar.stdout,), daemon=True)
         echo.start()
         while sidecar.poll() is None:
-            dead = pod.dead_worker()
+            dead = next(((pod, *found) for pod in pods if (found := pod.dead_worker())), None)
             if dead:
-                # the sidecar would only notice at its next call (or its startup timeout)
-                worker, code = dead
+                # the conductor would only notice at its next call (or its startup timeout)
+                pod, container, code = dead
                 echo.join(timeout=1)
-                print(f"FAILED: the {worker} process exited with code {code}; last lines of {pod.logs[worker]}:\n"
-                      f"{_tail(pod.logs[worker])}", flush=True)
+                print(f"FAILED: pod {pod.index}'s {CONTAINERS[container]} {_exit_reason(code)}; last lines of "
+                      f"{pod.logs[container]}:\n{_tail(pod.logs[container])}", flush=True)
                 return 1
             time.sleep(0.5)
         echo.join(timeout=5)
         code = sidecar.wait()
         if code != 0:
-            for worker in WORKERS:
-                print(f"--- last lines of {pod.logs[worker]} ---\n{_tail(pod.logs[worker], 8)}", flush=True)
+            for pod in pods:
+                for worker in WORKERS:
+                    print(f"--- last lines of {pod.logs[worker]} ---\n{_tail(pod.logs[worker], 8)}", flush=True)
         print(f"job {name}: {'succeeded' if code == 0 else 'failed'} in {time.time() - started:.0f}s", flush=True)
         return code
     except KeyboardInterrupt:
-        print("interrupted: stopping the pod's processes", flush=True)
+        print("interrupted: stopping the pods' processes", flush=True)
         return 130
     finally:
-        pod.stop()
+        for pod in pods:
+            pod.stop()
