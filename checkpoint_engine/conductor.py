@@ -51,6 +51,10 @@ class IterationMetrics:
     # after this iteration's sync: the engine's log-probs on the probe batch vs the trainer's
     probe_max_abs_logprob_diff: float
     probe_share_of_sync: float
+    # the data-parallel replicas' parameter checksum (every rank checked it equals rank 0's)
+    params_checksum: str = ""
+    # per engine, this iteration: prompts it rolled out, weight version and probe difference after the sync
+    engines: list[dict[str, Any]] = field(default_factory=list)
     eval_accuracy: float | None = None
     eval_greedy_accuracy: float | None = None
 
@@ -340,7 +344,9 @@ class Conductor:
         every_eval = rl["evaluation"]["everyIterations"]
         every_ckpt = self.spec["checkpoint"]["everyIterations"]
         for iteration in range(start, rl["iterations"] + 1):
+            served_before = [e["prompts"] for e in self.engines]
             samples, rollout_stats = self.roll_out(iteration)
+            served = [e["prompts"] - before for e, before in zip(self.engines, served_before)]
             train_stats = self.train(iteration, samples)
             train_seconds = self.machine.timeline[-1].seconds
             if every_ckpt and iteration % every_ckpt == 0:
@@ -361,6 +367,8 @@ class Conductor:
                 rollout_trainer_logprob_diff=train_stats["extra"].get("max_abs_logprob_diff", float("nan")),
                 probe_max_abs_logprob_diff=sync["probe_max_abs_logprob_diff"],
                 probe_share_of_sync=sync["probe_seconds"] / max(self.machine.timeline[-1].seconds, 1e-9),
+                params_checksum=str(train_stats["extra"].get("params_checksum", "")),
+                engines=[dict(e, prompts=n) for e, n in zip(self.engines, served)],
             )
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)

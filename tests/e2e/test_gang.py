@@ -1,0 +1,84 @@
+"""Two pods, one job: `seesaw run` on the 2-pod example plays the gang the operator starts."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from seesaw.spec import load_manifest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+SEESAW = str(Path(sys.executable).parent / "seesaw")
+
+
+def two_pod_job(tmp_path: Path, iterations: int) -> Path:
+    manifest = load_manifest(ROOT / "examples" / "tiny-reverse-2pods.yaml")
+    spec = manifest["spec"]
+    spec["model"]["generate"]["sftSteps"] = 20
+    spec["rl"].update(iterations=iterations, promptsPerIteration=8)
+    spec["rl"]["evaluation"].update(prompts=32, everyIterations=0)
+    spec["checkpoint"]["everyIterations"] = 1
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def test_two_pods_roll_out_train_and_sync_as_one_job(tmp_path):
+    job = two_pod_job(tmp_path, iterations=3)
+    summary_path = tmp_path / "summary.json"
+    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs"), "--summary-json", str(summary_path)],
+                            capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["pods"] == 2 and [e["pod"] for e in summary["engines"]] == [0, 1]
+    metrics = [json.loads(line) for line in next((tmp_path / "runs").glob("tiny-reverse-2pods-*")).joinpath(
+        "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [1, 2, 3]
+    for m in metrics:
+        engines = m["engines"]
+        assert [e["prompts"] for e in engines] == [4, 4], "each engine rolls out its half of the 8 prompts"
+        # after every sync both engines loaded this iteration's weights and proved it on the probe batch
+        assert [e["weight_version"] for e in engines] == [m["iteration"] + 1] * 2
+        assert all(e["probe_max_abs_logprob_diff"] < 1e-4 for e in engines)
+        assert m["params_checksum"], "the trainers compared their replicas' checksums"
+        assert m["rollout_trainer_logprob_diff"] < 1e-4
+    assert len({m["params_checksum"] for m in metrics}) == 3, "training moved the replicas every iteration"
+    assert "pod 1's trainer ready" in result.stdout and "pod 1's rollout engine ready" in result.stdout
+
+
+def test_a_killed_trainer_of_pod_1_stops_the_gang_naming_it(tmp_path):
+    job = two_pod_job(tmp_path, iterations=200)
+    runner = subprocess.Popen([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    output, children = [], []
+    try:
+        for line in runner.stdout:
+            output.append(line)
+            if line.startswith("iter   1/"):
+                break
+        else:
+            pytest.fail("run ended before its first iteration:\n" + "".join(output[-50:]))
+        children = psutil.Process(runner.pid).children(recursive=True)
+        trainer = next(p for p in children if "seesaw.trainer.server" in " ".join(p.cmdline())
+                       and p.environ().get("SEESAW_POD_INDEX") == "1")
+        os.kill(trainer.pid, signal.SIGKILL)
+        started = time.monotonic()
+        output.extend(runner.stdout)
+        code = runner.wait(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    text = "".join(output)
+    assert code == 1, text[-3000:]
+    assert time.monotonic() - started < 60
+    assert "FAILED: pod 1's trainer was killed by SIGKILL" in text, text[-3000:]
+    time.sleep(1)
+    leftovers = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
