@@ -1,16 +1,13 @@
 """Two pods, one job: `seesaw run` on the 2-pod example plays the gang the operator starts."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
+from pod_helpers import kill_after_first_iteration
 from seesaw.spec import load_manifest
 
 pytestmark = pytest.mark.slow
@@ -55,30 +52,10 @@ def test_two_pods_roll_out_train_and_sync_as_one_job(tmp_path):
 
 def test_a_killed_trainer_of_pod_1_stops_the_gang_naming_it(tmp_path):
     job = two_pod_job(tmp_path, iterations=200)
-    runner = subprocess.Popen([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs")], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    output, children = [], []
-    try:
-        for line in runner.stdout:
-            output.append(line)
-            if line.startswith("iter   1/"):
-                break
-        else:
-            pytest.fail("run ended before its first iteration:\n" + "".join(output[-50:]))
-        children = psutil.Process(runner.pid).children(recursive=True)
-        trainer = next(p for p in children if "seesaw.trainer.server" in " ".join(p.cmdline())
-                       and p.environ().get("SEESAW_POD_INDEX") == "1")
-        os.kill(trainer.pid, signal.SIGKILL)
-        started = time.monotonic()
-        output.extend(runner.stdout)
-        code = runner.wait(timeout=120)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-    text = "".join(output)
+    code, text, seconds, leftovers = kill_after_first_iteration(
+        SEESAW, job, tmp_path, lambda p: "seesaw.trainer.server" in " ".join(p.cmdline())
+        and p.environ().get("SEESAW_POD_INDEX") == "1")
     assert code == 1, text[-3000:]
-    assert time.monotonic() - started < 60
+    assert seconds < 60
     assert "FAILED: pod 1's trainer was killed by SIGKILL" in text, text[-3000:]
-    time.sleep(1)
-    leftovers = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"

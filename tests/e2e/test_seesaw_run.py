@@ -1,17 +1,13 @@
 """`seesaw run` end to end: real processes, real vLLM, Mooncake sync; and a worker crash mid-run."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
-from pod_helpers import tiny_manifest
+from pod_helpers import kill_after_first_iteration, tiny_manifest
 
 pytestmark = pytest.mark.slow
 SEESAW = str(Path(sys.executable).parent / "seesaw")
@@ -70,29 +66,9 @@ def test_partial_rollouts_finish_long_responses_over_several_iterations(partial_
 
 def test_a_crashed_rollout_engine_fails_the_run_clearly_and_leaves_no_process(tmp_path):
     job = write_job(tmp_path, iterations=200)
-    runner = subprocess.Popen([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs")], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    output = []
-    try:
-        for line in runner.stdout:
-            output.append(line)
-            if line.startswith("iter   1/"):
-                break
-        else:
-            pytest.fail("run ended before its first iteration:\n" + "".join(output[-50:]))
-        children = psutil.Process(runner.pid).children(recursive=True)
-        rollout = next(p for p in children if "seesaw.rollout.server" in " ".join(p.cmdline()))
-        os.kill(rollout.pid, signal.SIGKILL)
-        started = time.monotonic()
-        output.extend(runner.stdout)
-        code = runner.wait(timeout=120)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-    text = "".join(output)
+    code, text, seconds, leftovers = kill_after_first_iteration(
+        SEESAW, job, tmp_path, lambda p: "seesaw.rollout.server" in " ".join(p.cmdline()))
     assert code == 1, text[-3000:]
-    assert time.monotonic() - started < 60
+    assert seconds < 60
     assert "FAILED" in text and "rollout" in text.split("FAILED", 1)[1][:300], text[-3000:]
-    time.sleep(1)
-    leftovers = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"

@@ -64,3 +64,36 @@ def wait_ready(pod, clients: dict, timeout: float = 300) -> None:
                 del pending[name]
         assert time.monotonic() < deadline, f"not ready in {timeout}s: {list(pending)}"
         time.sleep(0.5)
+
+
+def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim) -> tuple[int, str, float, list]:
+    """Run `seesaw run job`, SIGKILL the first child process `is_victim(process)` picks once the
+    first iteration is logged; returns (exit code, output, seconds from kill to exit, leftovers)."""
+    import signal
+    import subprocess
+
+    import psutil
+
+    runner = subprocess.Popen([seesaw, "run", str(job), "--workdir", str(cwd / "runs")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=cwd)
+    output: list[str] = []
+    try:
+        for line in runner.stdout:
+            output.append(line)
+            if line.startswith("iter   1/"):
+                break
+        else:
+            pytest.fail("run ended before its first iteration:\n" + "".join(output[-50:]))
+        children = psutil.Process(runner.pid).children(recursive=True)
+        victim = next(p for p in children if is_victim(p))
+        os.kill(victim.pid, signal.SIGKILL)
+        started = time.monotonic()
+        output.extend(runner.stdout)
+        code = runner.wait(timeout=120)
+        seconds = time.monotonic() - started
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    time.sleep(1)
+    leftovers = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    return code, "".join(output), seconds, leftovers
