@@ -113,7 +113,6 @@ class Conductor:
         )
         self.history: list[IterationMetrics] = []
         self.last_sync: dict[str, Any] = {}
-        self.weight_version = 0
         self.probe = self.probe_batch(task.eval[:PROBE_PROMPTS])
         self.metrics_path = run_dir / "metrics.jsonl"
 
@@ -173,15 +172,15 @@ class Conductor:
                         probe_max_abs_logprob_diff=max(r["probe_max_abs_logprob_diff"] for r in results))
 
         self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
-        self.weight_version = self.last_sync["weight_version"]
         return self.last_sync
 
     def _check_engine(self, pod: PodWorkers, result: dict[str, Any], expected: list[list[float]],
                       served: list[list[float]]) -> float:
         """Refuse to roll out on an engine that did not load this sync's weights."""
-        if result["weight_version"] != self.weight_version + 1:
+        expected_version = self.engines[pod.index]["weight_version"] + 1
+        if result["weight_version"] != expected_version:
             raise PhaseError(Phase.SYNC, f"pod {pod.index}'s rollout engine reports weight version {result['weight_version']}, "
-                                         f"expected {self.weight_version + 1}: it did not take this sync's weights")
+                                         f"expected {expected_version}: it did not take this sync's weights")
         diff = max(abs(a - b) for xs, ys in zip(expected, served) for a, b in zip(xs, ys))
         tolerance = PROBE_TOLERANCE[self.spec["model"]["dtype"]]
         if not diff <= tolerance:  # NaN fails too

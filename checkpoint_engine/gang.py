@@ -34,6 +34,7 @@ class PodWorkers:
     index: int
     trainer: WorkerClient
     rollout: WorkerClient
+    relay_url: str = ""  # a follower's checkpoint engine; pod 0 has none
 
 
 class PodFailed(PhaseError):
@@ -102,7 +103,7 @@ class GangServer:
 
 def follower_workers(joined: dict[int, str]) -> list[PodWorkers]:
     return [PodWorkers(index, WorkerClient(f"pod {index}'s trainer", f"{url}/trainer"),
-                       WorkerClient(f"pod {index}'s rollout engine", f"{url}/rollout"))
+                       WorkerClient(f"pod {index}'s rollout engine", f"{url}/rollout"), relay_url=url)
             for index, url in sorted(joined.items())]
 
 
@@ -170,9 +171,8 @@ def follow(env: WorkerEnv, log: Callable[[str], None]) -> int:
 def release_followers(pods: list[PodWorkers]) -> None:
     """Tell the followers the job is over (their checkpoint engines exit, ending their pods)."""
     for pod in pods:
-        if pod.index:
-            base = pod.trainer.base_url.rsplit("/trainer", 1)[0]
+        if pod.relay_url:
             try:
-                requests.post(f"{base}/gang/finish", timeout=5)
+                requests.post(f"{pod.relay_url}/gang/finish", timeout=5)
             except requests.RequestException:
                 pass  # already gone: nothing left to stop

@@ -48,7 +48,7 @@ class TrainerService:
             self.error = f"{type(err).__name__}: {err}"
 
     def _sender(self, channel: str):
-        hostname = os.environ.get("SEESAW_POD_IP", "127.0.0.1")
+        hostname = self.env.pod_ip
         if channel == "cuda-ipc":
             # one staged copy on each GPU of the rollout engine's tensor-parallel group
             gpus = list(range(self.env.spec["rollout"]["tensorParallel"]))

@@ -96,6 +96,7 @@ class FakeSender:
         init = {} if self.channel == "cuda-ipc" else {"capacity_bytes": total, "hostname": "127.0.0.1",
                                                       "protocol": self.channel.removeprefix("mooncake-"), "device": ""}
         self.tensors = tensors
+        self.receiver_init = init
         return weight_handle(self.channel, total, 1, receiver_init=init, **extra)
 
     def release(self) -> None:
@@ -112,7 +113,7 @@ class FakeRolloutEngine:
         self.initialised = False
 
     def init_weight_channel(self, receiver_init: dict) -> None:
-        assert receiver_init == ({} if self.sender.channel == "cuda-ipc" else receiver_init) and isinstance(receiver_init, dict)
+        assert receiver_init == self.sender.receiver_init, "the conductor must pass the sender's receiver_init unchanged"
         self.initialised = True
 
     def update_weights(self, handle: dict) -> dict:
