@@ -6,6 +6,7 @@ workers only do what they are asked.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import statistics
@@ -14,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from seesaw.checkpoint_engine import checkpoints
 from seesaw.checkpoint_engine.gang import PodWorkers, on_every_pod
 from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
 from seesaw.interfaces import Sample
 from seesaw.model.prompt import encode_answer, encode_prompt
-from seesaw.rl.partial_rollout import PartialRolloutBuffer
+from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.sampling import make_sampler
 from seesaw.rl.training import data_parallel_shares, split_sizes
@@ -53,7 +55,7 @@ class IterationMetrics:
     probe_share_of_sync: float
     # the data-parallel replicas' parameter checksum (every rank checked it equals rank 0's)
     params_checksum: str = ""
-    # per engine, this iteration: prompts it rolled out, weight version and probe difference after the sync
+    # per engine, this iteration: prompts it rolled out; weight version, checksum and probe difference after the sync
     engines: list[dict[str, Any]] = field(default_factory=list)
     eval_accuracy: float | None = None
     eval_greedy_accuracy: float | None = None
@@ -71,8 +73,9 @@ class RunSummary:
     wall_seconds: float
     sync: dict[str, float]
     pods: int = 1
-    # per rollout engine: its pod, the prompts it served, its weight version and probe difference after the last sync
+    # per rollout engine: its pod, the prompts it served; weight version, checksum and probe difference after the last sync
     engines: list[dict[str, Any]] = field(default_factory=list)
+    exported_model: str = ""  # the trained policy as a Hugging Face model directory
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -89,8 +92,8 @@ class Conductor:
         self.rollout = rollout
         self.pods = [PodWorkers(0, trainer, rollout), *followers]
         # per engine (one per pod on the CPU): what it served and what it proved after the last sync
-        self.engines = [{"pod": pod.index, "prompts": 0, "weight_version": 0, "probe_max_abs_logprob_diff": None}
-                        for pod in self.pods]
+        self.engines = [{"pod": pod.index, "prompts": 0, "weight_version": 0, "weight_checksum": "",
+                         "probe_max_abs_logprob_diff": None} for pod in self.pods]
         self.run_dir = run_dir
         self.log = log
         self.on_progress = on_progress or (lambda iteration, phase, metrics: None)
@@ -115,6 +118,8 @@ class Conductor:
         self.last_sync: dict[str, Any] = {}
         self.probe = self.probe_batch(task.eval[:PROBE_PROMPTS])
         self.metrics_path = run_dir / "metrics.jsonl"
+        self.checkpoint_root = Path(spec["checkpoint"]["path"])
+        self.before: dict[str, float] | None = None  # held-out accuracy before RL (kept in checkpoints)
 
     # --- phases --------------------------------------------------------------------------
     def wait_ready(self) -> None:
@@ -165,8 +170,11 @@ class Conductor:
         def work() -> dict[str, Any]:
             results = on_every_pod(self.pods, Phase.SYNC, on_pod, self.machine.remaining() - GANG_MARGIN)
             for engine, result in zip(self.engines, results):
-                engine.update(weight_version=result["weight_version"],
+                engine.update(weight_version=result["weight_version"], weight_checksum=result["weight_checksum"],
                               probe_max_abs_logprob_diff=result["probe_max_abs_logprob_diff"])
+            if len({e["weight_checksum"] for e in self.engines}) > 1:  # every engine has the same layout
+                held = ", ".join(f"pod {e['pod']}: {e['weight_checksum']}" for e in self.engines)
+                raise PhaseError(Phase.SYNC, f"the rollout engines hold different weights after the sync ({held})")
             return dict(results[0], seconds=max(r["seconds"] for r in results),
                         probe_seconds=max(r["probe_seconds"] for r in results),
                         probe_max_abs_logprob_diff=max(r["probe_max_abs_logprob_diff"] for r in results))
@@ -306,12 +314,76 @@ class Conductor:
 
         return self.machine.run(Phase.TRAIN, iteration, work)
 
-    def checkpoint(self, iteration: int) -> str:
-        path = str(Path(self.spec["checkpoint"]["path"]) / "latest.pt")
-        self.machine.run(Phase.CHECKPOINT, iteration,
-                         lambda: self.trainer.call("/checkpoint/save", {"path": path, "iteration": iteration},
-                                                   timeout=self.machine.remaining()))
+    # --- checkpoints ---------------------------------------------------------------------
+    def save_trainer(self, iteration: int) -> Path:
+        """Right after training, while the trainer's state is on the device: every pod's
+        trainer writes its part (rank 0 alone where the replicas are identical), and the
+        policy is exported as a Hugging Face model. The checkpoint is committed once the
+        iteration is recorded (`commit_checkpoint`)."""
+        staging = checkpoints.staging_dir(self.checkpoint_root, iteration)
+
+        def work() -> None:
+            timeout = self.machine.remaining() - GANG_MARGIN
+            on_every_pod(self.pods, Phase.CHECKPOINT, lambda pod: pod.trainer.call(
+                "/checkpoint/save", {"path": str(staging / checkpoints.TRAINER_DIR), "iteration": iteration},
+                timeout=self.machine.remaining()), timeout)
+            on_every_pod(self.pods, Phase.CHECKPOINT, lambda pod: pod.trainer.call(
+                "/export", {"path": str(staging / checkpoints.MODEL_DIR)}, timeout=self.machine.remaining()), timeout)
+
+        self.machine.run(Phase.CHECKPOINT, iteration, work)
+        return staging
+
+    def commit_checkpoint(self, staging: Path, iteration: int) -> Path:
+        """Add what the conductor needs to go on, then make the checkpoint the latest."""
+        checkpoints.write_state(staging, {
+            "iteration": iteration,
+            "rng": self.rng.getstate(),
+            "sampler": self.sampler.state(),
+            "partial_groups": [asdict(g) for g in self.partial.groups] if self.partial else [],
+            "engine_prompts": [e["prompts"] for e in self.engines],
+            "accuracy_before": self.before,
+            "history": [asdict(m) for m in self.history],
+        })
+        path = checkpoints.commit(staging)
+        self.on_progress(iteration, "checkpoint", {"path": str(path)})
         return path
+
+    def resume(self, checkpoint: Path) -> int:
+        """Load every trainer and the conductor's own state; returns the iteration to go on at.
+        The metrics file keeps one record per iteration: the checkpoint's (a failed attempt's
+        records are set aside in metrics.attempt-N.jsonl)."""
+        def work() -> dict[str, Any]:
+            state = checkpoints.read_state(checkpoint)
+            loaded = on_every_pod(self.pods, Phase.STARTING, lambda pod: pod.trainer.call(
+                "/checkpoint/load", {"path": str(checkpoint / checkpoints.TRAINER_DIR)},
+                timeout=self.machine.remaining()), self.machine.remaining() - GANG_MARGIN)
+            if loaded[0]["iteration"] != state["iteration"]:
+                raise checkpoints.CheckpointError(f"{checkpoint}: the trainer's state is of iteration {loaded[0]['iteration']}, "
+                                                  f"the conductor's of iteration {state['iteration']}")
+            return state
+
+        state = self.machine.run(Phase.STARTING, 0, work)
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.sampler.load_state(state["sampler"])
+        if self.partial:
+            self.partial.groups = [Group(g["problem_index"], [PartialResponse(**m) for m in g["members"]])
+                                   for g in state["partial_groups"]]
+        for engine, prompts in zip(self.engines, state["engine_prompts"]):
+            engine["prompts"] = prompts
+        self.before = state["accuracy_before"]
+        self.history = [IterationMetrics(**m) for m in state["history"]]
+        self._start_metrics_file()
+        return state["iteration"] + 1
+
+    def _start_metrics_file(self) -> None:
+        if self.metrics_path.exists():
+            attempt = next(n for n in itertools.count(1) if not self.metrics_path.with_suffix(f".attempt-{n}.jsonl").exists())
+            set_aside = self.metrics_path.with_suffix(f".attempt-{attempt}.jsonl")
+            self.metrics_path.rename(set_aside)
+            self.log(f"the records of an earlier attempt are set aside in {set_aside.name}")
+        with self.metrics_path.open("w") as out:
+            out.writelines(json.dumps(asdict(m)) + "\n" for m in self.history)
 
     def probe_batch(self, problems: list[Problem]) -> dict[str, list[list[int]]]:
         """Fixed sequences (held-out prompts and their reference answers) that every engine
@@ -325,32 +397,31 @@ class Conductor:
         rl = self.spec["rl"]
         self.log(f"waiting for the trainer and rollout containers (timeout {self.spec['timeouts']['startupSeconds']:.0f}s)")
         self.wait_ready()
-        start = 1
+        start = self.resume(checkpoints.resolve(self.resume_from)) if self.resume_from else 1
         if self.resume_from:
-            # a restarted gang continues from the last checkpoint (the operator says which)
-            loaded = on_every_pod(self.pods, Phase.STARTING, lambda pod: pod.trainer.call(
-                "/checkpoint/load", {"path": self.resume_from}, timeout=self.spec["timeouts"]["syncSeconds"]),
-                self.spec["timeouts"]["syncSeconds"])
-            done = loaded[0]
-            start = done["iteration"] + 1
-            self.rng = random.Random(self.spec["rl"]["seed"] * 1_000_003 + start)
             self.log(f"resumed from {self.resume_from}: continuing at iteration {start}")
+        else:
+            self._start_metrics_file()
         first = self.sync_weights(start - 1, first=True)
         self.log(f"initial weight sync: {first['bytes'] / MiB:.1f} MiB in {first['buckets']} buckets, {first['seconds']:.3f}s")
-        before = self.evaluate(0, self.task.eval)
+        if self.before is None:
+            self.before = self.evaluate(0, self.task.eval)
+        before = self.before
         self.log(f"held-out accuracy before RL: {before['sampled']:.3f} sampled (T={self.spec['rollout']['temperature']}), "
                  f"{before['greedy']:.3f} greedy, on {len(self.task.eval)} prompts")
         every_eval = rl["evaluation"]["everyIterations"]
         every_ckpt = self.spec["checkpoint"]["everyIterations"]
+        exported = checkpoints.latest(self.checkpoint_root)  # a run resumed at its end exports nothing new
+        exported = exported / checkpoints.MODEL_DIR if exported else ""
         for iteration in range(start, rl["iterations"] + 1):
             served_before = [e["prompts"] for e in self.engines]
             samples, rollout_stats = self.roll_out(iteration)
             served = [e["prompts"] - before for e, before in zip(self.engines, served_before)]
             train_stats = self.train(iteration, samples)
             train_seconds = self.machine.timeline[-1].seconds
-            if every_ckpt and iteration % every_ckpt == 0:
-                path = self.checkpoint(iteration)
-                self.on_progress(iteration, "checkpoint", {"path": path})
+            # every checkpoint.everyIterations, and the last iteration: the trained policy
+            due = iteration == rl["iterations"] or (every_ckpt and iteration % every_ckpt == 0)
+            staging = self.save_trainer(iteration) if due else None
             sync = self.sync_weights(iteration)
             metrics = IterationMetrics(
                 iteration=iteration,
@@ -373,6 +444,8 @@ class Conductor:
                 evaluated = self.evaluate(iteration, self.task.eval)
                 metrics.eval_accuracy, metrics.eval_greedy_accuracy = evaluated["sampled"], evaluated["greedy"]
             self._record(metrics, rl["iterations"])
+            if staging:
+                exported = self.commit_checkpoint(staging, iteration) / checkpoints.MODEL_DIR
         after = self.evaluate(rl["iterations"], self.task.eval)
         self.machine.finish(rl["iterations"])
         diff = self.last_sync["probe_max_abs_logprob_diff"]
@@ -388,7 +461,7 @@ class Conductor:
             sync={"bytes": int(self.last_sync["bytes"]), "seconds": float(self.last_sync["seconds"]),
                   "mean_phase_seconds": statistics.fmean(sync_history) if sync_history else 0.0,
                   "max_abs_logprob_diff": diff},
-            pods=len(self.pods), engines=[dict(e) for e in self.engines],
+            pods=len(self.pods), engines=[dict(e) for e in self.engines], exported_model=str(exported),
             history=[asdict(m) for m in self.history],
         )
 

@@ -141,6 +141,8 @@ class StatusReporter(NoopReporter):
         data = asdict(summary) if is_dataclass(summary) else dict(summary)
         with self._lock:
             status: dict[str, Any] = {"podPhase": "done", "result": _finite(data, RESULT)}
+            if data.get("exported_model"):
+                status["result"]["exportedModel"] = str(data["exported_model"])
             if data.get("iterations") is not None:
                 status["iteration"] = int(data["iterations"])
             self._patch(status)

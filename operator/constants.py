@@ -89,9 +89,6 @@ REASON_PROGRESS_FAILED = "TrainingFailed"
 # A pod that disappears or is evicted, as the pod's failure reason.
 POD_LOST = "PodLost"
 
-# Restart backoff doubles per restart, up to this.
-MAX_BACKOFF_SECONDS = 600.0
-
 # Reasons of the conditions while nothing happened to them yet.
 REASON_NOT_SUSPENDED = "NotSuspended"
 REASON_NO_RESTART = "NoRestart"

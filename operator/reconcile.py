@@ -13,7 +13,7 @@ from typing import Any
 from seesaw.operator import constants as c
 from seesaw.operator.build import num_pods
 from seesaw.operator.conditions import get_condition, iso, is_true, parse_time, set_condition
-from seesaw.spec import SpecError, validate_manifest
+from seesaw.spec import SpecError, restart_backoff_seconds, validate_manifest
 
 Obj = dict[str, Any]
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -262,7 +262,7 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
         plan.delete_pods += [v.name for v in current if not v.terminating]
         move_to(c.PENDING, c.REASON_RESTARTING, text, warning=True)
         count([])
-        plan.requeue_after = _backoff(policy, restarts)
+        plan.requeue_after = restart_backoff_seconds(policy, restarts)
         return plan
 
     # --- success: pod 0's checkpoint engine conducts the run and exits 0 at its end ---------------
@@ -285,7 +285,7 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
     present = {v.index for v in current}
     missing = [i for i in range(n_pods) if i not in present]
     if missing:
-        wait = _backoff(policy, restarts) - _since(status.get("lastRestartTime"), now) if restarts else 0.0
+        wait = restart_backoff_seconds(policy, restarts) - _since(status.get("lastRestartTime"), now) if restarts else 0.0
         if wait > 0:
             plan.requeue_after = min(plan.requeue_after or wait, wait)
             count(current)
@@ -356,12 +356,6 @@ def _find_failure(current: list[PodView], status: Obj, attempt: int, n_pods: int
             if index not in present:
                 return c.POD_LOST, f"pod {index} of the gang disappeared", True
     return None
-
-
-def _backoff(policy: Obj, restarts: int) -> float:
-    if restarts <= 0:
-        return 0.0
-    return min(c.MAX_BACKOFF_SECONDS, float(policy["backoffSeconds"]) * 2 ** (restarts - 1))
 
 
 def _since(value: str | None, now: dt.datetime) -> float:

@@ -170,3 +170,14 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
     if len(jobs) != 1:
         raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)}", str(path))
     return validate_manifest(jobs[0], str(path))
+
+
+MAX_RESTART_BACKOFF_SECONDS = 600.0
+
+
+def restart_backoff_seconds(failure_policy: dict[str, Any], restarts: int) -> float:
+    """How long the gang waits before its `restarts`-th restart: spec.failurePolicy.backoffSeconds,
+    doubled per restart, at most ten minutes (the operator and `seesaw run` alike)."""
+    if restarts <= 0:
+        return 0.0
+    return min(MAX_RESTART_BACKOFF_SECONDS, float(failure_policy["backoffSeconds"]) * 2 ** (restarts - 1))

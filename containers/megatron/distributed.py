@@ -59,15 +59,20 @@ def params_checksum(flat: torch.Tensor) -> int:
     return int(flat.detach().view(bits).sum(dtype=torch.int64))
 
 
+def checksum_hex(value: int) -> str:
+    """A checksum as 16 hex digits (the sum taken modulo 2**64)."""
+    return f"{value & (2 ** 64 - 1):016x}"
+
+
 def check_replicas_identical(flat: torch.Tensor) -> str:
     """Compare every rank's checksum; raise ReplicaMismatch naming the ranks that differ."""
     mine = params_checksum(flat)
     if world_size() == 1:
-        return f"{mine:x}"
+        return checksum_hex(mine)
     sums = [None] * world_size()
     dist.all_gather_object(sums, mine)
     odd = [r for r, value in enumerate(sums) if value != sums[0]]
     if odd:
         raise ReplicaMismatch(f"data-parallel replicas differ after the optimiser step: rank(s) {odd} hold other "
-                              f"parameters than rank 0 (checksums {[f'{v:x}' for v in sums]})")
-    return f"{mine:x}"
+                              f"parameters than rank 0 (checksums {[checksum_hex(v) for v in sums]})")
+    return checksum_hex(mine)

@@ -23,6 +23,7 @@ NEEDS: dict[str, frozenset[TrainerMemory]] = {
     "/checkpoint/load": frozenset({TrainerMemory.ONLOADED}),
     "/weights/handle": frozenset({TrainerMemory.ONLOADED, TrainerMemory.WEIGHTS_ONLY}),
     "/logprobs": frozenset({TrainerMemory.ONLOADED, TrainerMemory.WEIGHTS_ONLY}),
+    "/export": frozenset({TrainerMemory.ONLOADED, TrainerMemory.WEIGHTS_ONLY}),
 }
 
 

@@ -14,6 +14,8 @@ import seesaw.trainer  # noqa: F401  (registers the trainer backends)
 from seesaw.backend_selection import Hardware, choose_backends
 from seesaw.interfaces import Sample, backend
 from seesaw.rpc import serve
+from seesaw.model.export import export_hf_model
+from seesaw.trainer import distributed
 from seesaw.trainer.distributed import join_trainer_group
 from seesaw.trainer.memory_state import TrainerMemoryState
 from seesaw.worker_env import worker_env
@@ -94,11 +96,21 @@ class TrainerService:
     def load(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"iteration": self.trainer.load_checkpoint(body["path"])}
 
+    def export(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The policy as a Hugging Face model directory, written by rank 0; every rank reads
+        its tensors (Megatron gathers its shards collectively)."""
+        tensors = self.trainer.hf_state()
+        if distributed.rank() != 0:
+            for _ in tensors:
+                pass
+            return {"path": None}
+        return {"path": str(export_hf_model(tensors, self.env.model_dir, body["path"]))}
+
     def routes(self) -> dict[str, Any]:
         routes = {
             "/weights/handle": self.weights_handle, "/weights/release": self.weights_release, "/train": self.train,
             "/logprobs": self.logprobs, "/offload": self.offload, "/onload": self.onload,
-            "/checkpoint/save": self.save, "/checkpoint/load": self.load,
+            "/checkpoint/save": self.save, "/checkpoint/load": self.load, "/export": self.export,
         }
         return {route: self._guarded(route, handler) for route, handler in routes.items()}
 

@@ -7,7 +7,6 @@ buckets with no staging copy.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +17,8 @@ from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
 from seesaw.rl.loss import kimi_policy_loss
 from seesaw.rl.training import MiniBatchStats, train_iteration
 from seesaw.trainer import distributed
+
+STATE_FILE = "state.pt"  # inside the checkpoint's trainer directory
 
 
 def flatten_parameters(model: torch.nn.Module) -> torch.Tensor:
@@ -148,24 +149,20 @@ class TorchTrainer:
 
     # --- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, path: str, iteration: int) -> None:
-        """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+        """Rank 0 writes directory `path` (the replicas are identical; the conductor commits
+        the directory atomically once every part of the checkpoint is in it)."""
+        if distributed.rank() != 0:
+            return
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=target.parent)
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as out:
-                torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                            "iteration": iteration, "steps": self.steps}, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target.mkdir(parents=True, exist_ok=True)
+        with (target / STATE_FILE).open("wb") as out:
+            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "iteration": iteration, "steps": self.steps}, out)
+            out.flush()
+            os.fsync(out.fileno())
 
     def load_checkpoint(self, path: str) -> int:
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = torch.load(Path(path) / STATE_FILE, map_location=self.device, weights_only=True)
         with torch.no_grad():
             for name, param in self.model.named_parameters():
                 param.data.copy_(state["model"][name])  # copy in place: keep the flat buffer

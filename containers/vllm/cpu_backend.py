@@ -12,6 +12,8 @@ from typing import Any, Iterable
 from seesaw.interfaces import MemoryReport, Sample, register
 from seesaw.rollout.vllm_plugin import MOONCAKE_BACKEND
 
+WORKER_EXTENSION = "seesaw.rollout.worker_extension.SeesawWorkerExtension"
+
 
 class VLLMCPURollout:
     """RolloutEngine protocol on vLLM's CPU build."""
@@ -31,6 +33,7 @@ class VLLMCPURollout:
             gpu_memory_utilization=min(rollout["gpuMemoryUtilization"], 0.2),
             max_num_seqs=256,
             weight_transfer_config={"backend": MOONCAKE_BACKEND},
+            worker_extension_cls=WORKER_EXTENSION,
         )
         self.weight_version = 0
 
@@ -87,7 +90,14 @@ class VLLMCPURollout:
         self.weight_version += 1
         self.llm.finish_weight_update(weight_version=str(self.weight_version))
         return {"bytes": handle["total_bytes"], "seconds": time.perf_counter() - started,
-                "buckets": handle["bucket_count"], "weight_version": self.weight_version}
+                "buckets": handle["bucket_count"], "weight_version": self.weight_version,
+                "weight_checksum": self.weight_checksum()}
+
+    def weight_checksum(self) -> str:
+        """What the engine's workers hold after loading (summed over tensor-parallel ranks)."""
+        from seesaw.trainer.distributed import checksum_hex
+
+        return checksum_hex(sum(self.llm.collective_rpc("seesaw_weight_checksum")))
 
 
 @register("rollout", "vllm-cpu")

@@ -14,10 +14,9 @@ from typing import Any, Iterable
 import torch
 
 from seesaw.interfaces import MemoryReport, register
-from seesaw.rollout.cpu_backend import VLLMCPURollout
+from seesaw.rollout.cpu_backend import WORKER_EXTENSION, VLLMCPURollout
 from seesaw.rollout.worker_extension import CUDA_IPC_BACKEND, MOONCAKE_BACKEND
 
-WORKER_EXTENSION = "seesaw.rollout.worker_extension.SeesawWorkerExtension"
 SLEEP_LEVEL = 2  # discard weights too: the sync overwrites them anyway, and nothing is copied to the host
 
 

@@ -92,7 +92,16 @@ def register_engines() -> None:
 
 
 class SeesawWorkerExtension:
-    """Mixed into vLLM's GPU worker; methods are reached with `LLM.collective_rpc`."""
+    """Mixed into vLLM's worker (GPU and CPU); methods are reached with `LLM.collective_rpc`."""
+
+    def seesaw_weight_checksum(self) -> int:
+        """The parameters as this worker holds them after loading, as an order-independent sum
+        of their bit patterns: vLLM fuses and pads what it loads (q/k/v into one matrix, the
+        vocabulary to a multiple), which moves elements and adds zeros but keeps the sum."""
+        from seesaw.trainer.distributed import params_checksum
+
+        return sum(params_checksum(p.detach().contiguous().view(-1))
+                   for p in self.model_runner.get_model().parameters())
 
     def seesaw_device_memory(self) -> dict[str, int]:
         import torch

@@ -24,8 +24,9 @@ from typing import Any
 import yaml
 
 from seesaw import pod_contract as pc
+from seesaw.checkpoint_engine import checkpoints
 from seesaw.model.generate import prepare_model
-from seesaw.spec import SpecError
+from seesaw.spec import SpecError, restart_backoff_seconds
 from seesaw.tasks import load_task
 
 WORKERS = {
@@ -163,21 +164,52 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         pc.NUM_PODS: str(nodes),
         pc.RENDEZVOUS: "127.0.0.1",
         pc.POD_IP: "127.0.0.1",
-        pc.GANG_PORT: str(free_port()),
-        pc.TRAINER_DIST_PORT: str(free_port()),
         "PYTHONUNBUFFERED": "1",
     })
     if nodes > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
         share = max(1, (os.cpu_count() or 1) // nodes)
         env.update({pc.CPU_THREADS: str(share), "OMP_NUM_THREADS": str(share), "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
+    resume = None
     if getattr(args, "resume_from", None):
-        checkpoint = Path(args.resume_from).resolve()
-        if not checkpoint.is_file():
-            raise SpecError("--resume-from", f"no checkpoint file at {checkpoint}")
-        env[pc.RESUME_FROM] = str(checkpoint)
+        try:
+            resume = str(checkpoints.resolve(Path(args.resume_from).resolve()))
+        except checkpoints.CheckpointError as err:
+            raise SpecError("--resume-from", str(err)) from None
     if args.summary_json:
         env[pc.SUMMARY_JSON] = str(Path(args.summary_json).resolve())
 
+    policy = spec["failurePolicy"]
+    checkpoint_root = Path(spec["checkpoint"]["path"])
+    for restarts in itertools.count():
+        if restarts:
+            time.sleep(restart_backoff_seconds(policy, restarts))
+        code, failure = play_gang(nodes, run_dir, dict(env, **{pc.RESTART_ATTEMPT: str(restarts)}), resume)
+        if code in (0, 130):
+            break
+        latest = checkpoints.latest(checkpoint_root)
+        if restarts >= policy["maxRestarts"]:
+            print(f"FAILED: {failure}; the gang was restarted {restarts} time(s), spec.failurePolicy.maxRestarts is "
+                  f"{policy['maxRestarts']}", flush=True)
+            if latest:
+                print(f"to continue from its last checkpoint: seesaw run {args.job} --resume-from {latest}", flush=True)
+            break
+        # like the operator: the whole gang again, from the last checkpoint (else from where this run began)
+        resume = str(latest) if latest else resume
+        where = f"from {latest}" if latest else ("from " + resume if resume else "from the start (no checkpoint yet)")
+        print(f"{failure}; restarting the gang {where} in {restart_backoff_seconds(policy, restarts + 1):.0f}s "
+              f"(restart {restarts + 1} of {policy['maxRestarts']})", flush=True)
+    if code != 130:
+        print(f"job {name}: {'succeeded' if code == 0 else 'failed'} in {time.time() - started:.0f}s", flush=True)
+    return code
+
+
+def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None) -> tuple[int, str]:
+    """Start every pod's processes, supervise them until pod 0's checkpoint engine ends the run,
+    then stop them all; returns (exit code, what failed)."""
+    if resume:
+        env[pc.RESUME_FROM] = resume
+    # fresh ports per attempt: the last attempt's may still linger in TIME_WAIT
+    env.update({pc.GANG_PORT: str(free_port()), pc.TRAINER_DIST_PORT: str(free_port())})
     pods = [LocalPod(run_dir, dict(env, **{pc.POD_INDEX: str(i), pc.TRAINER_PORT: str(free_port()),
                                             pc.ROLLOUT_PORT: str(free_port())}), index=i) for i in range(nodes)]
     try:
@@ -195,9 +227,9 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
                 # the conductor would only notice at its next call (or its startup timeout)
                 pod, container, code = dead
                 echo.join(timeout=1)
-                print(f"FAILED: pod {pod.index}'s {CONTAINERS[container]} {_exit_reason(code)}; last lines of "
-                      f"{pod.logs[container]}:\n{_tail(pod.logs[container])}", flush=True)
-                return 1
+                failure = f"pod {pod.index}'s {CONTAINERS[container]} {_exit_reason(code)}"
+                print(f"FAILED: {failure}; last lines of {pod.logs[container]}:\n{_tail(pod.logs[container])}", flush=True)
+                return 1, failure
             time.sleep(0.5)
         echo.join(timeout=5)
         code = sidecar.wait()
@@ -205,11 +237,10 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
             for pod in pods:
                 for worker in WORKERS:
                     print(f"--- last lines of {pod.logs[worker]} ---\n{_tail(pod.logs[worker], 8)}", flush=True)
-        print(f"job {name}: {'succeeded' if code == 0 else 'failed'} in {time.time() - started:.0f}s", flush=True)
-        return code
+        return code, f"pod 0's checkpoint engine {_exit_reason(code)}"
     except KeyboardInterrupt:
         print("interrupted: stopping the pods' processes", flush=True)
-        return 130
+        return 130, "interrupted"
     finally:
         for pod in pods:
             pod.stop()

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pod_helpers import kill_after_first_iteration, tiny_manifest
+from pod_helpers import kill_after_first_iteration, tiny_manifest, vllm_and_transformers_logprobs
 
 pytestmark = pytest.mark.slow
 SEESAW = str(Path(sys.executable).parent / "seesaw")
 
 
-def write_job(tmp_path, iterations):
+def write_job(tmp_path, iterations, max_restarts=0):
     manifest = tiny_manifest(iterations=iterations, promptsPerIteration=8)
+    manifest["spec"]["failurePolicy"]["maxRestarts"] = max_restarts
     manifest["spec"]["checkpoint"]["everyIterations"] = 1
     manifest["spec"]["rl"]["evaluation"]["everyIterations"] = 1  # eval and checkpoint in one iteration
     path = tmp_path / "job.yaml"
@@ -41,16 +42,34 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     assert [m["iteration"] for m in metrics] == [1, 2]
     assert all(m["rollout_trainer_logprob_diff"] < 1e-4 for m in metrics)
     assert (run_dir / "run.png").read_bytes()[:4] == b"\x89PNG"
-    checkpoint = run_dir / "checkpoints" / "latest.pt"
-    assert checkpoint.is_file()
+    checkpoints = run_dir / "checkpoints"
+    assert (checkpoints / "latest").read_text().strip() == "iteration-000002"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["iteration-000001", "iteration-000002", "latest"]
+    exported = Path(summary["exported_model"])
+    assert exported == checkpoints / "iteration-000002" / "model"
+    # the exported policy is a Hugging Face model that vLLM serves as the trainer computes it
+    served, expected = vllm_and_transformers_logprobs(exported)
+    assert max(abs(a - b) for xs, ys in zip(served, expected) for a, b in zip(xs, ys)) < 1e-3
 
-    # a restarted job continues after its checkpoint's iteration
+    # a restarted job continues after its checkpoint's iteration (given the checkpoints directory: its latest)
     job = write_job(tmp_path, iterations=3)
-    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "resumed"), "--resume-from", str(checkpoint)],
+    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "resumed"), "--resume-from", str(checkpoints)],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "continuing at iteration 3" in result.stdout
     assert "iter   3/3" in result.stdout and "iter   1/3" not in result.stdout
+    resumed = next((tmp_path / "resumed").glob("tiny-reverse-*"))
+    records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in records] == [1, 2, 3], "the checkpoint carries the metrics recorded before it"
+    assert records[:2] == metrics
+
+
+def test_resume_from_a_path_without_a_checkpoint_is_refused_naming_the_option(tmp_path):
+    job = write_job(tmp_path, iterations=1)
+    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs"), "--resume-from", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--resume-from" in result.stderr and "latest" in result.stderr, result.stderr
 
 
 def test_partial_rollouts_finish_long_responses_over_several_iterations(partial_rollout_run):

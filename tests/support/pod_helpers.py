@@ -97,3 +97,17 @@ def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim) -> 
     time.sleep(1)
     leftovers = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     return code, "".join(output), seconds, leftovers
+
+
+def vllm_and_transformers_logprobs(model_dir: Path) -> tuple[list[list[float]], list[list[float]]]:
+    """vLLM's and transformers' log-probs of the same sequences under the model in model_dir."""
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("exported_model_logprobs.py")
+    result = subprocess.run([sys.executable, str(script), str(model_dir)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("LOGPROBS "))
+    data = json.loads(line.removeprefix("LOGPROBS "))
+    return data["served"], data["expected"]
