@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ from seesaw.spec import validate_manifest
 from seesaw.tasks import load_task
 from seesaw.trainer.megatron_backend import StateOffloader
 from seesaw.trainer.memory_state import TrainerMemoryState, TrainerStateError
+from seesaw.trainer.distributed import checksum_hex, params_checksum
 from seesaw.trainer.server import TrainerService
 from seesaw.trainer.torch_backend import TorchTrainer
 
@@ -123,8 +125,9 @@ class FakeRolloutEngine:
             for name, tensor in self.sender.tensors:
                 params[name].copy_(tensor)
         self.weight_version += 1
+        checksum = checksum_hex(sum(params_checksum(p.detach().view(-1)) for p in self.model.parameters()))
         return {"bytes": handle["total_bytes"], "seconds": 0.0, "buckets": handle["bucket_count"],
-                "weight_version": self.weight_version}
+                "weight_version": self.weight_version, "weight_checksum": checksum}
 
     def sequence_logprobs(self, prompt_ids, response_ids):
         return TorchTrainer.sequence_logprobs(self._as_trainer(), prompt_ids, response_ids)
@@ -185,6 +188,7 @@ def services(manifest: dict, model_dir: Path, backend: str, channel: str, log: l
     spec = manifest["spec"]
     trainer_service = TrainerService.__new__(TrainerService)
     trainer_service.memory = TrainerMemoryState()
+    trainer_service.env = SimpleNamespace(model_dir=model_dir)
     trainer_service.trainer = (MegatronLikeTrainer if backend == "megatron" else TorchTrainer)(model_dir, spec)
     trainer_service.sender = FakeSender(channel)
     rollout_service = RolloutService.__new__(RolloutService)

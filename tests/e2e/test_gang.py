@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pod_helpers import kill_after_first_iteration
+from pod_helpers import kill_after_first_iteration, processes_of_run
 from seesaw.spec import load_manifest
 
 pytestmark = pytest.mark.slow
@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SEESAW = str(Path(sys.executable).parent / "seesaw")
 
 
-def two_pod_job(tmp_path: Path, iterations: int) -> Path:
+def two_pod_job(tmp_path: Path, iterations: int, max_restarts: int = 0) -> Path:
     manifest = load_manifest(ROOT / "examples" / "tiny-reverse-2pods.yaml")
     spec = manifest["spec"]
+    spec["failurePolicy"].update(maxRestarts=max_restarts, backoffSeconds=0)
     spec["model"]["generate"]["sftSteps"] = 20
     spec["rl"].update(iterations=iterations, promptsPerIteration=8)
     spec["rl"]["evaluation"].update(prompts=32, everyIterations=0)
@@ -50,12 +51,35 @@ def test_two_pods_roll_out_train_and_sync_as_one_job(tmp_path):
     assert "pod 1's trainer ready" in result.stdout and "pod 1's rollout engine ready" in result.stdout
 
 
-def test_a_killed_trainer_of_pod_1_stops_the_gang_naming_it(tmp_path):
+def test_a_killed_trainer_of_pod_1_restarts_the_gang_from_the_last_checkpoint(tmp_path):
+    job = two_pod_job(tmp_path, iterations=3, max_restarts=1)
+    code, text, _, leftovers = kill_after_first_iteration(
+        SEESAW, job, tmp_path, lambda p: "seesaw.trainer.server" in " ".join(p.cmdline())
+        and p.environ().get("SEESAW_POD_INDEX") == "1", timeout=600)
+    assert code == 0, text[-4000:]
+    assert "FAILED: pod 1's trainer was killed by SIGKILL" in text, text[-3000:]
+    assert "restarting the gang from" in text and "(restart 1 of 1)" in text, text[-3000:]
+    resumed_at = int(text.split("continuing at iteration ")[1].split()[0])
+    assert resumed_at >= 2, "the gang went on after the checkpoint of an iteration it finished"
+    run_dir = next((tmp_path / "runs").glob("tiny-reverse-2pods-*"))
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [1, 2, 3], "every iteration recorded exactly once"
+    set_aside = [json.loads(line) for path in run_dir.glob("metrics.attempt-*.jsonl")
+                 for line in path.read_text().splitlines()]
+    assert [m["iteration"] for m in set_aside][:resumed_at - 1] == list(range(1, resumed_at))
+    leftovers += processes_of_run(run_dir)
+    assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
+
+
+def test_a_gang_that_runs_out_of_restarts_prints_how_to_continue(tmp_path):
     job = two_pod_job(tmp_path, iterations=200)
     code, text, seconds, leftovers = kill_after_first_iteration(
-        SEESAW, job, tmp_path, lambda p: "seesaw.trainer.server" in " ".join(p.cmdline())
+        SEESAW, job, tmp_path, lambda p: "seesaw.rollout.server" in " ".join(p.cmdline())
         and p.environ().get("SEESAW_POD_INDEX") == "1")
     assert code == 1, text[-3000:]
     assert seconds < 60
-    assert "FAILED: pod 1's trainer was killed by SIGKILL" in text, text[-3000:]
+    assert "FAILED: pod 1's rollout engine was killed by SIGKILL" in text, text[-3000:]
+    assert "spec.failurePolicy.maxRestarts is 0" in text
+    command = text.split("to continue from its last checkpoint: ")[1].splitlines()[0]
+    assert command.startswith(f"seesaw run {job} --resume-from ") and "/checkpoints/iteration-" in command
     assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"

@@ -66,7 +66,8 @@ def wait_ready(pod, clients: dict, timeout: float = 300) -> None:
         time.sleep(0.5)
 
 
-def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim) -> tuple[int, str, float, list]:
+def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim,
+                               timeout: float = 120) -> tuple[int, str, float, list]:
     """Run `seesaw run job`, SIGKILL the first child process `is_victim(process)` picks once the
     first iteration is logged; returns (exit code, output, seconds from kill to exit, leftovers)."""
     import signal
@@ -89,7 +90,7 @@ def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim) -> 
         os.kill(victim.pid, signal.SIGKILL)
         started = time.monotonic()
         output.extend(runner.stdout)
-        code = runner.wait(timeout=120)
+        code = runner.wait(timeout=timeout)
         seconds = time.monotonic() - started
     finally:
         if runner.poll() is None:
@@ -111,3 +112,17 @@ def vllm_and_transformers_logprobs(model_dir: Path) -> tuple[list[list[float]], 
     line = next(line for line in result.stdout.splitlines() if line.startswith("LOGPROBS "))
     data = json.loads(line.removeprefix("LOGPROBS "))
     return data["served"], data["expected"]
+
+
+def processes_of_run(run_dir: Path) -> list:
+    """Live processes started for the run in run_dir (any attempt of its gang)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("SEESAW_RUN_DIR") == str(run_dir) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
