@@ -48,6 +48,11 @@ def test_two_pods_roll_out_train_and_sync_as_one_job(tmp_path):
         assert m["params_checksum"], "the trainers compared their replicas' checksums"
         assert m["rollout_trainer_logprob_diff"] < 1e-4
     assert len({m["params_checksum"] for m in metrics}) == 3, "training moved the replicas every iteration"
+    # the engines hold the same bits after every sync (vLLM's fused layout, summed per worker), new bits each time
+    held = [{e["weight_checksum"] for e in m["engines"]} for m in metrics]
+    assert all(len(h) == 1 and "" not in h for h in held) and len(set.union(*held)) == 3
+    assert summary["exported_model"].endswith("/checkpoints/iteration-000003/model")
+    assert [e["weight_checksum"] for e in summary["engines"]] == [metrics[-1]["engines"][0]["weight_checksum"]] * 2
     assert "pod 1's trainer ready" in result.stdout and "pod 1's rollout engine ready" in result.stdout
 
 
