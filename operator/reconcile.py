@@ -18,6 +18,7 @@ from seesaw.spec import SpecError, restart_backoff_seconds, validate_manifest
 Obj = dict[str, Any]
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 52
+PVC_HINT = "set spec.checkpoint.pvc to a PersistentVolumeClaim to keep checkpoints when the pods go"
 # Container and pod failure reasons that mean the pod is not coming back by itself.
 _WAITING_FAILURES = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
                      "CreateContainerError", "RunContainerError", "CrashLoopBackOff"}
@@ -204,7 +205,8 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
     if spec["suspend"]:
         plan.delete_pods += [v.name for v in views if not v.terminating]
         status.pop("attempt", None)
-        message = "spec.suspend is true: pods removed, checkpoints kept"
+        kept = "checkpoints kept" if spec["checkpoint"].get("pvc") else "checkpoints lost with them (no spec.checkpoint.pvc)"
+        message = f"spec.suspend is true: pods removed, {kept}"
         if condition(c.COND_SUSPENDED, True, c.REASON_SUSPENDED, message):
             events.append(Event("Normal", c.REASON_SUSPENDED, message))
         condition(c.COND_READY, False, c.REASON_SUSPENDED, "the job is suspended")
@@ -212,9 +214,11 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
         count([v for v in views if not v.terminating])
         return plan
     if is_true(status, c.COND_SUSPENDED):
-        message = "spec.suspend is false: resuming from the last checkpoint"
+        lost = _lost_checkpoint(spec, status)
+        message = ("spec.suspend is false: " + (f"starting from the beginning: {lost}; {PVC_HINT}" if lost
+                                                 else "resuming from the last checkpoint"))
         condition(c.COND_SUSPENDED, False, c.REASON_RESUMED, message)
-        events.append(Event("Normal", c.REASON_RESUMED, message))
+        events.append(Event("Warning" if lost else "Normal", c.REASON_RESUMED, message))
         # As for a Job, the active deadline counts from the resume.
         status["startTime"] = iso(now)
         move_to(c.PENDING, c.REASON_RESUMED, message)
@@ -253,12 +257,17 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
         status["restarts"] = restarts
         status["lastRestartTime"] = iso(now)
         status.pop("attempt", None)
-        where = (f"from the checkpoint of iteration {checkpoint['iteration']}" if checkpoint.get("iteration") is not None
+        lost = _lost_checkpoint(spec, status)
+        where = (f"from the beginning: {lost}; {PVC_HINT}" if lost
+                 else f"from the checkpoint of iteration {checkpoint['iteration']}" if checkpoint.get("iteration") is not None
                  else "from the start (no checkpoint yet)")
         text = f"{message}; restarting the gang {where} (restart {restarts} of {policy['maxRestarts']})"
         condition(c.COND_RESTARTING, True, c.REASON_POD_FAILED, text)
         condition(c.COND_READY, False, c.REASON_POD_FAILED, message)
         events.append(Event("Warning", c.REASON_RESTARTING, text))
+        if lost:
+            events.append(Event("Warning", c.REASON_CHECKPOINT_LOST,
+                                f"restart {restarts}: {lost}, so the run starts from the beginning; {PVC_HINT}"))
         plan.delete_pods += [v.name for v in current if not v.terminating]
         move_to(c.PENDING, c.REASON_RESTARTING, text, warning=True)
         count([])
@@ -293,8 +302,9 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
             return plan
         plan.ensure_children = True
         plan.create_pods = missing
-        checkpoint = status.get("lastCheckpoint") or {}
-        plan.resume_from = checkpoint.get("path") if restarts or checkpoint else None
+        # Only a checkpoint on a PVC outlives the pods that wrote it (see _lost_checkpoint).
+        if spec["checkpoint"].get("pvc"):
+            plan.resume_from = (status.get("lastCheckpoint") or {}).get("path")
         status["attempt"] = restarts
         status.setdefault("startTime", iso(now))
     elif current:
@@ -356,6 +366,16 @@ def _find_failure(current: list[PodView], status: Obj, attempt: int, n_pods: int
             if index not in present:
                 return c.POD_LOST, f"pod {index} of the gang disappeared", True
     return None
+
+
+def _lost_checkpoint(spec: Obj, status: Obj) -> str | None:
+    """Why the last checkpoint is gone once the pods are, or None. Without spec.checkpoint.pvc
+    the checkpoint directory is an emptyDir of the pod (build._volumes) and dies with it."""
+    checkpoint = status.get("lastCheckpoint") or {}
+    if spec["checkpoint"].get("pvc") or not checkpoint.get("path"):
+        return None
+    return (f"the checkpoint of iteration {checkpoint.get('iteration')} ({checkpoint['path']}) was on the pods' "
+            "emptyDir volume and was lost with them")
 
 
 def _since(value: str | None, now: dt.datetime) -> float:

@@ -122,6 +122,24 @@ class WeightSender(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class WeightChannel:
+    """One way the weights travel from the trainer to a rollout engine, found by its name
+    (spec.weightSync.channel): how the trainer opens its sender, and which vLLM
+    weight-transfer engine receives on the other side (it starts from the handle's
+    receiver_init). Nothing outside the channel's own module branches on its name."""
+
+    name: str
+    vllm_engine: str  # the name vLLM's WeightTransferEngineFactory knows the receiving engine by
+    # (trainer, hostname the receivers reach it at, the rollout engine's GPUs) -> its sender
+    open_sender: Callable[[Any, str, list[int]], "WeightSender"]
+
+
+def weight_channel(name: str) -> WeightChannel:
+    """The registered channel called name (importing seesaw.checkpoint_engine.channels registers them all)."""
+    return backend("weight_channel", name)
+
+
 class WeightReceiver(Protocol):
     """Rollout side of a weight channel: pulls staged buckets, yields named tensors."""
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from seesaw.interfaces import BucketLayout, register, weight_handle
+from seesaw.interfaces import BucketLayout, WeightChannel, register, weight_handle
 
 ALIGN = 256  # bytes: every tensor in a bucket starts aligned for any dtype and vector loads
 DTYPES = {str(d).removeprefix("torch."): d for d in (
@@ -261,11 +261,8 @@ class CudaIpcReceiver:
         self._opened.clear()
 
 
-@register("weight_channel", "cuda-ipc")
-def cuda_ipc_channel(role: str, **options: Any) -> CudaIpcSender | CudaIpcReceiver:
-    """role "sender" (trainer side) or "receiver" (rollout side)."""
-    if role == "sender":
-        return CudaIpcSender(options.get("device"), zero_copy=bool(options.get("zero_copy", False)))
-    if role == "receiver":
-        return CudaIpcReceiver(options.get("device_index"))
-    raise ValueError(f"role: expected 'sender' or 'receiver', got {role!r}")
+VLLM_ENGINE = "seesaw-cuda-ipc"  # containers/vllm/worker_extension.py
+
+# one staged copy on each GPU of the rollout engine's tensor-parallel group
+register("weight_channel", "cuda-ipc")(WeightChannel(
+    "cuda-ipc", VLLM_ENGINE, lambda trainer, hostname, rollout_gpus: CudaIpcSender(rollout_gpus)))

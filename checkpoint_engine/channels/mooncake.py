@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import torch
 
-from seesaw.interfaces import BucketLayout, register, weight_handle
+from seesaw.interfaces import BucketLayout, WeightChannel, register, weight_handle
 
 DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.int32, torch.uint8)}
 
@@ -213,11 +213,19 @@ class MooncakeReceiver:
         self.engine.unregister_memory(self.buffer.data_ptr())
 
 
-@register("weight_channel", "mooncake-tcp")
-def mooncake_tcp_channel(role: str, **options: Any) -> "MooncakeSender | MooncakeReceiver":
-    """role "sender": options flat_buffer, hostname; role "receiver": capacity_bytes, hostname."""
-    if role == "sender":
-        return MooncakeSender(options["flat_buffer"], options.get("hostname", "127.0.0.1"), "tcp")
-    if role == "receiver":
-        return MooncakeReceiver(int(options["capacity_bytes"]), options.get("hostname", "127.0.0.1"), "tcp")
-    raise ValueError(f"role: expected 'sender' or 'receiver', got {role!r}")
+VLLM_ENGINE = "seesaw-mooncake"  # containers/vllm/mooncake_engine.py, registered by the vLLM plugin
+
+
+def sender_buffer(trainer: Any) -> torch.Tensor:
+    """The memory the sender registers with Mooncake: the trainer's flat parameter buffer when
+    it has one (read in place, no staging copy), else one buffer its full tensors are staged
+    into (Megatron's shards are gathered first)."""
+    flat = getattr(trainer, "flat", None)
+    if flat is not None:
+        return flat
+    total = sum(t.numel() * t.element_size() for _, t in trainer.hf_state())
+    return torch.empty(total, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
+
+
+register("weight_channel", "mooncake-tcp")(WeightChannel(
+    "mooncake-tcp", VLLM_ENGINE, lambda trainer, hostname, rollout_gpus: MooncakeSender(sender_buffer(trainer), hostname, "tcp")))

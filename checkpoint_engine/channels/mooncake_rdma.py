@@ -6,20 +6,12 @@ memory (GPUDirect RDMA) and the host is not on the data path.
 """
 from __future__ import annotations
 
-from typing import Any
+from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE, MooncakeSender, sender_buffer
+from seesaw.interfaces import WeightChannel, register
 
-from seesaw.interfaces import register
 
+NIC = ""  # e.g. "mlx5_0"; empty lets Mooncake pick from its topology scan
 
-@register("weight_channel", "mooncake-rdma")
-def mooncake_rdma_channel(role: str, **options: Any):
-    """role "sender": options flat_buffer, hostname, nic; role "receiver": capacity_bytes, hostname, nic, gpu."""
-    from seesaw.checkpoint_engine.channels.mooncake import MooncakeReceiver, MooncakeSender
-
-    nic = options.get("nic", "")  # e.g. "mlx5_0"; empty lets Mooncake pick from its topology scan
-    if role == "sender":
-        return MooncakeSender(options["flat_buffer"], options.get("hostname", "127.0.0.1"), "rdma", nic)
-    if role == "receiver":
-        return MooncakeReceiver(int(options["capacity_bytes"]), options.get("hostname", "127.0.0.1"), "rdma", nic,
-                                buffer_device=options.get("buffer_device", "cuda"))
-    raise ValueError(f"role: expected 'sender' or 'receiver', got {role!r}")
+register("weight_channel", "mooncake-rdma")(WeightChannel(
+    "mooncake-rdma", VLLM_ENGINE,
+    lambda trainer, hostname, rollout_gpus: MooncakeSender(sender_buffer(trainer), hostname, "rdma", NIC)))

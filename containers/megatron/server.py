@@ -12,7 +12,7 @@ from seesaw import pod_contract
 import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight channels)
 import seesaw.trainer  # noqa: F401  (registers the trainer backends)
 from seesaw.backend_selection import Hardware, choose_backends
-from seesaw.interfaces import Sample, backend
+from seesaw.interfaces import Sample, backend, weight_channel
 from seesaw.rpc import serve
 from seesaw.model.export import export_hf_model
 from seesaw.trainer import distributed
@@ -43,24 +43,13 @@ class TrainerService:
                 rank, world = join_trainer_group(device, self.env.spec["timeouts"]["startupSeconds"])
                 log.info("trainer rank %d of %d", rank, world)
             self.trainer = backend("trainer", choice.trainer)(self.env.model_dir, self.env.spec, device=device)
-            self.sender = self._sender(choice.weight_channel)
+            # the rollout engine's tensor-parallel group: the GPUs a sender may stage copies on
+            rollout_gpus = list(range(self.env.spec["rollout"]["tensorParallel"]))
+            self.sender = weight_channel(choice.weight_channel).open_sender(self.trainer, self.env.pod_ip, rollout_gpus)
             log.info("trainer ready: %s backend, %s weight channel", choice.trainer, choice.weight_channel)
         except Exception as err:  # reported through /healthz so the conductor can say why
             log.exception("trainer failed to start")
             self.error = f"{type(err).__name__}: {err}"
-
-    def _sender(self, channel: str):
-        hostname = self.env.pod_ip
-        if channel == "cuda-ipc":
-            # one staged copy on each GPU of the rollout engine's tensor-parallel group
-            gpus = list(range(self.env.spec["rollout"]["tensorParallel"]))
-            return backend("weight_channel", channel)("sender", device=gpus)
-        flat = getattr(self.trainer, "flat", None)
-        if flat is None:
-            # no flat parameter buffer (Megatron's shards): stage full tensors in one buffer
-            total = sum(t.numel() * t.element_size() for _, t in self.trainer.hf_state())
-            flat = torch.empty(total, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
-        return backend("weight_channel", channel)("sender", flat_buffer=flat, hostname=hostname)
 
     def health(self) -> dict[str, Any]:
         return {"ready": self.trainer is not None, "error": self.error, "memory": self.memory.state.value}

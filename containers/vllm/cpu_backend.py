@@ -10,7 +10,7 @@ import time
 from typing import Any, Iterable
 
 from seesaw.interfaces import MemoryReport, Sample, register
-from seesaw.rollout.vllm_plugin import MOONCAKE_BACKEND
+from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE as MOONCAKE_BACKEND
 
 WORKER_EXTENSION = "seesaw.rollout.worker_extension.SeesawWorkerExtension"
 

@@ -13,19 +13,20 @@ from typing import Any, Iterable
 
 import torch
 
-from seesaw.interfaces import MemoryReport, register
+from seesaw.interfaces import MemoryReport, UnknownBackend, backends, register, weight_channel
 from seesaw.rollout.cpu_backend import WORKER_EXTENSION, VLLMCPURollout
-from seesaw.rollout.worker_extension import CUDA_IPC_BACKEND, MOONCAKE_BACKEND
 
 SLEEP_LEVEL = 2  # discard weights too: the sync overwrites them anyway, and nothing is copied to the host
 
 
 def transfer_backend(channel: str) -> str:
     """vLLM weight-transfer engine name for a Seesaw weight channel."""
-    engines = {"cuda-ipc": CUDA_IPC_BACKEND, "mooncake-rdma": MOONCAKE_BACKEND, "mooncake-tcp": MOONCAKE_BACKEND}
-    if channel not in engines:
-        raise ValueError(f"spec.weightSync.channel: expected one of {sorted(engines)}, got {channel!r}")
-    return engines[channel]
+    import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the channels)
+
+    try:
+        return weight_channel(channel).vllm_engine
+    except UnknownBackend:
+        raise ValueError(f"spec.weightSync.channel: expected one of {backends('weight_channel')}, got {channel!r}") from None
 
 
 def engine_args(model_dir: str, spec: dict[str, Any], channel: str, seed: int = 0) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """vLLM general plugin: registers Seesaw's weight-transfer engines in every vLLM process."""
 from __future__ import annotations
 
-MOONCAKE_BACKEND = "seesaw-mooncake"
+from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE as MOONCAKE_BACKEND
 
 
 def register() -> None:

@@ -18,8 +18,8 @@ from typing import Any
 
 log = logging.getLogger("seesaw.rollout.worker")
 
-CUDA_IPC_BACKEND = "seesaw-cuda-ipc"
-MOONCAKE_BACKEND = "seesaw-mooncake"  # registered by seesaw.rollout.vllm_plugin; protocol "rdma" on GPUs
+from seesaw.checkpoint_engine.channels.cuda_ipc import VLLM_ENGINE as CUDA_IPC_BACKEND
+from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE as MOONCAKE_BACKEND
 
 
 @functools.cache

@@ -14,7 +14,7 @@ from seesaw.checkpoint_engine.channels.cuda_ipc import (
     encode_ipc_args,
     plan_packing,
 )
-from seesaw.interfaces import backend
+from seesaw.interfaces import UnknownBackend, weight_channel
 
 
 def test_packing_keeps_order_aligns_and_respects_the_bucket_size() -> None:
@@ -69,10 +69,12 @@ def test_decoding_refuses_classes_outside_the_allowlist() -> None:
 def test_channels_are_registered_without_a_gpu() -> None:
     import seesaw.checkpoint_engine.channels.mooncake_rdma  # noqa: F401
 
-    assert callable(backend("weight_channel", "cuda-ipc"))
-    assert callable(backend("weight_channel", "mooncake-rdma"))
-    with pytest.raises(ValueError, match="role"):
-        backend("weight_channel", "cuda-ipc")("both")
+    for name in ("cuda-ipc", "mooncake-rdma", "mooncake-tcp"):
+        channel = weight_channel(name)
+        assert channel.name == name and callable(channel.open_sender)
+    assert weight_channel("cuda-ipc").vllm_engine != weight_channel("mooncake-rdma").vllm_engine
+    with pytest.raises(UnknownBackend, match="carrier-pigeon"):
+        weight_channel("carrier-pigeon")
 
 
 def _receive_in_child(handle: dict, queue) -> None:  # runs in a spawned process

@@ -84,3 +84,35 @@ def test_an_invalid_name_fails_with_the_field_named():
     bad["metadata"]["name"] = "A" * 60
     plan = decide(bad, [], NOW)
     assert plan.status["reason"] == c.REASON_SPEC_INVALID and "metadata.name" in plan.status["message"]
+
+
+CHECKPOINT = {"iteration": 3, "path": "/checkpoints/iteration-000003"}
+
+
+def _restart(**spec):
+    """Pod 1 fails after pod 0 reported a checkpoint; then the round that recreates the gang."""
+    spec = {"failurePolicy": {"backoffSeconds": 0}, **spec}
+    running = {**decide(job(**spec), [pod(0), pod(1)], NOW).status, "lastCheckpoint": CHECKPOINT}
+    failed = decide(job(running, **spec), [pod(0), pod(1, phase="Failed")], NOW)
+    recreate = decide(job(failed.status, **spec), [], NOW + dt.timedelta(seconds=1))
+    return failed, recreate
+
+
+def test_without_a_checkpoint_pvc_a_restart_starts_over_and_warns_the_checkpoint_was_lost():
+    failed, recreate = _restart()
+    assert failed.status["restarts"] == 1 and sorted(failed.delete_pods) == ["j-0", "j-1"]
+    restarting = next(e for e in failed.events if e.reason == c.REASON_RESTARTING)
+    assert "from the beginning" in restarting.message and "iteration 3" in restarting.message
+    lost = [e for e in failed.events if e.reason == c.REASON_CHECKPOINT_LOST]
+    assert [e.type for e in lost] == ["Warning"]
+    assert "iteration 3" in lost[0].message and "emptyDir" in lost[0].message and "spec.checkpoint.pvc" in lost[0].message
+    assert recreate.create_pods == [0, 1] and recreate.attempt == 1
+    assert recreate.resume_from is None
+
+
+def test_with_a_checkpoint_pvc_a_restart_resumes_from_the_last_checkpoint():
+    failed, recreate = _restart(checkpoint={"pvc": "ckpt"})
+    restarting = next(e for e in failed.events if e.reason == c.REASON_RESTARTING)
+    assert "from the checkpoint of iteration 3" in restarting.message
+    assert not [e for e in failed.events if e.reason == c.REASON_CHECKPOINT_LOST]
+    assert recreate.create_pods == [0, 1] and recreate.resume_from == CHECKPOINT["path"]
