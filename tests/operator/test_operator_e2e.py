@@ -9,6 +9,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from fakes.operator_env import Cluster, condition, rljob
+from seesaw import pod_contract
 from seesaw.checkpoint_engine.status_reporter import StatusReporter
 from seesaw.operator import constants as c
 
@@ -101,47 +102,78 @@ def test_progress_from_pod0_shows_in_status_and_pod0_exit_completes_the_job(env,
     assert c.REASON_SUCCEEDED in reasons(cluster, ns, "prog")
 
 
-def test_a_failed_pod_restarts_the_whole_gang_from_the_last_checkpoint(env, ns, kubelet):
-    cluster = env.cluster
-    cluster.apply(ns, rljob("restart"))
-    cluster.wait_phase(ns, "restart", c.RUNNING)
-    reporter_for(env, ns, "restart").progress(3, "checkpoint", {"path": "/checkpoints/latest.pt"})
-    first = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.pods(ns, "restart")}
+def env_of(container: dict) -> dict:
+    return {e["name"]: e.get("value") for e in container["env"]}
 
-    kubelet.fail(ns, "restart-1", exit_code=1, message="trainer lost its NCCL peer")
-    job = cluster.wait("restart counted", lambda: (j := cluster.get(ns, "restart"))["status"].get("restarts") == 1 and j)
+
+def pod_envs(pod: dict) -> list[dict]:
+    """The environment of each of the pod's containers (checkpoint engine, trainer, rollout)."""
+    return [env_of(x) for x in pod["spec"]["containers"] + pod["spec"]["initContainers"]]
+
+
+def created_pods(env, ns: str) -> list[tuple[str, str]]:
+    """(name, attempt label) of every pod ever created in `ns`, in order (the fake's watch history)."""
+    return env.fake.call(lambda: [(e.obj["metadata"]["name"], e.obj["metadata"]["labels"][c.LABEL_ATTEMPT])
+                                  for e in env.fake.store.history if e.resource == ("", "pods") and e.type == "ADDED"
+                                  and e.obj["metadata"]["namespace"] == ns])
+
+
+def test_a_two_pod_gang_restarts_whole_once_from_the_pvc_checkpoint_then_fails_past_max_restarts(env, ns, kubelet):
+    cluster = env.cluster
+    cluster.apply(ns, rljob("pair", cluster={"nodes": 2, "gpusPerNode": 0, "cpusPerNode": "2", "memoryPerNode": "4Gi"},
+                            checkpoint={"pvc": "ckpt", "everyIterations": 1},
+                            failurePolicy={"maxRestarts": 1, "backoffSeconds": 0}))
+    cluster.wait_phase(ns, "pair", c.RUNNING)
+    pods = cluster.pods(ns, "pair")
+    assert [p["metadata"]["name"] for p in pods] == ["pair-0", "pair-1"]
+    # Rendezvous: every container knows its pod's place and finds pod 0 through the headless Service.
+    for index, pod in enumerate(pods):
+        assert pod["spec"]["hostname"] == f"pair-{index}" and pod["spec"]["subdomain"] == "pair"
+        for values in pod_envs(pod):
+            assert values[pod_contract.POD_INDEX] == str(index) and values[pod_contract.NUM_PODS] == "2"
+            assert values[pod_contract.RENDEZVOUS] == f"pair-0.pair.{ns}.svc"
+            assert values[pod_contract.GANG_PORT] == str(pod_contract.DEFAULT_GANG_PORT)
+            assert values[pod_contract.TRAINER_DIST_PORT] == str(pod_contract.DEFAULT_TRAINER_DIST_PORT)
+            assert pod_contract.RESUME_FROM not in values
+    (service,) = [s for s in cluster.objects(f"/api/v1/namespaces/{ns}/services") if s["metadata"]["name"] == "pair"]
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert {pod_contract.DEFAULT_GANG_PORT, pod_contract.DEFAULT_TRAINER_DIST_PORT} <= {
+        port["port"] for port in service["spec"]["ports"]}
+    checkpoint = "/checkpoints/iteration-000003"
+    reporter_for(env, ns, "pair").progress(3, "checkpoint", {"path": checkpoint})
+    first = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
+
+    # One pod fails: the whole gang goes and comes back once, resuming from the checkpoint.
+    kubelet.fail(ns, "pair-1", exit_code=1, message="trainer lost its NCCL peer")
+    job = cluster.wait("restart counted", lambda: (j := cluster.get(ns, "pair"))["status"].get("restarts") == 1 and j)
     restarting = condition(job, c.COND_RESTARTING)
     assert restarting["status"] == "True" and restarting["reason"] == c.REASON_POD_FAILED
-    assert "restart-1" in restarting["message"] and "iteration 3" in restarting["message"]
-
-    job = cluster.wait_phase(ns, "restart", c.RUNNING)
-    pods = cluster.pods(ns, "restart")
-    assert sorted(p["metadata"]["name"] for p in pods) == ["restart-0", "restart-1"]
+    assert "pair-1" in restarting["message"] and "from the checkpoint of iteration 3" in restarting["message"]
+    job = cluster.wait_phase(ns, "pair", c.RUNNING)
+    pods = cluster.pods(ns, "pair")
+    assert [p["metadata"]["name"] for p in pods] == ["pair-0", "pair-1"]
     assert all(p["metadata"]["uid"] != first[p["metadata"]["name"]] for p in pods), "both pods are new"
     assert all(p["metadata"]["labels"][c.LABEL_ATTEMPT] == "1" for p in pods)
-    env_of = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
-    assert env_of["SEESAW_RESUME_FROM"] == "/checkpoints/latest.pt"
-    assert env_of["SEESAW_RESTART_ATTEMPT"] == "1"
+    for pod in pods:
+        for values in pod_envs(pod):
+            assert values[pod_contract.RESUME_FROM] == checkpoint and values[pod_contract.RESTART_ATTEMPT] == "1"
+    assert created_pods(env, ns) == [("pair-0", "0"), ("pair-1", "0"), ("pair-0", "1"), ("pair-1", "1")]
+    assert job["status"]["restarts"] == 1 and job["status"]["lastRestartTime"]
     assert condition(job, c.COND_RESTARTING)["status"] == "False"
-    assert job["status"]["lastRestartTime"]
-    assert c.REASON_RESTARTING in reasons(cluster, ns, "restart")
+    assert reasons(cluster, ns, "pair").count(c.REASON_RESTARTING) == 1
+    assert c.REASON_CHECKPOINT_LOST not in reasons(cluster, ns, "pair")
 
-
-def test_exhausting_max_restarts_fails_the_job_with_the_reason(env, ns, kubelet):
-    cluster = env.cluster
-    cluster.apply(ns, rljob("limit", failurePolicy={"maxRestarts": 1, "backoffSeconds": 0}))
-    cluster.wait_phase(ns, "limit", c.RUNNING)
-    kubelet.fail(ns, "limit-0", message="CUDA error: an illegal memory access")
-    cluster.wait("restart 1", lambda: cluster.get(ns, "limit")["status"].get("restarts") == 1)
-    cluster.wait_phase(ns, "limit", c.RUNNING)
-    kubelet.evict(ns, "limit-1")
-    job = cluster.wait_phase(ns, "limit", c.FAILED)
+    # A second failure with maxRestarts 1 fails the job: no third gang.
+    kubelet.evict(ns, "pair-1")
+    job = cluster.wait_phase(ns, "pair", c.FAILED)
     failed = condition(job, c.COND_FAILED)
     assert failed["status"] == "True" and failed["reason"] == c.REASON_RESTART_LIMIT
-    assert "limit-1" in failed["message"] and "Evicted" in failed["message"] and "maxRestarts is 1" in failed["message"]
+    assert "pair-1" in failed["message"] and "Evicted" in failed["message"] and "maxRestarts is 1" in failed["message"]
     assert job["status"]["restarts"] == 1 and job["status"]["reason"] == c.REASON_RESTART_LIMIT
-    cluster.wait("no live pod", lambda: not cluster.live_pods(ns, "limit"))
-    assert c.REASON_RESTART_LIMIT in reasons(cluster, ns, "limit")
+    cluster.wait("no live pod", lambda: not cluster.live_pods(ns, "pair"))
+    assert len(created_pods(env, ns)) == 4, "no pod of a third gang"
+    assert reasons(cluster, ns, "pair").count(c.REASON_RESTARTING) == 1
+    assert c.REASON_RESTART_LIMIT in reasons(cluster, ns, "pair")
 
 
 def test_a_non_retryable_reason_fails_at_once_without_restarts(env, ns, kubelet):
@@ -155,11 +187,11 @@ def test_a_non_retryable_reason_fails_at_once_without_restarts(env, ns, kubelet)
     assert job["status"]["restarts"] == 0
 
 
-def test_suspend_removes_the_pods_and_keeps_the_checkpoint_resume_recreates_them(env, ns):
+def test_suspend_removes_the_pods_resume_recreates_them_from_the_start_without_a_checkpoint_pvc(env, ns):
     cluster = env.cluster
-    cluster.apply(ns, rljob("pause"))
+    cluster.apply(ns, rljob("pause"))  # no spec.checkpoint.pvc: the checkpoints are on the pods' emptyDir
     cluster.wait_phase(ns, "pause", c.RUNNING)
-    reporter_for(env, ns, "pause").progress(2, "checkpoint", {"path": "/checkpoints/latest.pt"})
+    reporter_for(env, ns, "pause").progress(2, "checkpoint", {"path": "/checkpoints/iteration-000002"})
     cluster.patch(ns, "pause", {"spec": {"suspend": True}})
     job = cluster.wait_phase(ns, "pause", c.SUSPENDED)
     cluster.wait("pods gone", lambda: not cluster.pods(ns, "pause"))
@@ -173,8 +205,10 @@ def test_suspend_removes_the_pods_and_keeps_the_checkpoint_resume_recreates_them
     assert job["status"]["restarts"] == 0, "a resume is not a failure"
     pods = cluster.pods(ns, "pause")
     assert len(pods) == 2
-    env_of = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
-    assert env_of["SEESAW_RESUME_FROM"] == "/checkpoints/latest.pt"
+    # The emptyDir went with the suspended pods: nothing to resume from, and the user is told why.
+    assert all(pod_contract.RESUME_FROM not in values for pod in pods for values in pod_envs(pod))
+    resumed = condition(job, c.COND_SUSPENDED)["message"]
+    assert "iteration 2" in resumed and "emptyDir" in resumed and "spec.checkpoint.pvc" in resumed
     assert {c.REASON_SUSPENDED, c.REASON_RESUMED} <= set(reasons(cluster, ns, "pause"))
 
 
