@@ -18,6 +18,7 @@ from typing import Any, Callable
 from seesaw.checkpoint_engine import checkpoints
 from seesaw.checkpoint_engine.gang import PodWorkers, on_every_pod
 from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
+from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.interfaces import Sample
 from seesaw.model.prompt import encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
@@ -206,11 +207,33 @@ class Conductor:
 
         def accuracy(samples_per_prompt: int, temperature: float) -> float:
             samples = self._generate(prompts, samples_per_prompt, rollout["maxTokens"], temperature)
-            scores = [self.task.score(self._decode(s.response_ids), problems[s.prompt_index]) for s in samples]
+            scores = self._score(samples, [s.prompt_index for s in samples], "eval", len(prompts))
             return sum(scores) / max(1, len(scores))
 
         return self.machine.run(Phase.EVAL, iteration, lambda: {
             "greedy": accuracy(1, 0.0), "sampled": accuracy(EVAL_SAMPLES, rollout["temperature"])})
+
+    def _score(self, samples: list[Sample], problem_indices: list[int], split: str, prompt_count: int) -> list[float]:
+        """The verifier's score of each sample, computed on the pod that generated it: the
+        prompts' contiguous shares are the ones `_generate` gave each pod's engine."""
+        sizes = split_sizes(prompt_count, len(self.pods))
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+
+        def on_pod(pod: PodWorkers) -> list[tuple[int, float]]:
+            lo, hi = starts[pod.index], starts[pod.index] + sizes[pod.index]
+            mine = [i for i, s in enumerate(samples) if lo <= s.prompt_index < hi]
+            items = [[problem_indices[i], samples[i].response_ids] for i in mine]
+            if not items:
+                return []
+            if pod.engine is None:  # pod 0: this checkpoint engine
+                scores = score_items(self.task, self.tokenizer, split, items)
+            else:
+                scores = pod.engine.call("/score", {"split": split, "items": items}, timeout=self.machine.remaining())
+            return list(zip(mine, scores))
+
+        scored = dict(pair for share in on_every_pod(self.pods, self.machine.state, on_pod,
+                                                     self.machine.remaining() - GANG_MARGIN) for pair in share)
+        return [scored[i] for i in range(len(samples))]
 
     def _generate(self, prompts: list[list[int]], n: int, max_tokens: int, temperature: float | None = None) -> list[Sample]:
         if not prompts:
@@ -266,15 +289,16 @@ class Conductor:
         def work() -> tuple[list[Sample], dict[str, float]]:
             started = time.perf_counter()
             if self.partial:
+                # finished groups are scored spread over the pods (their segments may come from several engines)
                 samples, tokens = self._partial_samples(chosen, problems)
-                scored = [self.task.train[self.partial_indices[s.prompt_index]] for s in samples]
+                problem_indices, prompt_count = [self.partial_indices[s.prompt_index] for s in samples], len(self.partial_indices)
             else:
                 prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
                 samples = self._generate(prompts, rollout["samplesPerPrompt"], rollout["maxTokens"])
-                scored = [problems[s.prompt_index] for s in samples]
+                problem_indices, prompt_count = [chosen[s.prompt_index] for s in samples], len(prompts)
                 tokens = sum(len(s.response_ids) for s in samples)
             seconds = time.perf_counter() - started
-            correct = [self.task.score(self._decode(s.response_ids), problem) for s, problem in zip(samples, scored)]
+            correct = self._score(samples, problem_indices, "train", prompt_count)
             penalty = rl["lengthPenalty"]
             bonus = add_length_rewards([s.prompt_index for s in samples], [len(s.response_ids) for s in samples],
                                        [c == 1.0 for c in correct],
@@ -477,6 +501,3 @@ class Conductor:
             f"loss {metrics.loss:.4f}{eval_part}"
         )
         self.on_progress(metrics.iteration, "iteration", asdict(metrics))
-
-    def _decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)

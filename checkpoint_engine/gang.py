@@ -35,6 +35,7 @@ class PodWorkers:
     trainer: WorkerClient
     rollout: WorkerClient
     relay_url: str = ""  # a follower's checkpoint engine; pod 0 has none
+    engine: WorkerClient | None = None  # a follower's checkpoint engine's own routes (/score)
 
 
 class PodFailed(PhaseError):
@@ -103,12 +104,13 @@ class GangServer:
 
 def follower_workers(joined: dict[int, str]) -> list[PodWorkers]:
     return [PodWorkers(index, WorkerClient(f"pod {index}'s trainer", f"{url}/trainer"),
-                       WorkerClient(f"pod {index}'s rollout engine", f"{url}/rollout"), relay_url=url)
+                       WorkerClient(f"pod {index}'s rollout engine", f"{url}/rollout"), relay_url=url,
+                       engine=WorkerClient(f"pod {index}'s checkpoint engine", f"{url}/gang"))
             for index, url in sorted(joined.items())]
 
 
 # --- pods 1..N-1: join, then relay ------------------------------------------------------------
-def _relay_app(env: WorkerEnv, finished: threading.Event) -> web.Application:
+def _relay_app(env: WorkerEnv, finished: threading.Event, score: Callable[[str, list], list[float]]) -> web.Application:
     workers = {"trainer": WorkerClient("trainer", env.trainer_url), "rollout": WorkerClient("rollout engine", env.rollout_url)}
 
     async def relay(request: web.Request) -> web.Response:
@@ -133,18 +135,27 @@ def _relay_app(env: WorkerEnv, finished: threading.Event) -> web.Application:
         finished.set()
         return web.json_response({"ok": True})
 
+    async def score_samples(request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            return web.json_response(await asyncio.to_thread(score, body["split"], body["items"]))
+        except Exception as err:  # a verifier's failure reaches the conductor, named
+            return web.json_response({"error": f"scoring failed: {type(err).__name__}: {err}"}, status=500)
+
     app = web.Application(client_max_size=1024 ** 3)
     app.router.add_post("/gang/finish", finish)
+    app.router.add_post("/gang/score", score_samples)
     app.router.add_get("/{worker}/healthz", health)
     app.router.add_post("/{worker}/{route:.+}", relay)
     return app
 
 
-def follow(env: WorkerEnv, log: Callable[[str], None]) -> int:
-    """A follower's checkpoint engine: join pod 0's gang, relay until told the job finished."""
+def follow(env: WorkerEnv, log: Callable[[str], None], score: Callable[[str, list], list[float]]) -> int:
+    """A follower's checkpoint engine: join pod 0's gang, relay (and score its pod's samples)
+    until told the job finished."""
     finished = threading.Event()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(_relay_app(env, finished))
+    runner = web.AppRunner(_relay_app(env, finished, score))
     loop.run_until_complete(runner.setup())
     with socket.socket() as probe:  # a port of our own: on one machine every pod shares the host's ports
         probe.bind(("0.0.0.0", 0))

@@ -12,6 +12,7 @@ from seesaw import pod_contract
 from seesaw.checkpoint_engine.conductor import Conductor
 from seesaw.checkpoint_engine.gang import GangServer, follow, follower_workers, release_followers
 from seesaw.checkpoint_engine.phases import PhaseError
+from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.report import plot_run, write_summary
 from seesaw.rpc import WorkerClient
 from seesaw.tasks import load_task
@@ -37,7 +38,8 @@ def main() -> int:
         print(line, flush=True)
 
     if env.pod_index > 0:  # a follower: its pod's workers act on pod 0's commands
-        return follow(env, log)
+        task, tokenizer = load_task(env.spec), AutoTokenizer.from_pretrained(env.model_dir)
+        return follow(env, log, lambda split, items: score_items(task, tokenizer, split, items))
     followers: list = []
     gang = None
     if env.num_pods > 1:
