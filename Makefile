@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install demo test bench bench-cycles bench-gpu images render lint clean
+.PHONY: install demo test bench bench-cycles bench-scale bench-gpu images render lint clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ bench: install
 # 50 weight syncs and trainer offload/onload cycles: resident memory growth against 2 %.
 bench-cycles: install
 	$(PY) bench/cycles.py
+
+# 1 pod against 2 on this machine (phase seconds, peak memory); SEEDS=3 adds accuracy over seeds
+bench-scale: install
+	$(PY) bench/scale.py --seeds $(or $(SEEDS),0)
 
 # One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).
 # Megatron vs CPU loss parity, CUDA IPC hand-off and offload/onload against their floors.
