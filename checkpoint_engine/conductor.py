@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from seesaw.checkpoint_engine import checkpoints
-from seesaw.checkpoint_engine.gang import PodWorkers, on_every_pod
+from seesaw.checkpoint_engine.gang import PodWorkers, on_each, on_every_pod
 from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.interfaces import Sample
@@ -82,7 +82,7 @@ class RunSummary:
 
 class Conductor:
     def __init__(self, spec: dict[str, Any], task: Task, tokenizer: Any, trainer: WorkerClient,
-                 rollout: WorkerClient, run_dir: Path, log: Callable[[str], None] = print,
+                 rollouts: list[WorkerClient], run_dir: Path, log: Callable[[str], None] = print,
                  on_progress: Callable[[int, str, dict[str, Any]], None] | None = None,
                  resume_from: str | None = None, followers: list[PodWorkers] = ()) -> None:
         self.resume_from = resume_from
@@ -90,11 +90,11 @@ class Conductor:
         self.task = task
         self.tokenizer = tokenizer
         self.trainer = trainer  # pod 0's
-        self.rollout = rollout
-        self.pods = [PodWorkers(0, trainer, rollout), *followers]
-        # per engine (one per pod on the CPU): what it served and what it proved after the last sync
-        self.engines = [{"pod": pod.index, "prompts": 0, "weight_version": 0, "weight_checksum": "",
-                         "probe_max_abs_logprob_diff": None} for pod in self.pods]
+        self.pods = [PodWorkers(0, trainer, rollouts), *followers]
+        # every rollout engine of the gang, pod by pod, and what it served and proved after the last sync
+        self.slots = [(pod, client) for pod in self.pods for client in pod.rollouts]
+        self.engines = [{"pod": pod.index, "engine": e, "prompts": 0, "weight_version": 0, "weight_checksum": "",
+                         "probe_max_abs_logprob_diff": None} for pod in self.pods for e in range(len(pod.rollouts))]
         self.run_dir = run_dir
         self.log = log
         self.on_progress = on_progress or (lambda iteration, phase, metrics: None)
@@ -125,7 +125,7 @@ class Conductor:
     # --- phases --------------------------------------------------------------------------
     def wait_ready(self) -> None:
         def poll() -> None:
-            pending = {client.name: client for pod in self.pods for client in (pod.trainer, pod.rollout)}
+            pending = {client.name: client for pod in self.pods for client in (pod.trainer, *pod.rollouts)}
             while pending:
                 for name, client in list(pending.items()):
                     state = client.health()
@@ -144,37 +144,45 @@ class Conductor:
         (docs/ARCHITECTURE.md, "The sync sequence")."""
         bucket_bytes = self.spec["weightSync"]["bucketMiB"] * MiB
 
-        def on_pod(pod: PodWorkers) -> dict[str, Any]:
+        def on_pod(pod: PodWorkers) -> list[dict[str, Any]]:
             timeout = self.machine.remaining
-            trainer, rollout = pod.trainer, pod.rollout
+            trainer, rollouts = pod.trainer, pod.rollouts
             # the optimiser state makes room for the rollout's weights; the parameters stay to be read
             offloaded = trainer.call("/offload", {"keep_weights": True}, timeout=timeout())
-            rollout.call("/wake_up", {"tags": ["weights"]}, timeout=timeout())
+            on_each(rollouts, lambda rollout: rollout.call("/wake_up", {"tags": ["weights"]}, timeout=timeout()))
             handle = trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes}, timeout=timeout())
-            if first:
-                rollout.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=timeout())
-            result = rollout.call("/weights/update", {"handle": handle}, timeout=timeout())
+
+            def update(rollout: WorkerClient) -> dict[str, Any]:  # every engine of the pod pulls the same buckets
+                if first:
+                    rollout.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=timeout())
+                return rollout.call("/weights/update", {"handle": handle}, timeout=timeout())
+
+            results = on_each(rollouts, update)
             trainer.call("/weights/release", timeout=timeout())  # staging copies: the rollout's memory
             probe_started = time.perf_counter()
             expected = trainer.call("/logprobs", self.probe, timeout=timeout())
-            probe_seconds = time.perf_counter() - probe_started
+            trainer_probe_seconds = time.perf_counter() - probe_started
             offloaded_all = trainer.call("/offload", {"keep_weights": False}, timeout=timeout())
-            rollout.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
-            probe_started = time.perf_counter()
-            served = rollout.call("/logprobs", self.probe, timeout=timeout())
-            probe_seconds += time.perf_counter() - probe_started
-            result["offloaded_bytes"] = offloaded["bytes"] + offloaded_all["bytes"]
-            result["probe_max_abs_logprob_diff"] = self._check_engine(pod, result, expected, served)
-            result["probe_seconds"] = probe_seconds
-            return result
+
+            def prove(rollout: WorkerClient) -> tuple[list[list[float]], float]:
+                rollout.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
+                started = time.perf_counter()
+                return rollout.call("/logprobs", self.probe, timeout=timeout()), time.perf_counter() - started
+
+            for result, rollout, (served, seconds) in zip(results, rollouts, on_each(rollouts, prove)):
+                result["offloaded_bytes"] = offloaded["bytes"] + offloaded_all["bytes"]
+                result["probe_max_abs_logprob_diff"] = self._check_engine(rollout, result, expected, served)
+                result["probe_seconds"] = trainer_probe_seconds + seconds
+            return results
 
         def work() -> dict[str, Any]:
-            results = on_every_pod(self.pods, Phase.SYNC, on_pod, self.machine.remaining() - GANG_MARGIN)
+            per_pod = on_every_pod(self.pods, Phase.SYNC, on_pod, self.machine.remaining() - GANG_MARGIN)
+            results = [result for pod_results in per_pod for result in pod_results]  # in self.engines' order
             for engine, result in zip(self.engines, results):
                 engine.update(weight_version=result["weight_version"], weight_checksum=result["weight_checksum"],
                               probe_max_abs_logprob_diff=result["probe_max_abs_logprob_diff"])
             if len({e["weight_checksum"] for e in self.engines}) > 1:  # every engine has the same layout
-                held = ", ".join(f"pod {e['pod']}: {e['weight_checksum']}" for e in self.engines)
+                held = ", ".join(f"pod {e['pod']} engine {e['engine']}: {e['weight_checksum']}" for e in self.engines)
                 raise PhaseError(Phase.SYNC, f"the rollout engines hold different weights after the sync ({held})")
             return dict(results[0], seconds=max(r["seconds"] for r in results),
                         probe_seconds=max(r["probe_seconds"] for r in results),
@@ -183,17 +191,18 @@ class Conductor:
         self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
         return self.last_sync
 
-    def _check_engine(self, pod: PodWorkers, result: dict[str, Any], expected: list[list[float]],
+    def _check_engine(self, rollout: WorkerClient, result: dict[str, Any], expected: list[list[float]],
                       served: list[list[float]]) -> float:
         """Refuse to roll out on an engine that did not load this sync's weights."""
-        expected_version = self.engines[pod.index]["weight_version"] + 1
+        record = self.engines[next(i for i, (_, client) in enumerate(self.slots) if client is rollout)]
+        expected_version = record["weight_version"] + 1
         if result["weight_version"] != expected_version:
-            raise PhaseError(Phase.SYNC, f"pod {pod.index}'s rollout engine reports weight version {result['weight_version']}, "
+            raise PhaseError(Phase.SYNC, f"{rollout.name} reports weight version {result['weight_version']}, "
                                          f"expected {expected_version}: it did not take this sync's weights")
         diff = max(abs(a - b) for xs, ys in zip(expected, served) for a, b in zip(xs, ys))
         tolerance = PROBE_TOLERANCE[self.spec["model"]["dtype"]]
         if not diff <= tolerance:  # NaN fails too
-            raise PhaseError(Phase.SYNC, f"pod {pod.index}'s rollout engine's log-probs on the probe batch differ from the trainer's by "
+            raise PhaseError(Phase.SYNC, f"{rollout.name}'s log-probs on the probe batch differ from the trainer's by "
                                          f"{diff:.3g} (> {tolerance} for {self.spec['model']['dtype']}): it serves "
                                          f"other weights than the trainer sent (weight version {result['weight_version']})")
         return diff
@@ -215,12 +224,12 @@ class Conductor:
 
     def _score(self, samples: list[Sample], problem_indices: list[int], split: str, prompt_count: int) -> list[float]:
         """The verifier's score of each sample, computed on the pod that generated it: the
-        prompts' contiguous shares are the ones `_generate` gave each pod's engine."""
-        sizes = split_sizes(prompt_count, len(self.pods))
-        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        prompts' contiguous shares are the ones `_generate` gave each pod's engines."""
+        shares = self._engine_shares(prompt_count)
 
         def on_pod(pod: PodWorkers) -> list[tuple[int, float]]:
-            lo, hi = starts[pod.index], starts[pod.index] + sizes[pod.index]
+            mine_ranges = [share for (owner, _), share in zip(self.slots, shares) if owner is pod]
+            lo, hi = mine_ranges[0][0], mine_ranges[-1][1]  # a pod's engines hold adjacent shares
             mine = [i for i, s in enumerate(samples) if lo <= s.prompt_index < hi]
             items = [[problem_indices[i], samples[i].response_ids] for i in mine]
             if not items:
@@ -240,21 +249,30 @@ class Conductor:
             return []
         if temperature is None:
             temperature = self.spec["rollout"]["temperature"]
-        # a prompt's k samples stay on one engine; every engine gets a contiguous share
-        sizes = split_sizes(len(prompts), len(self.pods))
-        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        shares = self._engine_shares(len(prompts))
         request = {"n": n, "temperature": temperature, "top_p": self.spec["rollout"]["topP"], "max_tokens": max_tokens}
 
-        def on_pod(pod: PodWorkers) -> list[Sample]:
-            share = prompts[starts[pod.index]: starts[pod.index] + sizes[pod.index]]
-            if not share:
+        def on_engine(slot: int) -> list[Sample]:
+            (_, client), (lo, hi) = self.slots[slot], shares[slot]
+            if lo == hi:
                 return []
-            raw = pod.rollout.call("/generate", dict(request, prompt_ids=share), timeout=self.machine.remaining())
-            self.engines[pod.index]["prompts"] += len(share)
-            return [Sample(**dict(s, prompt_index=s["prompt_index"] + starts[pod.index])) for s in raw]
+            raw = client.call("/generate", dict(request, prompt_ids=prompts[lo:hi]), timeout=self.machine.remaining())
+            self.engines[slot]["prompts"] += hi - lo
+            return [Sample(**dict(s, prompt_index=s["prompt_index"] + lo)) for s in raw]
 
-        shares = on_every_pod(self.pods, self.machine.state, on_pod, self.machine.remaining() - GANG_MARGIN)
-        return [sample for share in shares for sample in share]
+        def on_pod(pod: PodWorkers) -> list[Sample]:
+            mine = [slot for slot, (owner, _) in enumerate(self.slots) if owner is pod]
+            return [sample for samples in on_each(mine, on_engine) for sample in samples]
+
+        per_pod = on_every_pod(self.pods, self.machine.state, on_pod, self.machine.remaining() - GANG_MARGIN)
+        return [sample for samples in per_pod for sample in samples]
+
+    def _engine_shares(self, prompt_count: int) -> list[tuple[int, int]]:
+        """Each engine's contiguous [start, end) of the prompts, engines in pod order: a
+        prompt's k samples stay on one engine."""
+        sizes = split_sizes(prompt_count, len(self.slots))
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return [(start, start + size) for start, size in zip(starts, sizes)]
 
     def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> tuple[list[Sample], int]:
         """Continue the buffered responses, start the new prompts; return the samples of the
@@ -324,7 +342,7 @@ class Conductor:
         prompts_per_rank = [len({s.prompt_index for s in share}) for share in shares]
 
         def on_pod(pod: PodWorkers) -> dict[str, Any]:
-            pod.rollout.call("/sleep", timeout=self.machine.remaining())
+            on_each(pod.rollouts, lambda rollout: rollout.call("/sleep", timeout=self.machine.remaining()))
             pod.trainer.call("/onload", timeout=self.machine.remaining())
             return pod.trainer.call("/train", {"samples": [asdict(s) for s in shares[pod.index]], "tau": self.spec["rl"]["tau"],
                                                "prompts_per_rank": prompts_per_rank}, timeout=self.machine.remaining())

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import requests
 from aiohttp import web
@@ -33,7 +33,7 @@ RELAY_TIMEOUT = 24 * 3600.0  # the conductor's phase timeout governs; the relay 
 class PodWorkers:
     index: int
     trainer: WorkerClient
-    rollout: WorkerClient
+    rollouts: list[WorkerClient]  # the pod's vLLM engines, one per rollout tensor-parallel group
     relay_url: str = ""  # a follower's checkpoint engine; pod 0 has none
     engine: WorkerClient | None = None  # a follower's checkpoint engine's own routes (/score)
 
@@ -59,6 +59,14 @@ def on_every_pod(pods: list[PodWorkers], phase: Phase, work: Callable[[PodWorker
             raise PodFailed(phase, f"pod(s) {late} did not finish {phase.value} within "
                                    f"{time.monotonic() - started:.0f}s (spec.timeouts)")
         return [future.result() for future in sorted(done, key=lambda f: futures[f])]
+
+
+def on_each(items: list, work: Callable[[Any], T]) -> list[T]:
+    """`work` on every item at once (a pod's rollout engines), results in order; the first error raises."""
+    if len(items) == 1:
+        return [work(items[0])]
+    with ThreadPoolExecutor(len(items), thread_name_prefix="engine") as pool:
+        return list(pool.map(work, items))
 
 
 # --- pod 0: accept the followers ---------------------------------------------------------------
@@ -102,16 +110,23 @@ class GangServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
-def follower_workers(joined: dict[int, str]) -> list[PodWorkers]:
+def rollout_clients(owner: str, engines: int, url_of: Callable[[int], str]) -> list[WorkerClient]:
+    """A pod's rollout engines, named for errors: owner "pod 1's " gives "pod 1's rollout engine",
+    or "pod 1's rollout engine 2" where a pod has several."""
+    return [WorkerClient(f"{owner}rollout engine" + (f" {e}" if engines > 1 else ""), url_of(e)) for e in range(engines)]
+
+
+def follower_workers(joined: dict[int, str], engines: int) -> list[PodWorkers]:
     return [PodWorkers(index, WorkerClient(f"pod {index}'s trainer", f"{url}/trainer"),
-                       WorkerClient(f"pod {index}'s rollout engine", f"{url}/rollout"), relay_url=url,
+                       rollout_clients(f"pod {index}'s ", engines, lambda e, url=url: f"{url}/rollout-{e}"), relay_url=url,
                        engine=WorkerClient(f"pod {index}'s checkpoint engine", f"{url}/gang"))
             for index, url in sorted(joined.items())]
 
 
 # --- pods 1..N-1: join, then relay ------------------------------------------------------------
 def _relay_app(env: WorkerEnv, finished: threading.Event, score: Callable[[str, list], list[float]]) -> web.Application:
-    workers = {"trainer": WorkerClient("trainer", env.trainer_url), "rollout": WorkerClient("rollout engine", env.rollout_url)}
+    workers = {"trainer": WorkerClient("trainer", env.trainer_url),
+               **{f"rollout-{e}": WorkerClient(f"rollout engine {e}", url) for e, url in enumerate(env.rollout_urls)}}
 
     async def relay(request: web.Request) -> web.Response:
         worker = workers.get(request.match_info["worker"])

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from seesaw import pod_contract
 from seesaw.checkpoint_engine.conductor import Conductor
-from seesaw.checkpoint_engine.gang import GangServer, follow, follower_workers, release_followers
+from seesaw.checkpoint_engine.gang import GangServer, follow, follower_workers, release_followers, rollout_clients
 from seesaw.checkpoint_engine.phases import PhaseError
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.report import plot_run, write_summary
@@ -46,7 +46,7 @@ def main() -> int:
         gang = GangServer(env.gang_port, env.num_pods - 1)
         log(f"waiting for {env.num_pods - 1} pod(s) to join the gang on port {env.gang_port}")
         try:
-            followers = follower_workers(gang.wait_for(env.spec["timeouts"]["startupSeconds"]))
+            followers = follower_workers(gang.wait_for(env.spec["timeouts"]["startupSeconds"]), env.rollout_engines)
         except PhaseError as err:
             log(f"FAILED: {err}")
             return 1
@@ -56,7 +56,7 @@ def main() -> int:
         task=load_task(env.spec),
         tokenizer=AutoTokenizer.from_pretrained(env.model_dir),
         trainer=WorkerClient("trainer", env.trainer_url),
-        rollout=WorkerClient("rollout engine", env.rollout_url),
+        rollouts=rollout_clients("pod 0's " if env.num_pods > 1 else "", env.rollout_engines, lambda e: env.rollout_urls[e]),
         run_dir=run_dir,
         log=log,
         on_progress=reporter.progress if reporter else None,

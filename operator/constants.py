@@ -39,7 +39,7 @@ CONTAINER_TRAINER = "trainer"
 CONTAINER_ROLLOUT = "rollout"
 CONTAINER_CHECKPOINT_ENGINE = "checkpoint-engine"
 TRAINER_MODULE = "seesaw.trainer.server"
-ROLLOUT_MODULE = "seesaw.rollout.server"
+ROLLOUT_MODULE = "seesaw.rollout.launch"  # one vLLM engine per rollout tensor-parallel group
 CHECKPOINT_ENGINE_MODULE = "seesaw.checkpoint_engine.sidecar"
 
 # The ClusterRole (installed by the Helm chart) that each job's ServiceAccount is bound to,

@@ -119,6 +119,10 @@ def _check_rules(spec: dict[str, Any]) -> None:
         raise SpecError("spec.rollout.tensorParallel", f"must not exceed cluster.gpusPerNode ({gpus}), got {rollout_tp}")
     if gpus and gpus % rollout_tp:
         raise SpecError("spec.rollout.tensorParallel", f"must divide cluster.gpusPerNode ({gpus}), got {rollout_tp}")
+    engines = spec["rollout"]["enginesPerPod"]
+    if gpus and engines * rollout_tp > gpus:
+        raise SpecError("spec.rollout.enginesPerPod", f"{engines} engines x rollout.tensorParallel {rollout_tp} need "
+                        f"{engines * rollout_tp} GPUs, more than cluster.gpusPerNode ({gpus})")
     if spec["rollout"]["inferenceOnlyNodes"]:
         raise SpecError("spec.rollout.inferenceOnlyNodes", "rollout-only pods are not supported yet; must be 0 "
                         f"(rollout capacity scales with cluster.nodes), got {spec['rollout']['inferenceOnlyNodes']}")
@@ -181,3 +185,12 @@ def restart_backoff_seconds(failure_policy: dict[str, Any], restarts: int) -> fl
     if restarts <= 0:
         return 0.0
     return min(MAX_RESTART_BACKOFF_SECONDS, float(failure_policy["backoffSeconds"]) * 2 ** (restarts - 1))
+
+
+def rollout_engines_per_pod(spec: dict[str, Any]) -> int:
+    """vLLM engines in each pod: spec.rollout.enginesPerPod, or one per tensor-parallel group
+    of the pod's GPUs (so every GPU serves rollouts), or one on the CPU."""
+    rollout, gpus = spec["rollout"], spec["cluster"]["gpusPerNode"]
+    if rollout["enginesPerPod"]:
+        return int(rollout["enginesPerPod"])
+    return max(1, gpus // rollout["tensorParallel"]) if gpus else 1

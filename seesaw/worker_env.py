@@ -27,10 +27,19 @@ class WorkerEnv:
     gang_port: int
     trainer_dist_port: int
     pod_ip: str
+    rollout_engines: int = 1  # vLLM engines in the pod; engine e serves on rollout_port + e
+    rollout_engine: int = 0   # which one this process is (rollout engines only)
 
     @property
     def spec(self) -> dict[str, Any]:
         return self.manifest["spec"]
+
+    @property
+    def rollout_urls(self) -> list[str]:
+        """Every rollout engine of the pod (containers of one pod share the network namespace)."""
+        if self.rollout_engines == 1:
+            return [self.rollout_url]
+        return [f"http://127.0.0.1:{self.rollout_port + e}" for e in range(self.rollout_engines)]
 
     @property
     def gang_url(self) -> str:
@@ -77,4 +86,6 @@ def worker_env() -> WorkerEnv:
         gang_port=int(env.get(pc.GANG_PORT, pc.DEFAULT_GANG_PORT)),
         trainer_dist_port=int(env.get(pc.TRAINER_DIST_PORT, pc.DEFAULT_TRAINER_DIST_PORT)),
         pod_ip=env.get(pc.POD_IP, "127.0.0.1"),
+        rollout_engines=int(env.get(pc.ROLLOUT_ENGINES, "1")),
+        rollout_engine=int(env.get(pc.ROLLOUT_ENGINE, "0")),
     )

@@ -26,8 +26,9 @@ class RolloutService:
         try:
             choice = choose_backends(self.env.spec, Hardware.detect())
             options = {"channel": choice.weight_channel} if choice.rollout == "vllm-gpu" else {}
-            self.engine = backend("rollout", choice.rollout)(self.env.model_dir, self.env.spec,
-                                                             seed=self.env.spec["rl"]["seed"], **options)
+            # every engine of the gang samples from its own seed
+            seed = self.env.spec["rl"]["seed"] + self.env.pod_index * self.env.rollout_engines + self.env.rollout_engine
+            self.engine = backend("rollout", choice.rollout)(self.env.model_dir, self.env.spec, seed=seed, **options)
             log.info("rollout engine ready: %s, %s weight channel", choice.rollout, choice.weight_channel)
         except Exception as err:
             log.exception("rollout engine failed to start")

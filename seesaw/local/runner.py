@@ -26,12 +26,12 @@ import yaml
 from seesaw import pod_contract as pc
 from seesaw.checkpoint_engine import checkpoints
 from seesaw.model.generate import prepare_model
-from seesaw.spec import SpecError, restart_backoff_seconds
+from seesaw.spec import SpecError, restart_backoff_seconds, rollout_engines_per_pod
 from seesaw.tasks import load_task
 
 WORKERS = {
     "trainer": "seesaw.trainer.server",
-    "rollout": "seesaw.rollout.server",
+    "rollout": "seesaw.rollout.launch",  # one vLLM engine per tensor-parallel group of the pod
 }
 SIDECAR = "seesaw.checkpoint_engine.sidecar"
 CONTAINERS = {"trainer": "trainer", "rollout": "rollout engine", "sidecar": "checkpoint engine"}
@@ -47,6 +47,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports (a pod's rollout engines serve on base + e)."""
+    while True:
+        base = free_port()
+        try:
+            for port in range(base + 1, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -166,7 +179,9 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         pc.POD_IP: "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     })
-    if nodes > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
+    engines = rollout_engines_per_pod(spec)
+    env[pc.ROLLOUT_ENGINES] = str(engines)
+    if nodes > 1 or engines > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
         share = max(1, (os.cpu_count() or 1) // nodes)
         env.update({pc.CPU_THREADS: str(share), "OMP_NUM_THREADS": str(share), "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
     resume = None
@@ -210,8 +225,9 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
         env[pc.RESUME_FROM] = resume
     # fresh ports per attempt: the last attempt's may still linger in TIME_WAIT
     env.update({pc.GANG_PORT: str(free_port()), pc.TRAINER_DIST_PORT: str(free_port())})
+    engines = int(env[pc.ROLLOUT_ENGINES])
     pods = [LocalPod(run_dir, dict(env, **{pc.POD_INDEX: str(i), pc.TRAINER_PORT: str(free_port()),
-                                            pc.ROLLOUT_PORT: str(free_port())}), index=i) for i in range(nodes)]
+                                            pc.ROLLOUT_PORT: str(free_port_block(engines))}), index=i) for i in range(nodes)]
     try:
         for pod in pods:
             for worker, module in WORKERS.items():

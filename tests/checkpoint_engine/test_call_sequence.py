@@ -204,7 +204,7 @@ def run_conductor(manifest, model_dir, backend, channel, tmp_path):
     trainer, rollout, service = services(manifest, model_dir, backend, channel, log)
     spec = manifest["spec"]
     spec["checkpoint"]["path"] = str(tmp_path / "checkpoints")
-    conductor = Conductor(spec, load_task(spec), AutoTokenizer.from_pretrained(model_dir), trainer, rollout, tmp_path,
+    conductor = Conductor(spec, load_task(spec), AutoTokenizer.from_pretrained(model_dir), trainer, [rollout], tmp_path,
                           log=lambda line: None)
     trainer.conductor = rollout.conductor = conductor
     return conductor, log, service
@@ -274,7 +274,7 @@ def test_an_engine_serving_other_weights_fails_the_sync_naming_the_difference(mo
 
 def test_a_stale_engine_fails_the_sync_naming_the_weight_version(model_dir, tmp_path):
     conductor, _, service = run_conductor(job("mooncake-tcp"), model_dir, "torch", "mooncake-tcp", tmp_path)
-    rollout_routes = conductor.rollout.routes
+    rollout_routes = conductor.pods[0].rollouts[0].routes
     update = rollout_routes["/weights/update"]
     rollout_routes["/weights/update"] = lambda body: dict(update(body), weight_version=0)
     with pytest.raises(PhaseError, match=r"weight version 0, expected 1"):

@@ -25,7 +25,7 @@ IMAGES = {
     "checkpoint-engine": ("checkpoint_engine/Dockerfile", "requirements/images/checkpoint-engine.txt",
                           "seesaw.checkpoint_engine.sidecar"),
     "trainer": ("containers/megatron/Dockerfile", "requirements/images/trainer.txt", "seesaw.trainer.server"),
-    "rollout": ("containers/vllm/Dockerfile", "requirements/images/rollout.txt", "seesaw.rollout.server"),
+    "rollout": ("containers/vllm/Dockerfile", "requirements/images/rollout.txt", "seesaw.rollout.launch"),
 }
 GPU_IMAGES = {"trainer", "rollout"}
 # The CPU builds the project pins stand for these GPU builds in the GPU images.

@@ -88,3 +88,28 @@ def test_a_gang_that_runs_out_of_restarts_prints_how_to_continue(tmp_path):
     command = text.split("to continue from its last checkpoint: ")[1].splitlines()[0]
     assert command.startswith(f"seesaw run {job} --resume-from ") and "/checkpoints/iteration-" in command
     assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
+
+
+def test_two_engines_in_one_pod_share_the_rollouts_and_both_prove_every_sync(tmp_path):
+    manifest = load_manifest(ROOT / "examples" / "tiny-reverse.yaml")
+    spec = manifest["spec"]
+    spec["model"]["generate"]["sftSteps"] = 20
+    spec["rollout"]["enginesPerPod"] = 2
+    spec["rl"].update(iterations=2, promptsPerIteration=8)
+    spec["rl"]["evaluation"].update(prompts=32, everyIterations=0)
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(manifest))
+    summary_path = tmp_path / "summary.json"
+    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs"), "--summary-json", str(summary_path)],
+                            capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "rollout engine 0 ready" in result.stdout and "rollout engine 1 ready" in result.stdout
+    summary = json.loads(summary_path.read_text())
+    assert [(e["pod"], e["engine"]) for e in summary["engines"]] == [(0, 0), (0, 1)]
+    metrics = [json.loads(line) for line in next((tmp_path / "runs").glob("tiny-reverse-*")).joinpath(
+        "metrics.jsonl").read_text().splitlines()]
+    for m in metrics:
+        assert [e["prompts"] for e in m["engines"]] == [4, 4], "each engine of the pod rolls out half the prompts"
+        assert [e["weight_version"] for e in m["engines"]] == [m["iteration"] + 1] * 2
+        assert len({e["weight_checksum"] for e in m["engines"]}) == 1
+        assert all(e["probe_max_abs_logprob_diff"] < 1e-4 for e in m["engines"])

@@ -81,7 +81,7 @@ def test_the_pod_shares_gpus_ipc_and_shm_between_trainer_and_rollout():
     assert all(ct["restartPolicy"] == "Always" for ct in spec["initContainers"])
     assert spec["restartPolicy"] == "Never"
     assert cts["trainer"]["command"] == ["python", "-m", "seesaw.trainer.server"]
-    assert cts["rollout"]["command"] == ["python", "-m", "seesaw.rollout.server"]
+    assert cts["rollout"]["command"] == ["python", "-m", "seesaw.rollout.launch"]
     assert cts["checkpoint-engine"]["command"] == ["python", "-m", "seesaw.checkpoint_engine.sidecar"]
     for name in ("trainer", "rollout"):
         assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(cts[name])
@@ -119,7 +119,7 @@ def test_device_plugin_mode_requests_gpus_once_and_points_rollout_at_them():
     assert rollout_env["NVIDIA_VISIBLE_DEVICES"] == "all"
     assert c.VISIBLE_DEVICES_FILE in cts["trainer"]["command"][-1]
     assert "CUDA_VISIBLE_DEVICES=$(cat " in cts["rollout"]["command"][-1]
-    assert "python -m seesaw.rollout.server" in cts["rollout"]["command"][-1]
+    assert "python -m seesaw.rollout.launch" in cts["rollout"]["command"][-1]
     assert pod["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "math"
     assert pod["spec"]["schedulerName"] == "scheduler-plugins-scheduler"
 

@@ -1,0 +1,66 @@
+"""The rollout container's entry point: one vLLM engine per tensor-parallel group of the pod.
+
+With SEESAW_ROLLOUT_ENGINES engines (one unless the pod has GPUs for more), engine e is a
+`seesaw.rollout.server` process on port SEESAW_ROLLOUT_PORT + e that sees only its own
+GPUs (CUDA_VISIBLE_DEVICES: the e-th group of rollout.tensorParallel GPUs) and, on the CPU,
+its share of the pod's threads. The container lives as long as all of them: when one
+exits, the others are stopped and the container exits with its code, so the pod fails
+and the gang's failure policy takes over.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from seesaw import pod_contract as pc
+from seesaw.spec import load_manifest
+
+SERVER = "seesaw.rollout.server"
+
+
+def engine_env(base: dict[str, str], engine: int, engines: int, tensor_parallel: int, gpus: int) -> dict[str, str]:
+    """The environment of engine `engine` of `engines`."""
+    env = dict(base, **{pc.ROLLOUT_ENGINE: str(engine),
+                        pc.ROLLOUT_PORT: str(int(base.get(pc.ROLLOUT_PORT, pc.DEFAULT_ROLLOUT_PORT)) + engine)})
+    if gpus:
+        visible = base.get("CUDA_VISIBLE_DEVICES")
+        devices = visible.split(",") if visible else [str(g) for g in range(gpus)]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices[engine * tensor_parallel:(engine + 1) * tensor_parallel])
+    elif base.get(pc.CPU_THREADS):
+        share = str(max(1, int(base[pc.CPU_THREADS]) // engines))
+        env.update({pc.CPU_THREADS: share, "OMP_NUM_THREADS": share})
+    return env
+
+
+def main() -> int:
+    engines = int(os.environ.get(pc.ROLLOUT_ENGINES, "1"))
+    if engines == 1:  # the server itself: nothing to supervise
+        os.execv(sys.executable, [sys.executable, "-m", SERVER])
+    spec = load_manifest(os.environ.get(pc.JOB_CONFIG, "/etc/seesaw/job.yaml"))["spec"]
+    tp, gpus = spec["rollout"]["tensorParallel"], spec["cluster"]["gpusPerNode"]
+    children = [subprocess.Popen([sys.executable, "-m", SERVER], env=engine_env(dict(os.environ), e, engines, tp, gpus))
+                for e in range(engines)]
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(143)))
+    while True:
+        for engine, child in enumerate(children):
+            code = child.poll()
+            if code is not None:
+                print(f"rollout engine {engine} exited with code {code}: stopping the pod's other engines", flush=True)
+                stop()
+                for other in children:
+                    other.wait()
+                return 128 - code if code < 0 else code or 1  # a signal's death as a shell reports it
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
