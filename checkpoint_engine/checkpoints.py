@@ -58,16 +58,38 @@ def write_state(staging: Path, state: dict[str, Any]) -> None:
     _write_atomically(staging / STATE_FILE, json.dumps(state))
 
 
+def _fsync_tree(directory: Path) -> None:
+    """Every file and directory below (and including) directory on disk, before `latest` names it."""
+    for path in sorted(directory.rglob("*"), reverse=True) + [directory]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _iteration(path: Path) -> int:
+    return int(path.name.removeprefix("iteration-"))
+
+
 def commit(staging: Path) -> Path:
-    """Make a fully written staging directory the latest checkpoint; prune old ones."""
+    """Make a fully written staging directory the latest checkpoint; prune older ones."""
     if not (staging / STATE_FILE).is_file():
         raise CheckpointError(f"{staging} has no {STATE_FILE}: not a complete checkpoint")
     root = staging.parent
     final = root / staging.name.removesuffix(".partial")
-    shutil.rmtree(final, ignore_errors=True)  # the same iteration checkpointed again after a restart
+    _fsync_tree(staging)
+    if final.exists():  # the same iteration checkpointed again after a restart: move the old one aside first
+        stale = root / f"{final.name}.stale"
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(final, stale)
+        shutil.rmtree(stale, ignore_errors=True)
     os.replace(staging, final)
     _write_atomically(root / LATEST, final.name + "\n")
-    for old in sorted(p for p in root.glob("iteration-*") if p.is_dir() and not p.name.endswith(".partial"))[:-KEEP]:
+    # only checkpoints older than this one: a newer one (an earlier job's, on a reused volume) is not ours to judge
+    older = sorted((p for p in root.glob("iteration-*") if p.is_dir() and p.name[len("iteration-"):].isdigit()
+                    and _iteration(p) < _iteration(final)), key=_iteration)
+    for old in older[:max(0, len(older) - (KEEP - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -75,10 +97,11 @@ def commit(staging: Path) -> Path:
 def latest(root: Path) -> Path | None:
     """The newest complete checkpoint under root, or None when there is none yet."""
     pointer = root / LATEST
-    if not pointer.is_file():
-        return None
-    found = root / pointer.read_text().strip()
-    return found if (found / STATE_FILE).is_file() else None
+    if pointer.is_file() and (root / pointer.read_text().strip() / STATE_FILE).is_file():
+        return root / pointer.read_text().strip()
+    # a crash while the same iteration was checkpointed again: the newest complete one left
+    complete = [p for p in root.glob("iteration-*") if p.name[len("iteration-"):].isdigit() and (p / STATE_FILE).is_file()]
+    return max(complete, key=_iteration, default=None)
 
 
 def resolve(path: str | Path) -> Path:

@@ -121,6 +121,7 @@ class Conductor:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.checkpoint_root = Path(spec["checkpoint"]["path"])
         self.before: dict[str, float] | None = None  # held-out accuracy before RL (kept in checkpoints)
+        self.resumed: Path | None = None  # the checkpoint this run continues from
 
     # --- phases --------------------------------------------------------------------------
     def wait_ready(self) -> None:
@@ -390,33 +391,36 @@ class Conductor:
         self.on_progress(iteration, "checkpoint", {"path": str(path)})
         return path
 
-    def resume(self, checkpoint: Path) -> int:
+    def resume(self, checkpoint: str) -> int:
         """Load every trainer and the conductor's own state; returns the iteration to go on at.
         The metrics file keeps one record per iteration: the checkpoint's (a failed attempt's
-        records are set aside in metrics.attempt-N.jsonl)."""
-        def work() -> dict[str, Any]:
-            state = checkpoints.read_state(checkpoint)
+        records are set aside in metrics.attempt-N.jsonl). A checkpoint that cannot be read
+        fails the starting phase, naming it."""
+        def work() -> int:
+            found = checkpoints.resolve(checkpoint)
+            state = checkpoints.read_state(found)
             loaded = on_every_pod(self.pods, Phase.STARTING, lambda pod: pod.trainer.call(
-                "/checkpoint/load", {"path": str(checkpoint / checkpoints.TRAINER_DIR)},
+                "/checkpoint/load", {"path": str(found / checkpoints.TRAINER_DIR)},
                 timeout=self.machine.remaining()), self.machine.remaining() - GANG_MARGIN)
             if loaded[0]["iteration"] != state["iteration"]:
-                raise checkpoints.CheckpointError(f"{checkpoint}: the trainer's state is of iteration {loaded[0]['iteration']}, "
+                raise checkpoints.CheckpointError(f"{found}: the trainer's state is of iteration {loaded[0]['iteration']}, "
                                                   f"the conductor's of iteration {state['iteration']}")
-            return state
+            version, internal, gauss = state["rng"]
+            self.rng.setstate((version, tuple(internal), gauss))
+            self.sampler.load_state(state["sampler"])
+            if self.partial:
+                self.partial.groups = [Group(g["problem_index"], [PartialResponse(**m) for m in g["members"]])
+                                       for g in state["partial_groups"]]
+            for engine, prompts in zip(self.engines, state["engine_prompts"]):
+                engine["prompts"] = prompts
+            self.before = state["accuracy_before"]
+            self.history = [IterationMetrics(**m) for m in state["history"]]
+            self.resumed = found
+            return state["iteration"] + 1
 
-        state = self.machine.run(Phase.STARTING, 0, work)
-        version, internal, gauss = state["rng"]
-        self.rng.setstate((version, tuple(internal), gauss))
-        self.sampler.load_state(state["sampler"])
-        if self.partial:
-            self.partial.groups = [Group(g["problem_index"], [PartialResponse(**m) for m in g["members"]])
-                                   for g in state["partial_groups"]]
-        for engine, prompts in zip(self.engines, state["engine_prompts"]):
-            engine["prompts"] = prompts
-        self.before = state["accuracy_before"]
-        self.history = [IterationMetrics(**m) for m in state["history"]]
+        start = self.machine.run(Phase.STARTING, 0, work)
         self._start_metrics_file()
-        return state["iteration"] + 1
+        return start
 
     def _start_metrics_file(self) -> None:
         if self.metrics_path.exists():
@@ -439,7 +443,7 @@ class Conductor:
         rl = self.spec["rl"]
         self.log(f"waiting for the trainer and rollout containers (timeout {self.spec['timeouts']['startupSeconds']:.0f}s)")
         self.wait_ready()
-        start = self.resume(checkpoints.resolve(self.resume_from)) if self.resume_from else 1
+        start = self.resume(self.resume_from) if self.resume_from else 1
         if self.resume_from:
             self.log(f"resumed from {self.resume_from}: continuing at iteration {start}")
         else:
@@ -453,8 +457,8 @@ class Conductor:
                  f"{before['greedy']:.3f} greedy, on {len(self.task.eval)} prompts")
         every_eval = rl["evaluation"]["everyIterations"]
         every_ckpt = self.spec["checkpoint"]["everyIterations"]
-        exported = checkpoints.latest(self.checkpoint_root)  # a run resumed at its end exports nothing new
-        exported = exported / checkpoints.MODEL_DIR if exported else ""
+        # a run resumed at its end checkpoints nothing new: the policy is the resumed checkpoint's
+        exported = self.resumed / checkpoints.MODEL_DIR if self.resumed else ""
         for iteration in range(start, rl["iterations"] + 1):
             served_before = [e["prompts"] for e in self.engines]
             samples, rollout_stats = self.roll_out(iteration)

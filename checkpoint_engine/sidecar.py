@@ -66,8 +66,11 @@ def main() -> int:
     plot_path = run_dir / "run.png"
     try:
         summary = conductor.run()
-    except PhaseError as err:
+    except Exception as err:  # a phase's error, or one between phases (writing a checkpoint): the job fails, said so
         release_followers(conductor.pods)
+        if not isinstance(err, PhaseError):
+            logging.exception("the conductor failed between phases")
+            err = f"{type(err).__name__}: {err}"
         log(f"FAILED: {err}")
         if reporter:
             reporter.failed(str(err))

@@ -13,6 +13,7 @@ import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight ch
 import seesaw.trainer  # noqa: F401  (registers the trainer backends)
 from seesaw.backend_selection import Hardware, choose_backends
 from seesaw.interfaces import Sample, backend, weight_channel
+from seesaw.spec import rollout_engines_per_pod
 from seesaw.rpc import serve
 from seesaw.model.export import export_hf_model
 from seesaw.trainer import distributed
@@ -43,8 +44,9 @@ class TrainerService:
                 rank, world = join_trainer_group(device, self.env.spec["timeouts"]["startupSeconds"])
                 log.info("trainer rank %d of %d", rank, world)
             self.trainer = backend("trainer", choice.trainer)(self.env.model_dir, self.env.spec, device=device)
-            # the rollout engine's tensor-parallel group: the GPUs a sender may stage copies on
-            rollout_gpus = list(range(self.env.spec["rollout"]["tensorParallel"]))
+            # every rollout engine's tensor-parallel group: the GPUs a sender may stage copies on
+            spec = self.env.spec
+            rollout_gpus = list(range(rollout_engines_per_pod(spec) * spec["rollout"]["tensorParallel"]))
             self.sender = weight_channel(choice.weight_channel).open_sender(self.trainer, self.env.pod_ip, rollout_gpus)
             log.info("trainer ready: %s backend, %s weight channel", choice.trainer, choice.weight_channel)
         except Exception as err:  # reported through /healthz so the conductor can say why

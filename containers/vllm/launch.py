@@ -19,6 +19,7 @@ from seesaw import pod_contract as pc
 from seesaw.spec import load_manifest
 
 SERVER = "seesaw.rollout.server"
+STOP_SECONDS = 20
 
 
 def engine_env(base: dict[str, str], engine: int, engines: int, tensor_parallel: int, gpus: int) -> dict[str, str]:
@@ -45,9 +46,17 @@ def main() -> int:
                 for e in range(engines)]
 
     def stop(*_: object) -> None:
+        """Stop every engine; one hung in its shutdown (after a GPU fault) is killed."""
         for child in children:
             if child.poll() is None:
                 child.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
     signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(143)))
     while True:
@@ -56,8 +65,6 @@ def main() -> int:
             if code is not None:
                 print(f"rollout engine {engine} exited with code {code}: stopping the pod's other engines", flush=True)
                 stop()
-                for other in children:
-                    other.wait()
                 return 128 - code if code < 0 else code or 1  # a signal's death as a shell reports it
         time.sleep(0.5)
 

@@ -161,7 +161,6 @@ class CurriculumSampler(UniformSampler):
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        self.iterations = state.get("iterations", self.iterations)
         self.start_fraction = state.get("start_fraction", self.start_fraction)
 
 
