@@ -1,13 +1,12 @@
 """Two pods, one job: `seesaw run` on the 2-pod example plays the gang the operator starts."""
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pod_helpers import kill_after_first_iteration, processes_of_run
+from pod_helpers import kill_after_first_iteration, processes_of_run, run_to_completion
 from seesaw.spec import load_manifest
 
 pytestmark = pytest.mark.slow
@@ -30,14 +29,8 @@ def two_pod_job(tmp_path: Path, iterations: int, max_restarts: int = 0) -> Path:
 
 def test_two_pods_roll_out_train_and_sync_as_one_job(tmp_path):
     job = two_pod_job(tmp_path, iterations=3)
-    summary_path = tmp_path / "summary.json"
-    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs"), "--summary-json", str(summary_path)],
-                            capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    summary = json.loads(summary_path.read_text())
+    result, summary, metrics, _ = run_to_completion(SEESAW, job, tmp_path)
     assert summary["pods"] == 2 and [e["pod"] for e in summary["engines"]] == [0, 1]
-    metrics = [json.loads(line) for line in next((tmp_path / "runs").glob("tiny-reverse-2pods-*")).joinpath(
-        "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [1, 2, 3]
     for m in metrics:
         engines = m["engines"]
@@ -99,15 +92,9 @@ def test_two_engines_in_one_pod_share_the_rollouts_and_both_prove_every_sync(tmp
     spec["rl"]["evaluation"].update(prompts=32, everyIterations=0)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(manifest))
-    summary_path = tmp_path / "summary.json"
-    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs"), "--summary-json", str(summary_path)],
-                            capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    result, summary, metrics, _ = run_to_completion(SEESAW, job, tmp_path)
     assert "rollout engine 0 ready" in result.stdout and "rollout engine 1 ready" in result.stdout
-    summary = json.loads(summary_path.read_text())
     assert [(e["pod"], e["engine"]) for e in summary["engines"]] == [(0, 0), (0, 1)]
-    metrics = [json.loads(line) for line in next((tmp_path / "runs").glob("tiny-reverse-*")).joinpath(
-        "metrics.jsonl").read_text().splitlines()]
     for m in metrics:
         assert [e["prompts"] for e in m["engines"]] == [4, 4], "each engine of the pod rolls out half the prompts"
         assert [e["weight_version"] for e in m["engines"]] == [m["iteration"] + 1] * 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pod_helpers import kill_after_first_iteration, tiny_manifest, vllm_and_transformers_logprobs
+from pod_helpers import kill_after_first_iteration, run_to_completion, tiny_manifest, vllm_and_transformers_logprobs
 
 pytestmark = pytest.mark.slow
 SEESAW = str(Path(sys.executable).parent / "seesaw")
@@ -25,20 +25,14 @@ def write_job(tmp_path, iterations, max_restarts=0):
 
 def test_run_writes_summary_metrics_and_plot(tmp_path):
     job = write_job(tmp_path, iterations=2)
-    summary_path = tmp_path / "summary.json"
-    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs"), "--summary-json", str(summary_path)],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    result, summary, metrics, run_dir = run_to_completion(SEESAW, job, tmp_path, timeout=600)
     assert "iter   1/2 | rollout" in result.stdout and "iter   2/2" in result.stdout
-    summary = json.loads(summary_path.read_text())
     assert summary["iterations"] == 2 and summary["eval_prompts"] == 32
     for key in ("accuracy_before", "accuracy_after", "wall_seconds"):
         assert isinstance(summary[key], float)
     assert 0.0 <= summary["accuracy_after"] <= 1.0
     assert summary["sync"]["bytes"] > 0 and summary["sync"]["seconds"] > 0
     assert summary["sync"]["max_abs_logprob_diff"] < 1e-4
-    run_dir = next((tmp_path / "runs").glob("tiny-reverse-*"))
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [1, 2]
     assert all(m["rollout_trainer_logprob_diff"] < 1e-4 for m in metrics)
     assert (run_dir / "run.png").read_bytes()[:4] == b"\x89PNG"

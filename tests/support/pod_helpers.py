@@ -126,3 +126,17 @@ def processes_of_run(run_dir: Path) -> list:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return found
+
+
+def run_to_completion(seesaw: str, job: Path, cwd: Path, timeout: float = 900):
+    """`seesaw run job` in cwd/runs that must succeed: (its result, summary, metrics records, run dir)."""
+    import json
+    import subprocess
+
+    summary_path = cwd / "summary.json"
+    result = subprocess.run([seesaw, "run", str(job), "--workdir", str(cwd / "runs"), "--summary-json", str(summary_path)],
+                            capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    run_dir = next(p for p in (cwd / "runs").iterdir() if p.name != ".cache")
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return result, json.loads(summary_path.read_text()), metrics, run_dir
