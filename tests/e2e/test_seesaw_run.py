@@ -43,7 +43,8 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     assert exported == checkpoints / "iteration-000002" / "model"
     # the exported policy is a Hugging Face model that vLLM serves as the trainer computes it
     served, expected = vllm_and_transformers_logprobs(exported)
-    assert max(abs(a - b) for xs, ys in zip(served, expected) for a, b in zip(xs, ys)) < 1e-3
+    worst = max(abs(a - b) / max(1.0, abs(b)) for xs, ys in zip(served, expected) for a, b in zip(xs, ys))
+    assert worst < 1e-3, f"vLLM {served} vs transformers {expected}"
 
     # a restarted job continues after its checkpoint's iteration (given the checkpoints directory: its latest)
     job = write_job(tmp_path, iterations=3)
@@ -55,7 +56,7 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     resumed = next((tmp_path / "resumed").glob("tiny-reverse-*"))
     records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in records] == [1, 2, 3], "the checkpoint carries the metrics recorded before it"
-    assert records[:2] == metrics
+    assert json.dumps(records[:2], sort_keys=True) == json.dumps(metrics, sort_keys=True)  # NaN-safe
 
 
 def test_resume_from_a_path_without_a_checkpoint_is_refused_naming_the_option(tmp_path):
