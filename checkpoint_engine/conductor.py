@@ -489,9 +489,10 @@ class Conductor:
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)
                 metrics.eval_accuracy, metrics.eval_greedy_accuracy = evaluated["sampled"], evaluated["greedy"]
-            self._record(metrics, rl["iterations"])
-            if staging:
+            self.history.append(metrics)
+            if staging:  # committed before the iteration is reported: whoever sees "iter N" can resume from N
                 exported = self.commit_checkpoint(staging, iteration) / checkpoints.MODEL_DIR
+            self._record(metrics, rl["iterations"])
         after = self.evaluate(rl["iterations"], self.task.eval)
         self.machine.finish(rl["iterations"])
         diff = self.last_sync["probe_max_abs_logprob_diff"]
@@ -512,7 +513,6 @@ class Conductor:
         )
 
     def _record(self, metrics: IterationMetrics, total: int) -> None:
-        self.history.append(metrics)
         with self.metrics_path.open("a") as out:
             out.write(json.dumps(asdict(metrics)) + "\n")
         eval_part = f" | eval {metrics.eval_accuracy:.3f}" if metrics.eval_accuracy is not None else ""
