@@ -25,7 +25,7 @@ from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuff
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.sampling import make_sampler
 from seesaw.rl.training import data_parallel_shares, split_sizes
-from seesaw.rpc import WorkerClient
+from seesaw.rpc import WorkerClient, WorkerError
 from seesaw.tasks import Problem, Task
 
 MiB = 1024 * 1024
@@ -399,9 +399,12 @@ class Conductor:
         def work() -> int:
             found = checkpoints.resolve(checkpoint)
             state = checkpoints.read_state(found)
-            loaded = on_every_pod(self.pods, Phase.STARTING, lambda pod: pod.trainer.call(
-                "/checkpoint/load", {"path": str(found / checkpoints.TRAINER_DIR)},
-                timeout=self.machine.remaining()), self.machine.remaining() - GANG_MARGIN)
+            try:
+                loaded = on_every_pod(self.pods, Phase.STARTING, lambda pod: pod.trainer.call(
+                    "/checkpoint/load", {"path": str(found / checkpoints.TRAINER_DIR)},
+                    timeout=self.machine.remaining()), self.machine.remaining() - GANG_MARGIN)
+            except (PhaseError, WorkerError) as err:
+                raise checkpoints.CheckpointError(f"{found}: the trainer could not load it: {err}") from err
             if loaded[0]["iteration"] != state["iteration"]:
                 raise checkpoints.CheckpointError(f"{found}: the trainer's state is of iteration {loaded[0]['iteration']}, "
                                                   f"the conductor's of iteration {state['iteration']}")

@@ -11,6 +11,7 @@ from transformers import AutoTokenizer
 from seesaw import pod_contract
 from seesaw.checkpoint_engine.conductor import Conductor
 from seesaw.checkpoint_engine.gang import GangServer, follow, follower_workers, release_followers, rollout_clients
+from seesaw.checkpoint_engine.checkpoints import CheckpointError
 from seesaw.checkpoint_engine.phases import PhaseError
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.report import plot_run, write_summary
@@ -26,6 +27,14 @@ def _progress_reporter():
     except ImportError:
         return None
     return reporter_from_env()
+
+
+def _caused_by(err: BaseException, kind: type) -> bool:
+    while err is not None:
+        if isinstance(err, kind):
+            return True
+        err = err.__cause__
+    return False
 
 
 def main() -> int:
@@ -70,13 +79,14 @@ def main() -> int:
         release_followers(conductor.pods)
         if not isinstance(err, PhaseError):
             logging.exception("the conductor failed between phases")
-            err = f"{type(err).__name__}: {err}"
-        log(f"FAILED: {err}")
+        message = str(err) if isinstance(err, PhaseError) else f"{type(err).__name__}: {err}"
+        unrecoverable = _caused_by(err, CheckpointError)
+        log(f"FAILED: {message}" + ("; not retried: a restart would fail the same way" if unrecoverable else ""))
         if reporter:
-            reporter.failed(str(err))
+            reporter.failed(message)
         if conductor.history:
             plot_run([vars(m) for m in conductor.history], conductor.machine.timeline, None, None, plot_path)
-        return 1
+        return pod_contract.EXIT_UNRECOVERABLE if unrecoverable else 1
     release_followers(conductor.pods)
     summary_path = Path(os.environ.get(pod_contract.SUMMARY_JSON) or run_dir / "summary.json")
     write_summary(summary, summary_path)

@@ -79,6 +79,7 @@ REASON_RESTART_LIMIT = "RestartLimitExceeded"
 REASON_NON_RETRYABLE = "NonRetryableFailure"
 REASON_DEADLINE = "DeadlineExceeded"
 REASON_SPEC_INVALID = "SpecInvalid"
+REASON_UNRECOVERABLE = "Unrecoverable"  # the checkpoint engine exited with pod_contract.EXIT_UNRECOVERABLE
 REASON_SUCCEEDED = "JobSucceeded"
 REASON_FINISHED = "JobFinished"
 REASON_CHECKPOINT_WRITTEN = "CheckpointWritten"

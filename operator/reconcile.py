@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from typing import Any
 
+from seesaw import pod_contract
 from seesaw.operator import constants as c
 from seesaw.operator.build import num_pods
 from seesaw.operator.conditions import get_condition, iso, is_true, parse_time, set_condition
@@ -79,6 +80,8 @@ def _container_failure(statuses: list[Obj]) -> tuple[str, str] | None:
         terminated = state.get("terminated") or {}
         if terminated and terminated.get("exitCode", 0) != 0:
             reason = terminated.get("reason") or "Error"
+            if status["name"] == c.CONTAINER_CHECKPOINT_ENGINE and terminated["exitCode"] == pod_contract.EXIT_UNRECOVERABLE:
+                reason = c.REASON_UNRECOVERABLE  # the conductor found a restart would fail the same way
             detail = terminated.get("message") or ""
             return reason, f"container {status['name']} exited with code {terminated['exitCode']} ({reason}){': ' + detail if detail else ''}"
     return None

@@ -26,6 +26,9 @@ ROLLOUT_URL = "SEESAW_ROLLOUT_URL"
 COLOCATED = "SEESAW_COLOCATED"            # 0 where trainer and rollout do not share a GPU
 CPU_THREADS = "SEESAW_CPU_THREADS"        # threads a CPU worker may use: its share of the pod's cores
 
+# --- exit codes ------------------------------------------------------------------------------
+EXIT_UNRECOVERABLE = 3  # the checkpoint engine's: a restart would fail the same way (an unreadable checkpoint)
+
 # --- default ports (the operator's pods use these; `seesaw run` picks free ones) -------------
 DEFAULT_TRAINER_PORT = 18100
 DEFAULT_ROLLOUT_PORT = 18200

@@ -202,6 +202,8 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         if code in (0, 130):
             break
         latest = checkpoints.latest(checkpoint_root)
+        if code == pc.EXIT_UNRECOVERABLE:
+            break  # the checkpoint engine said why; a restart would fail the same way
         if restarts >= policy["maxRestarts"]:
             print(f"FAILED: {failure}; the gang was restarted {restarts} time(s), spec.failurePolicy.maxRestarts is "
                   f"{policy['maxRestarts']}", flush=True)

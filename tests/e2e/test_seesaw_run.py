@@ -67,6 +67,20 @@ def test_resume_from_a_path_without_a_checkpoint_is_refused_naming_the_option(tm
     assert "--resume-from" in result.stderr and "latest" in result.stderr, result.stderr
 
 
+def test_a_checkpoint_the_trainer_cannot_load_fails_the_start_once_naming_it(tmp_path):
+    broken = tmp_path / "checkpoints" / "iteration-000001"
+    (broken / "trainer").mkdir(parents=True)
+    (broken / "trainer" / "state.pt").write_bytes(b"not a checkpoint")
+    (broken / "conductor.json").write_text(json.dumps({"iteration": 1}))
+    job = write_job(tmp_path, iterations=2, max_restarts=2)
+    result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs"), "--resume-from", str(broken)],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode != 0
+    assert f"{broken}: the trainer could not load it" in result.stdout, result.stdout[-3000:]
+    assert "not retried: a restart would fail the same way" in result.stdout
+    assert "restarting the gang" not in result.stdout
+
+
 def test_partial_rollouts_finish_long_responses_over_several_iterations(partial_rollout_run):
     _, run_dir, _ = partial_rollout_run
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

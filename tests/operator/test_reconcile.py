@@ -71,6 +71,17 @@ def test_a_configured_non_retryable_reason_fails_at_once():
     assert "secret x not found" in plan.status["message"] and plan.delete_pods == ["j-0", "j-1"]
 
 
+def test_a_checkpoint_engine_that_says_a_restart_would_fail_the_same_way_fails_the_job_at_once():
+    failed = pod(0, ready=False, phase="Failed", containerStatuses=[
+        {"name": c.CONTAINER_CHECKPOINT_ENGINE, "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}])
+    plan = decide(job({"attempt": 0}), [failed, pod(1)], NOW)
+    assert plan.status["phase"] == c.FAILED and plan.status["reason"] == c.REASON_NON_RETRYABLE
+    assert "Unrecoverable" in plan.status["message"] and not plan.create_pods
+    other = pod(0, ready=False, phase="Failed", containerStatuses=[
+        {"name": c.CONTAINER_CHECKPOINT_ENGINE, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}])
+    assert decide(job({"attempt": 0}), [other, pod(1)], NOW).status["restarts"] == 1  # any other exit: the gang restarts
+
+
 def test_conditions_keep_their_transition_time_until_they_flip():
     first = decide(job(), [pod(0), pod(1)], NOW).status
     ready_at = next(x for x in first["conditions"] if x["type"] == c.COND_READY)["lastTransitionTime"]
