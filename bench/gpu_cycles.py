@@ -17,25 +17,14 @@ import tempfile
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from seesaw.interfaces import Sample, backend
+from seesaw.interfaces import backend
+from synthetic import random_samples
 import seesaw.trainer.megatron_backend  # noqa: F401  (registers "megatron")
 
 
 def device_used_bytes() -> int:
     free, total = torch.cuda.mem_get_info()
     return total - free
-
-
-def samples(seed: int, vocab: int) -> list[Sample]:
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for prompt in range(8):
-        p = torch.randint(4, vocab, (16,), generator=gen).tolist()
-        for _ in range(4):
-            r = torch.randint(4, vocab, (int(torch.randint(8, 64, (1,), generator=gen)),), generator=gen).tolist()
-            out.append(Sample(prompt, p, r, (-torch.rand(len(r), generator=gen) * 3).tolist(),
-                              reward=float(torch.rand(1, generator=gen) > 0.5)))
-    return out
 
 
 def main() -> None:
@@ -57,7 +46,7 @@ def main() -> None:
         LlamaForCausalLM(cfg).save_pretrained(model_dir)
         trainer = backend("trainer", "megatron")(model_dir, spec, device="cuda")
         for cycle in range(args.warmup + args.cycles):
-            trainer.train_step(samples(cycle, cfg.vocab_size), tau=0.1)
+            trainer.train_step(random_samples(cycle, cfg.vocab_size, 16, (8, 64)), tau=0.1)
             down = trainer.offload()
             torch.cuda.synchronize()
             row = {"cycle": cycle, "allocated": torch.cuda.memory_allocated(), "reserved": torch.cuda.memory_reserved(),

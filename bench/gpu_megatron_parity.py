@@ -17,21 +17,10 @@ import tempfile
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from seesaw.interfaces import Sample, backend
+from seesaw.interfaces import backend
+from synthetic import random_samples
 import seesaw.trainer.megatron_backend  # noqa: F401  (registers "megatron")
 import seesaw.trainer.torch_backend  # noqa: F401  (registers "torch")
-
-
-def batch(seed: int, vocab: int) -> list[Sample]:
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for prompt in range(8):
-        p = torch.randint(4, vocab, (6,), generator=gen).tolist()
-        for _ in range(4):
-            r = torch.randint(4, vocab, (int(torch.randint(2, 12, (1,), generator=gen)),), generator=gen).tolist()
-            out.append(Sample(prompt, p, r, (-torch.rand(len(r), generator=gen) * 3).tolist(),
-                              reward=float(torch.rand(1, generator=gen) > 0.5)))
-    return out
 
 
 def main() -> None:
@@ -51,14 +40,14 @@ def main() -> None:
         LlamaForCausalLM(cfg).save_pretrained(model_dir)
         cpu = backend("trainer", "torch")(model_dir, spec, device="cpu")
         gpu = backend("trainer", "megatron")(model_dir, spec, device="cuda")
-        probe = batch(99, cfg.vocab_size)
+        probe = random_samples(99, cfg.vocab_size, 6, (2, 12))
         lp_cpu = cpu.sequence_logprobs([s.prompt_ids for s in probe], [s.response_ids for s in probe])
         lp_gpu = gpu.sequence_logprobs([s.prompt_ids for s in probe], [s.response_ids for s in probe])
         lp_diff = max(abs(a - b) for ra, rb in zip(lp_cpu, lp_gpu) for a, b in zip(ra, rb))
         print(f"max |logprob cpu - megatron| before training: {lp_diff:.2e}")
         steps = []
         for step in range(args.steps):
-            samples = batch(step, cfg.vocab_size)
+            samples = random_samples(step, cfg.vocab_size, 6, (2, 12))
             a, b = cpu.train_step(samples, tau=0.1), gpu.train_step(samples, tau=0.1)
             steps.append({"step": step, "loss_cpu": a.loss, "loss_megatron": b.loss, "abs_diff": abs(a.loss - b.loss)})
             print(f"step {step}: loss cpu {a.loss:.8f} megatron {b.loss:.8f} |diff| {abs(a.loss - b.loss):.2e}")

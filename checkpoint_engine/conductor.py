@@ -89,7 +89,6 @@ class Conductor:
         self.spec = spec
         self.task = task
         self.tokenizer = tokenizer
-        self.trainer = trainer  # pod 0's
         self.pods = [PodWorkers(0, trainer, rollouts), *followers]
         # every rollout engine of the gang, pod by pod, and what it served and proved after the last sync
         self.slots = [(pod, client) for pod in self.pods for client in pod.rollouts]
