@@ -24,7 +24,7 @@ from seesaw.model.prompt import encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.sampling import make_sampler
-from seesaw.rl.training import data_parallel_shares, split_sizes
+from seesaw.rl.training import split_sizes
 from seesaw.rpc import WorkerClient, WorkerError
 from seesaw.tasks import Problem, Task
 
@@ -74,6 +74,7 @@ class RunSummary:
     wall_seconds: float
     sync: dict[str, float]
     pods: int = 1
+    trainer_ranks: int = 1  # the job's torch.distributed trainer group (pods x ranks per pod)
     # per rollout engine: its pod, the prompts it served; weight version, checksum and probe difference after the last sync
     engines: list[dict[str, Any]] = field(default_factory=list)
     exported_model: str = ""  # the trained policy as a Hugging Face model directory
@@ -121,6 +122,7 @@ class Conductor:
         self.checkpoint_root = Path(spec["checkpoint"]["path"])
         self.before: dict[str, float] | None = None  # held-out accuracy before RL (kept in checkpoints)
         self.resumed: Path | None = None  # the checkpoint this run continues from
+        self.trainer_ranks = 1  # every pod's trainer reports the group's size once ready
 
     # --- phases --------------------------------------------------------------------------
     def wait_ready(self) -> None:
@@ -132,7 +134,8 @@ class Conductor:
                     if state and state.get("error"):
                         raise PhaseError(Phase.STARTING, f"{name} failed to start: {state['error']}")
                     if state and state.get("ready"):
-                        self.log(f"{name} ready")
+                        self.trainer_ranks = max(self.trainer_ranks, int(state.get("ranks", 1)))
+                        self.log(f"{name} ready" + (f" ({state['local_ranks']} ranks)" if state.get("local_ranks", 1) > 1 else ""))
                         del pending[name]
                 time.sleep(0.5)
 
@@ -337,22 +340,18 @@ class Conductor:
         return samples, stats
 
     def train(self, iteration: int, samples: list[Sample]) -> dict[str, Any]:
-        """The rollout engine frees its memory before the trainer takes its state back."""
-        shares = data_parallel_shares(samples, len(self.pods))  # one data-parallel rank per pod's trainer
-        prompts_per_rank = [len({s.prompt_index for s in share}) for share in shares]
+        """The rollout engine frees its memory before the trainer takes its state back. Every
+        pod's trainer gets the whole batch: each rank takes its data-parallel share (whose
+        size every rank must know) and reports the whole step's statistics."""
+        batch = {"samples": [asdict(s) for s in samples], "tau": self.spec["rl"]["tau"]}
 
         def on_pod(pod: PodWorkers) -> dict[str, Any]:
             on_each(pod.rollouts, lambda rollout: rollout.call("/sleep", timeout=self.machine.remaining()))
             pod.trainer.call("/onload", timeout=self.machine.remaining())
-            return pod.trainer.call("/train", {"samples": [asdict(s) for s in shares[pod.index]], "tau": self.spec["rl"]["tau"],
-                                               "prompts_per_rank": prompts_per_rank}, timeout=self.machine.remaining())
+            return pod.trainer.call("/train", batch, timeout=self.machine.remaining())
 
         def work() -> dict[str, Any]:
-            ranks = on_every_pod(self.pods, Phase.TRAIN, on_pod, self.machine.remaining() - GANG_MARGIN)
-            # each rank's loss is its prompts' share of each step's loss: the step's loss is their sum
-            stats = dict(ranks[0], loss=sum(r["loss"] for r in ranks), tokens=sum(r["tokens"] for r in ranks))
-            stats["extra"] = dict(ranks[0]["extra"], max_abs_logprob_diff=max(r["extra"]["max_abs_logprob_diff"] for r in ranks))
-            return stats
+            return on_every_pod(self.pods, Phase.TRAIN, on_pod, self.machine.remaining() - GANG_MARGIN)[0]
 
         return self.machine.run(Phase.TRAIN, iteration, work)
 
@@ -510,7 +509,8 @@ class Conductor:
             sync={"bytes": int(self.last_sync["bytes"]), "seconds": float(self.last_sync["seconds"]),
                   "mean_phase_seconds": statistics.fmean(sync_history) if sync_history else 0.0,
                   "max_abs_logprob_diff": diff},
-            pods=len(self.pods), engines=[dict(e) for e in self.engines], exported_model=str(exported),
+            pods=len(self.pods), trainer_ranks=self.trainer_ranks, engines=[dict(e) for e in self.engines],
+            exported_model=str(exported),
             history=[asdict(m) for m in self.history],
         )
 

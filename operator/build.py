@@ -13,7 +13,7 @@ import yaml
 
 from seesaw import pod_contract
 from seesaw.operator import constants as c
-from seesaw.spec import rollout_engines_per_pod
+from seesaw.spec import rollout_engines_per_pod, trainer_processes_per_pod
 
 Obj = dict[str, Any]
 
@@ -282,6 +282,7 @@ def _env(job: Obj, index: int, attempt: int, resume_from: str | None) -> list[Ob
         {"name": pod_contract.TRAINER_PORT, "value": str(c.TRAINER_PORT)},
         {"name": pod_contract.ROLLOUT_PORT, "value": str(c.ROLLOUT_PORT)},
         {"name": pod_contract.ROLLOUT_ENGINES, "value": str(rollout_engines_per_pod(spec))},
+        {"name": pod_contract.TRAINER_PROCESSES, "value": str(trainer_processes_per_pod(spec))},
         {"name": pod_contract.TRAINER_DIST_PORT, "value": str(c.TRAINER_DIST_PORT)},
         {"name": pod_contract.GANG_PORT, "value": str(c.RENDEZVOUS_PORT)},
         {"name": pod_contract.COLOCATED, "value": "1"},

@@ -38,7 +38,7 @@ TRAINER_DIST_PORT = pod_contract.DEFAULT_TRAINER_DIST_PORT
 CONTAINER_TRAINER = "trainer"
 CONTAINER_ROLLOUT = "rollout"
 CONTAINER_CHECKPOINT_ENGINE = "checkpoint-engine"
-TRAINER_MODULE = "seesaw.trainer.server"
+TRAINER_MODULE = "seesaw.trainer.launch"  # one trainer rank per GPU
 ROLLOUT_MODULE = "seesaw.rollout.launch"  # one vLLM engine per rollout tensor-parallel group
 CHECKPOINT_ENGINE_MODULE = "seesaw.checkpoint_engine.sidecar"
 

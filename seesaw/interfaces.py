@@ -57,7 +57,10 @@ class BucketLayout:
 class Trainer(Protocol):
     """A trainer backend: owns the policy's parameters and optimiser state."""
 
-    def train_step(self, samples: list[Sample], tau: float) -> TrainStats: ...
+    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
+        """One iteration on the whole batch (every rank gets it and trains on its share);
+        the statistics are the whole batch's, the same on every rank."""
+        ...
 
     def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]: ...
 

@@ -19,6 +19,7 @@ TRAINER_PORT = "SEESAW_TRAINER_PORT"
 ROLLOUT_PORT = "SEESAW_ROLLOUT_PORT"            # engine e of the pod serves on ROLLOUT_PORT + e
 ROLLOUT_ENGINES = "SEESAW_ROLLOUT_ENGINES"      # vLLM engines in the pod (one per tensor-parallel group)
 ROLLOUT_ENGINE = "SEESAW_ROLLOUT_ENGINE"        # set by the rollout launcher: which engine a process is
+TRAINER_PROCESSES = "SEESAW_TRAINER_PROCESSES"  # trainer ranks in the pod: one per GPU, one on the CPU
 TRAINER_DIST_PORT = "SEESAW_TRAINER_DIST_PORT"  # torch.distributed rendezvous of all trainer ranks, on pod 0
 GANG_PORT = "SEESAW_GANG_PORT"            # pod 0's checkpoint engine: where the followers join
 TRAINER_URL = "SEESAW_TRAINER_URL"

@@ -187,6 +187,12 @@ def restart_backoff_seconds(failure_policy: dict[str, Any], restarts: int) -> fl
     return min(MAX_RESTART_BACKOFF_SECONDS, float(failure_policy["backoffSeconds"]) * 2 ** (restarts - 1))
 
 
+def trainer_processes_per_pod(spec: dict[str, Any]) -> int:
+    """Trainer ranks in each pod: one per GPU (Megatron's TP x PP x DP covers nodes x
+    gpusPerNode), one on the CPU."""
+    return max(1, int(spec["cluster"]["gpusPerNode"]))
+
+
 def rollout_engines_per_pod(spec: dict[str, Any]) -> int:
     """vLLM engines in each pod: spec.rollout.enginesPerPod, or one per tensor-parallel group
     of the pod's GPUs (so every GPU serves rollouts), or one on the CPU."""

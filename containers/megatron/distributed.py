@@ -3,12 +3,15 @@ data-parallel replicas identical.
 
 Ranks come from the pod contract: pod index x processes per pod + local rank; the group
 meets on pod 0 (SEESAW_RENDEZVOUS) at the trainer-dist port. gloo on the CPU, NCCL on GPUs.
+Each pod's ranks also share a small gloo group over which its local rank 0, the one the
+checkpoint engine talks to, tells the others each call (seesaw.trainer.lockstep).
 With one rank every call here is a no-op, so a single-pod job runs as before.
 """
 from __future__ import annotations
 
 import datetime
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -20,19 +23,57 @@ class ReplicaMismatch(RuntimeError):
     """Data-parallel replicas diverged after an optimiser step; the message names the ranks."""
 
 
+# Between two calls a pod's follower ranks wait for the next one, through whole rollout
+# phases: their control group must not time out as a collective would.
+CONTROL_TIMEOUT = datetime.timedelta(days=365)
+_pod_group = None  # this pod's trainer ranks, for the leader's control messages (gloo)
+_pod_leader = 0  # the global rank of this pod's local rank 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def join_trainer_group(device: str, timeout_seconds: float) -> tuple[int, int]:
-    """Join (once) the group of every trainer rank of the job; returns (rank, world size)."""
+    """Join (once) the group of every trainer rank of the job; returns (rank, world size).
+    On a GPU each rank takes the GPU of its local rank."""
+    global _pod_group, _pod_leader
     pods = int(os.environ.get(pc.NUM_PODS, "1"))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    rank = int(os.environ.get(pc.POD_INDEX, "0")) * local_world + local_rank
+    local_world = local_world_size()
+    rank = int(os.environ.get(pc.POD_INDEX, "0")) * local_world + local_rank()
     world = pods * local_world
+    if device == "cuda":
+        torch.cuda.set_device(local_rank())
     if world > 1 and not dist.is_initialized():
         host = os.environ.get(pc.RENDEZVOUS, "127.0.0.1")
         port = int(os.environ.get(pc.TRAINER_DIST_PORT, pc.DEFAULT_TRAINER_DIST_PORT))
+        extra = {"device_id": torch.device("cuda", local_rank())} if device == "cuda" else {}
         dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method=f"tcp://{host}:{port}",
-                                rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_seconds))
+                                rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_seconds), **extra)
+        if local_world > 1:  # every rank creates every pod's group, in the same order
+            for pod in range(pods):
+                members = list(range(pod * local_world, (pod + 1) * local_world))
+                group = dist.new_group(members, backend="gloo", timeout=CONTROL_TIMEOUT)
+                if rank in members:
+                    _pod_group, _pod_leader = group, members[0]
     return rank, world
+
+
+def tell_pod(message: Any) -> None:
+    """The pod's leader (local rank 0): send the pod's other ranks a control message."""
+    if _pod_group is not None:
+        dist.broadcast_object_list([message], src=_pod_leader, group=_pod_group)
+
+
+def hear_pod_leader() -> Any:
+    """A follower rank: wait for the pod leader's next control message."""
+    box = [None]
+    dist.broadcast_object_list(box, src=_pod_leader, group=_pod_group)
+    return box[0]
 
 
 def rank() -> int:
@@ -51,6 +92,26 @@ def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
         if param.grad is None:
             param.grad = torch.zeros_like(param)
         dist.all_reduce(param.grad)
+
+
+def _collective_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def sum_over_ranks(values: list[float]) -> list[float]:
+    if world_size() == 1:
+        return values
+    total = torch.tensor(values, dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def max_over_ranks(value: float) -> float:
+    if world_size() == 1:
+        return value
+    box = torch.tensor([value], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return float(box[0])
 
 
 def params_checksum(flat: torch.Tensor) -> int:

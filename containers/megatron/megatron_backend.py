@@ -10,14 +10,14 @@ its flat buffers) alive by resizing the underlying storage rather than replacing
 Megatron and CUDA are imported inside the constructor: importing this module (and so
 registering the backend) works on machines without either.
 
-With more than one process (torchrun), rank 0 serves the protocol and every other rank
-runs `follow()`: rank 0 broadcasts each call so all ranks enter the collectives together.
+With one process per GPU (seesaw.trainer.launch), each pod's local rank 0 serves the
+protocol and relays each call to the pod's other ranks (seesaw.trainer.lockstep), so all
+ranks enter the collectives together.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +25,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from seesaw import pod_contract
 from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
 from seesaw.rl.loss import kimi_policy_loss
 from seesaw.rl.training import MiniBatchStats, train_iteration
+from seesaw.trainer.distributed import join_trainer_group
 from seesaw.trainer.resharding import ModelLayout, Parallelism, hf_shapes, model_rules, _local_name, _placement
 
 log = logging.getLogger("seesaw.trainer.megatron")
@@ -222,14 +222,10 @@ class MegatronTrainer:
         trainer = spec["trainer"]
         self.par = Parallelism(tp=trainer["tensorParallel"], pp=trainer["pipelineParallel"], ep=trainer["expertParallel"])
         self.dtype = getattr(torch, spec["model"]["dtype"])
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local_rank)
-        if not dist.is_initialized():
-            os.environ.setdefault("MASTER_ADDR", os.environ.get(pod_contract.RENDEZVOUS, "127.0.0.1"))
-            os.environ.setdefault("MASTER_PORT", os.environ.get("SEESAW_TRAINER_DIST_PORT", "29510"))
-            dist.init_process_group("nccl", rank=int(os.environ.get("RANK", 0)),
-                                    world_size=int(os.environ.get("WORLD_SIZE", 1)),
-                                    device_id=torch.device("cuda", local_rank))
+        join_trainer_group("cuda", spec["timeouts"]["startupSeconds"])
+        if not dist.is_initialized():  # one GPU: Megatron's groups still need a process group
+            dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1,
+                                    device_id=torch.device("cuda", torch.cuda.current_device()))
         if not mpu.model_parallel_is_initialized():
             mpu.initialize_model_parallel(tensor_model_parallel_size=self.par.tp, pipeline_model_parallel_size=self.par.pp,
                                           expert_model_parallel_size=self.par.ep)
@@ -271,32 +267,6 @@ class MegatronTrainer:
         self.offloader: StateOffloader | None = None
         self.last_memory: dict[str, dict[str, float]] = {}
 
-    # --- multi-process control ----------------------------------------------------------
-    def _lead(self, name: str, *args: Any) -> None:
-        """Rank 0 tells the other ranks which call to make (they wait in follow())."""
-        import torch.distributed as dist
-
-        if dist.get_world_size() > 1 and self.rank == 0:
-            dist.broadcast_object_list([name, args], src=0, device=torch.device("cuda", torch.cuda.current_device()))
-
-    def follow(self) -> None:
-        """Non-zero ranks: make the calls rank 0 makes, until it sends "stop"."""
-        import torch.distributed as dist
-
-        while True:
-            message: list[Any] = [None, None]
-            dist.broadcast_object_list(message, src=0, device=torch.device("cuda", torch.cuda.current_device()))
-            name, args = message
-            if name == "stop":
-                return
-            result = getattr(self, name)(*args)
-            if name == "hf_state":
-                for _ in result:
-                    pass
-
-    def stop_followers(self) -> None:
-        self._lead("stop")
-
     # --- forward -------------------------------------------------------------------------
     def _token_logprobs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
@@ -335,7 +305,6 @@ class MegatronTrainer:
     # --- protocol ------------------------------------------------------------------------
     @torch.no_grad()
     def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
-        self._lead("sequence_logprobs", prompt_ids, response_ids)
         samples = [Sample(i, p, r, [0.0] * len(r)) for i, (p, r) in enumerate(zip(prompt_ids, response_ids))]
         batches, width = plan_micro_batches(samples, self.micro_batch, pad_id=self.pad_id)
         self.model.eval()
@@ -349,11 +318,10 @@ class MegatronTrainer:
         rows = [row for item in out for row in item["rows"]] if out else None
         return self._from_last_stage(rows)
 
-    def train_step(self, samples: list[Sample], tau: float, prompts_per_rank: list[int] | None = None) -> TrainStats:
-        """One iteration through the shared loop (seesaw.rl.training). Megatron's own
-        data-parallel ranks split each mini-batch inside train_mini_batch, so the loop sees
-        this model replica group as one rank."""
-        self._lead("train_step", samples, tau, prompts_per_rank)
+    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
+        """One iteration through the shared loop (seesaw.rl.training) on the whole batch, as
+        every rank gets it. Megatron's own data-parallel ranks split each mini-batch inside
+        train_mini_batch, so the loop sees this model replica group as one rank."""
         stats = train_iteration(self, samples, self.spec["rl"], tau, seed=self.steps)
         self.steps += int(stats.extra["optimizer_steps"])
         return stats
@@ -402,7 +370,6 @@ class MegatronTrainer:
         """
         import torch.distributed as dist
 
-        self._lead("hf_state")
         mpu, par, layout = self.mpu, self.par, self.layout
         params = dict(self.module.named_parameters())
         shapes = hf_shapes(layout)
@@ -469,12 +436,10 @@ class MegatronTrainer:
     def offload(self, keep_weights: bool = False) -> MemoryReport:
         """Release optimiser state and gradients; the parameters too unless keep_weights
         (the sync reads them after the optimiser state has made room for the rollout's weights)."""
-        self._lead("offload", keep_weights)
         groups = ["grads", "optimizer"] + ([] if keep_weights else ["params"])
         return self._report(self._offloader().offload(groups), "offload")
 
     def onload(self) -> MemoryReport:
-        self._lead("onload")
         return self._report(self._offloader().onload(), "onload")
 
     # --- checkpoints ---------------------------------------------------------------------
@@ -483,7 +448,6 @@ class MegatronTrainer:
         import torch.distributed as dist
         from megatron.core import dist_checkpointing
 
-        self._lead("save_checkpoint", path, iteration)
         target = Path(path)
         if self.rank == 0:
             target.mkdir(parents=True, exist_ok=True)
@@ -498,7 +462,6 @@ class MegatronTrainer:
     def load_checkpoint(self, path: str) -> int:
         from megatron.core import dist_checkpointing
 
-        self._lead("load_checkpoint", path)
         model_sd = self.module.sharded_state_dict()
         state = dist_checkpointing.load({"model": model_sd, "optimizer": self.optimizer.sharded_state_dict(model_sd)}, path)
         self.module.load_state_dict(state["model"])

@@ -1,4 +1,5 @@
-"""The trainer container: serves the trainer backend to the checkpoint engine over localhost HTTP."""
+"""A trainer rank. Local rank 0 serves the trainer backend to the pod's checkpoint engine over
+localhost HTTP; the pod's other ranks (one per further GPU) follow it (seesaw.trainer.lockstep)."""
 from __future__ import annotations
 
 import logging
@@ -11,17 +12,28 @@ import torch
 from seesaw import pod_contract
 import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight channels)
 import seesaw.trainer  # noqa: F401  (registers the trainer backends)
-from seesaw.backend_selection import Hardware, choose_backends
+from seesaw.backend_selection import BackendChoice, Hardware, choose_backends
 from seesaw.interfaces import Sample, backend, weight_channel
 from seesaw.spec import rollout_engines_per_pod
 from seesaw.rpc import serve
 from seesaw.model.export import export_hf_model
 from seesaw.trainer import distributed
 from seesaw.trainer.distributed import join_trainer_group
+from seesaw.trainer.lockstep import PodLeader, follow
 from seesaw.trainer.memory_state import TrainerMemoryState
-from seesaw.worker_env import worker_env
+from seesaw.worker_env import WorkerEnv, worker_env
 
 log = logging.getLogger("seesaw.trainer")
+
+
+def start_trainer(env: WorkerEnv) -> tuple[Any, BackendChoice]:
+    """Join the job's trainer group and build this rank's trainer backend."""
+    choice = choose_backends(env.spec, Hardware.detect())
+    log.info("backends: %s (%s)", choice, "; ".join(choice.reasons))
+    device = "cuda" if choice.trainer == "megatron" else "cpu"
+    rank, world = join_trainer_group(device, env.spec["timeouts"]["startupSeconds"])
+    log.info("trainer rank %d of %d", rank, world)
+    return backend("trainer", choice.trainer)(env.model_dir, env.spec, device=device), choice
 
 
 class TrainerService:
@@ -37,13 +49,8 @@ class TrainerService:
 
     def _load(self) -> None:
         try:
-            choice = choose_backends(self.env.spec, Hardware.detect())
-            log.info("backends: %s (%s)", choice, "; ".join(choice.reasons))
-            device = "cuda" if choice.trainer == "megatron" else "cpu"
-            if choice.trainer == "torch":  # Megatron joins its own group (with its model-parallel groups)
-                rank, world = join_trainer_group(device, self.env.spec["timeouts"]["startupSeconds"])
-                log.info("trainer rank %d of %d", rank, world)
-            self.trainer = backend("trainer", choice.trainer)(self.env.model_dir, self.env.spec, device=device)
+            trainer, choice = start_trainer(self.env)
+            self.trainer = PodLeader(trainer)  # the pod's other ranks make each call with it
             # every rollout engine's tensor-parallel group: the GPUs a sender may stage copies on
             spec = self.env.spec
             rollout_gpus = list(range(rollout_engines_per_pod(spec) * spec["rollout"]["tensorParallel"]))
@@ -54,7 +61,8 @@ class TrainerService:
             self.error = f"{type(err).__name__}: {err}"
 
     def health(self) -> dict[str, Any]:
-        return {"ready": self.trainer is not None, "error": self.error, "memory": self.memory.state.value}
+        return {"ready": self.trainer is not None, "error": self.error, "memory": self.memory.state.value,
+                "ranks": distributed.world_size(), "local_ranks": distributed.local_world_size()}
 
     def weights_handle(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.sender.stage(self.trainer.hf_state(), int(body["bucket_bytes"]))
@@ -65,7 +73,7 @@ class TrainerService:
 
     def train(self, body: dict[str, Any]) -> dict[str, Any]:
         samples = [Sample(**s) for s in body["samples"]]
-        return vars(self.trainer.train_step(samples, float(body["tau"]), body.get("prompts_per_rank")))
+        return vars(self.trainer.train_step(samples, float(body["tau"])))
 
     def logprobs(self, body: dict[str, Any]) -> list[list[float]]:
         return self.trainer.sequence_logprobs(body["prompt_ids"], body["response_ids"])
@@ -113,8 +121,13 @@ class TrainerService:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s trainer %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s trainer local-rank {distributed.local_rank()} %(levelname)s %(message)s")
     torch.set_num_threads(int(os.environ.get(pod_contract.CPU_THREADS, 0)) or max(1, os.cpu_count() or 1))
+    if distributed.local_rank() != 0:  # a follower: the pod's leader tells it each call
+        trainer, _ = start_trainer(worker_env())
+        follow(trainer)
+        return
     service = TrainerService()
     serve(service.routes(), service.env.trainer_port, service.health)
 

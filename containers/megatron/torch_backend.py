@@ -91,13 +91,18 @@ class TorchTrainer:
         return [row[: len(r)].tolist() for row, r in zip(logprobs.cpu(), response_ids)]
 
     # --- training (the loop is seesaw.rl.training's; this backend runs one mini-batch) ------
-    def train_step(self, samples: list[Sample], tau: float, prompts_per_rank: list[int] | None = None) -> TrainStats:
-        """One iteration's mirror-descent update on this rank's share of the samples, then a
-        check that every data-parallel replica holds the same parameters."""
-        rank = distributed.rank()
+    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
+        """One iteration's mirror-descent update: every rank gets the whole batch and trains
+        on its share; the statistics are summed over the ranks, then every data-parallel
+        replica must hold the same parameters."""
         stats = train_iteration(self, samples, self.spec["rl"], tau, seed=self.steps,
-                                prompts_per_rank=prompts_per_rank, dp_rank=rank)
+                                dp_rank=distributed.rank(), dp_size=distributed.world_size())
         self.steps += int(stats.extra["optimizer_steps"])
+        stats.loss, tokens, log_ratio = distributed.sum_over_ranks(
+            [stats.loss, stats.tokens, stats.extra.get("mean_log_ratio", 0.0)])
+        stats.tokens = int(tokens)
+        stats.extra["mean_log_ratio"] = log_ratio
+        stats.extra["max_abs_logprob_diff"] = distributed.max_over_ranks(stats.extra["max_abs_logprob_diff"])
         stats.extra["params_checksum"] = distributed.check_replicas_identical(self.flat)
         return stats
 

@@ -3,23 +3,19 @@
 With SEESAW_ROLLOUT_ENGINES engines (one unless the pod has GPUs for more), engine e is a
 `seesaw.rollout.server` process on port SEESAW_ROLLOUT_PORT + e that sees only its own
 GPUs (CUDA_VISIBLE_DEVICES: the e-th group of rollout.tensorParallel GPUs) and, on the CPU,
-its share of the pod's threads. The container lives as long as all of them: when one
-exits, the others are stopped and the container exits with its code, so the pod fails
-and the gang's failure policy takes over.
+its share of the pod's threads. The container lives as long as all of them
+(seesaw.supervise).
 """
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 
 from seesaw import pod_contract as pc
 from seesaw.spec import load_manifest
+from seesaw.supervise import run_all
 
 SERVER = "seesaw.rollout.server"
-STOP_SECONDS = 20
 
 
 def engine_env(base: dict[str, str], engine: int, engines: int, tensor_parallel: int, gpus: int) -> dict[str, str]:
@@ -42,31 +38,7 @@ def main() -> int:
         os.execv(sys.executable, [sys.executable, "-m", SERVER])
     spec = load_manifest(os.environ.get(pc.JOB_CONFIG, "/etc/seesaw/job.yaml"))["spec"]
     tp, gpus = spec["rollout"]["tensorParallel"], spec["cluster"]["gpusPerNode"]
-    children = [subprocess.Popen([sys.executable, "-m", SERVER], env=engine_env(dict(os.environ), e, engines, tp, gpus))
-                for e in range(engines)]
-
-    def stop(*_: object) -> None:
-        """Stop every engine; one hung in its shutdown (after a GPU fault) is killed."""
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + STOP_SECONDS
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(143)))
-    while True:
-        for engine, child in enumerate(children):
-            code = child.poll()
-            if code is not None:
-                print(f"rollout engine {engine} exited with code {code}: stopping the pod's other engines", flush=True)
-                stop()
-                return 128 - code if code < 0 else code or 1  # a signal's death as a shell reports it
-        time.sleep(0.5)
+    return run_all(SERVER, [engine_env(dict(os.environ), e, engines, tp, gpus) for e in range(engines)], "rollout engine")
 
 
 if __name__ == "__main__":

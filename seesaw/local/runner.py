@@ -26,20 +26,26 @@ import yaml
 from seesaw import pod_contract as pc
 from seesaw.checkpoint_engine import checkpoints
 from seesaw.model.generate import prepare_model
-from seesaw.spec import SpecError, restart_backoff_seconds, rollout_engines_per_pod
+from seesaw.backend_selection import Hardware
+from seesaw.spec import SpecError, restart_backoff_seconds, rollout_engines_per_pod, trainer_processes_per_pod
 from seesaw.tasks import load_task
 
 WORKERS = {
-    "trainer": "seesaw.trainer.server",
+    "trainer": "seesaw.trainer.launch",  # one trainer rank per GPU of the pod
     "rollout": "seesaw.rollout.launch",  # one vLLM engine per tensor-parallel group of the pod
 }
 SIDECAR = "seesaw.checkpoint_engine.sidecar"
 CONTAINERS = {"trainer": "trainer", "rollout": "rollout engine", "sidecar": "checkpoint engine"}
+# A container whose process died stops its other processes first (seesaw.supervise): the
+# conductor may see the failed call before the container is gone.
+CONTAINER_EXIT_GRACE = 10
 
 
 def _exit_reason(code: int) -> str:
     if code < 0:
         return f"was killed by {signal.Signals(-code).name}"
+    if code > 128 and code - 128 in signal.valid_signals():  # a container whose process died of a signal
+        return f"exited with code {code} ({signal.Signals(code - 128).name} in one of its processes)"
     return f"exited with code {code}"
 
 
@@ -102,12 +108,15 @@ class LocalPod:
     def start(self, name: str, module: str, stdout_to_log: bool = True) -> subprocess.Popen:
         log_path = self.run_dir / (f"{name}.log" if self.index == 0 else f"pod-{self.index}-{name}.log")
         self.logs[name] = log_path
-        out = log_path.open("w") if stdout_to_log else subprocess.PIPE
+        # appended: a restarted gang's logs follow the failed attempt's, which tell why it failed
+        with log_path.open("a") as log:
+            log.write(f"===== attempt {int(self.env.get(pc.RESTART_ATTEMPT, 0)) + 1} =====\n")
+        out = log_path.open("a") if stdout_to_log else subprocess.PIPE
         # cwd = run dir, never the repository root: the repo's operator/ folder would shadow
         # the standard library module of that name for `python -m`.
         process = subprocess.Popen(
             [sys.executable, "-m", module], cwd=self.run_dir, env=self.env, stdout=out,
-            stderr=subprocess.STDOUT if stdout_to_log else log_path.open("w"),
+            stderr=subprocess.STDOUT if stdout_to_log else log_path.open("a"),
             start_new_session=True, text=True,
         )
         self.processes[name] = process
@@ -181,7 +190,12 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     })
     engines = rollout_engines_per_pod(spec)
     env[pc.ROLLOUT_ENGINES] = str(engines)
-    if nodes > 1 or engines > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
+    # one rank per GPU as in a pod; on the CPU one, unless the environment asks for more
+    # (data-parallel ranks sharing the pod's cores: the multi-process path without a GPU)
+    trainer_ranks = int(os.environ.get(pc.TRAINER_PROCESSES)
+                        or (trainer_processes_per_pod(spec) if Hardware.detect().gpu_count else 1))
+    env[pc.TRAINER_PROCESSES] = str(trainer_ranks)
+    if nodes > 1 or engines > 1 or trainer_ranks > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
         share = max(1, (os.cpu_count() or 1) // nodes)
         env.update({pc.CPU_THREADS: str(share), "OMP_NUM_THREADS": str(share), "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
     resume = None
@@ -220,6 +234,18 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     return code
 
 
+def _dead_container(pods: list[LocalPod], echo: threading.Thread) -> str | None:
+    """The first pod container that exited, reported with its log's last lines."""
+    dead = next(((pod, *found) for pod in pods if (found := pod.dead_worker())), None)
+    if not dead:
+        return None
+    pod, container, code = dead
+    echo.join(timeout=1)
+    failure = f"pod {pod.index}'s {CONTAINERS[container]} {_exit_reason(code)}"
+    print(f"FAILED: {failure}; last lines of {pod.logs[container]}:\n{_tail(pod.logs[container])}", flush=True)
+    return failure
+
+
 def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None) -> tuple[int, str]:
     """Start every pod's processes, supervise them until pod 0's checkpoint engine ends the run,
     then stop them all; returns (exit code, what failed)."""
@@ -240,17 +266,21 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
         echo = threading.Thread(target=_echo, args=(sidecar.stdout,), daemon=True)
         echo.start()
         while sidecar.poll() is None:
-            dead = next(((pod, *found) for pod in pods if (found := pod.dead_worker())), None)
-            if dead:
-                # the conductor would only notice at its next call (or its startup timeout)
-                pod, container, code = dead
-                echo.join(timeout=1)
-                failure = f"pod {pod.index}'s {CONTAINERS[container]} {_exit_reason(code)}"
-                print(f"FAILED: {failure}; last lines of {pod.logs[container]}:\n{_tail(pod.logs[container])}", flush=True)
+            # the conductor would only notice at its next call (or its startup timeout)
+            failure = _dead_container(pods, echo)
+            if failure:
                 return 1, failure
             time.sleep(0.5)
         echo.join(timeout=5)
         code = sidecar.wait()
+        if code not in (0, pc.EXIT_UNRECOVERABLE):
+            # the conductor failed a call to a container that was dying: name the cause
+            deadline = time.monotonic() + CONTAINER_EXIT_GRACE
+            while time.monotonic() < deadline:
+                failure = _dead_container(pods, echo)
+                if failure:
+                    return code, failure
+                time.sleep(0.5)
         if code != 0:
             for pod in pods:
                 for worker in WORKERS:

@@ -58,19 +58,19 @@ def data_parallel_shares(samples: list[Sample], dp_size: int) -> list[list[Sampl
 
 
 def train_iteration(trainer: MiniBatchTrainer, samples: list[Sample], rl: dict[str, Any], tau: float, seed: int,
-                    prompts_per_rank: list[int] | None = None, dp_rank: int = 0) -> TrainStats:
-    """Train one iteration on this rank's samples.
+                    dp_rank: int = 0, dp_size: int = 1) -> TrainStats:
+    """Train one iteration: `samples` is the whole batch, as every rank gets it; this rank
+    trains on its share (data_parallel_shares).
 
-    `prompts_per_rank` (every rank's prompt count, from data_parallel_shares) lets each rank
-    size every mini-batch the same way, so all ranks take the same number of optimiser steps
-    and weigh each prompt by 1 / (prompts in the whole mini-batch). pi_i (the samples'
-    log-probs) stays the reference for every step of the iteration.
+    Every rank knows every share's size, so all ranks take the same number of optimiser
+    steps and weigh each prompt by 1 / (prompts in the whole mini-batch). pi_i (the samples'
+    log-probs) stays the reference for every step of the iteration. The statistics are this
+    rank's share (the backend sums them over the ranks).
     """
     started = time.perf_counter()
-    groups = group_by_prompt(samples)
-    counts = prompts_per_rank if prompts_per_rank is not None else [len(groups)]
-    if counts[dp_rank] != len(groups):
-        raise ValueError(f"rank {dp_rank} got {len(groups)} prompts, the plan says {counts[dp_rank]}")
+    shares = data_parallel_shares(samples, dp_size)
+    groups = group_by_prompt(shares[dp_rank])
+    counts = [len(group_by_prompt(share)) for share in shares]
     total = sum(counts)
     if total == 0:  # partial rollouts: no group finished this iteration
         return TrainStats(loss=0.0, tokens=0, seconds=0.0, extra={"optimizer_steps": 0, "max_abs_logprob_diff": 0.0})

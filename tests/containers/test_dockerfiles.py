@@ -24,7 +24,7 @@ IMAGES = {
     "operator": ("operator/Dockerfile", "requirements/images/operator.txt", "seesaw.operator.handlers"),
     "checkpoint-engine": ("checkpoint_engine/Dockerfile", "requirements/images/checkpoint-engine.txt",
                           "seesaw.checkpoint_engine.sidecar"),
-    "trainer": ("containers/megatron/Dockerfile", "requirements/images/trainer.txt", "seesaw.trainer.server"),
+    "trainer": ("containers/megatron/Dockerfile", "requirements/images/trainer.txt", "seesaw.trainer.launch"),
     "rollout": ("containers/vllm/Dockerfile", "requirements/images/rollout.txt", "seesaw.rollout.launch"),
 }
 GPU_IMAGES = {"trainer", "rollout"}

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pod_helpers import kill_after_first_iteration, processes_of_run, run_to_completion
+from seesaw import pod_contract as pc
 from seesaw.spec import load_manifest
 
 pytestmark = pytest.mark.slow
@@ -100,3 +101,26 @@ def test_two_engines_in_one_pod_share_the_rollouts_and_both_prove_every_sync(tmp
         assert [e["weight_version"] for e in m["engines"]] == [m["iteration"] + 1] * 2
         assert len({e["weight_checksum"] for e in m["engines"]}) == 1
         assert all(e["probe_max_abs_logprob_diff"] < 1e-4 for e in m["engines"])
+
+
+def test_two_trainer_ranks_per_pod_train_as_one_group_and_a_dead_rank_restarts_the_gang(tmp_path, monkeypatch):
+    monkeypatch.setenv(pc.TRAINER_PROCESSES, "2")  # as pods with two GPUs each: four trainer ranks in all
+    job = two_pod_job(tmp_path, iterations=3, max_restarts=1)
+    code, text, _, leftovers = kill_after_first_iteration(
+        SEESAW, job, tmp_path, lambda p: "seesaw.trainer.server" in " ".join(p.cmdline())
+        and p.environ().get(pc.POD_INDEX) == "1" and p.environ().get("LOCAL_RANK") == "1", timeout=600)
+    assert code == 0, text[-4000:]
+    assert "trainer ready (2 ranks)" in text and "pod 1's trainer ready (2 ranks)" in text, text[-3000:]
+    # the follower's death takes its pod's trainer container down, and the gang restarts
+    assert "trainer rank 1 exited with code 137: stopping the pod's other trainer ranks" in text, text[-3000:]
+    assert "FAILED: pod 1's trainer" in text and "(restart 1 of 1)" in text, text[-3000:]
+    run_dir = next((tmp_path / "runs").glob("tiny-reverse-2pods-*"))
+    logs = (run_dir / "trainer.log").read_text() + (run_dir / "pod-1-trainer.log").read_text()
+    assert all(f"trainer rank {r} of 4" in logs for r in range(4)), "one group over both pods' ranks"
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [1, 2, 3], "every iteration recorded exactly once"
+    # the four replicas compared their checksums after every step (a mismatch stops the step)
+    assert all(m["params_checksum"] for m in metrics) and len({m["params_checksum"] for m in metrics}) == 3
+    assert all(m["rollout_trainer_logprob_diff"] < 1e-4 for m in metrics)
+    leftovers += processes_of_run(run_dir)
+    assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"

@@ -80,7 +80,7 @@ def test_the_pod_shares_gpus_ipc_and_shm_between_trainer_and_rollout():
     assert [ct["name"] for ct in spec["initContainers"]] == ["trainer", "rollout"]
     assert all(ct["restartPolicy"] == "Always" for ct in spec["initContainers"])
     assert spec["restartPolicy"] == "Never"
-    assert cts["trainer"]["command"] == ["python", "-m", "seesaw.trainer.server"]
+    assert cts["trainer"]["command"] == ["python", "-m", "seesaw.trainer.launch"]
     assert cts["rollout"]["command"] == ["python", "-m", "seesaw.rollout.launch"]
     assert cts["checkpoint-engine"]["command"] == ["python", "-m", "seesaw.checkpoint_engine.sidecar"]
     for name in ("trainer", "rollout"):

@@ -8,7 +8,6 @@ import torch
 
 from seesaw import pod_contract as pc
 from seesaw.interfaces import Sample
-from seesaw.rl.training import data_parallel_shares
 
 def spec(mini_batch_prompts: int = 2) -> dict:
     return {"model": {"dtype": "float32"}, "rl": {"epochsPerIteration": 2, "miniBatchPrompts": mini_batch_prompts},
@@ -39,11 +38,8 @@ def train_rank(rank: int, world: int, port: int, model_dir: str, queue, corrupt:
     if corrupt and rank == 1:
         with torch.no_grad():
             trainer.flat[0] += 1.0  # a replica that drifted
-    everything = samples()
-    shares = data_parallel_shares(everything, world)
-    counts = [len({s.prompt_index for s in share}) for share in shares]
     try:
-        stats = trainer.train_step(shares[rank], tau=0.1, prompts_per_rank=counts)
-        queue.put((rank, trainer.flat.numpy().copy(), stats.extra))  # by value: the child exits first
+        stats = trainer.train_step(samples(), tau=0.1)  # every rank gets the whole batch and takes its share
+        queue.put((rank, trainer.flat.numpy().copy(), dict(stats.extra, loss=stats.loss, tokens=stats.tokens)))
     except ReplicaMismatch as err:
         queue.put((rank, None, str(err)))

@@ -1,5 +1,6 @@
-"""The shared training loop across data-parallel ranks (gloo on the CPU): two ranks, each with
-its share of the prompts, end with the same parameters as one rank trained on all of them."""
+"""The shared training loop across data-parallel ranks (gloo on the CPU): two ranks, each given
+the whole batch and training on its share, end with the same parameters as one rank trained
+on all of it."""
 from __future__ import annotations
 
 import socket
@@ -52,10 +53,16 @@ def test_two_ranks_make_the_update_of_one_rank_on_the_whole_batch(model_dir):
     from seesaw.trainer.torch_backend import TorchTrainer
 
     single = TorchTrainer(model_dir, spec(mini_batch_prompts=0))  # 0: one step on every prompt of the iteration
-    assert single.train_step(samples(), tau=0.1).extra["optimizer_steps"] == 2
-    flat0, _ = run_ranks(model_dir, mini_batch_prompts=0)[0]
+    alone = single.train_step(samples(), tau=0.1)
+    assert alone.extra["optimizer_steps"] == 2
+    ranks = run_ranks(model_dir, mini_batch_prompts=0)
+    flat0, extra0 = ranks[0]
     # the same gradient, summed over ranks instead of in one pass: equal up to float rounding
     assert torch.allclose(flat0, single.flat, atol=1e-5), float((flat0 - single.flat).abs().max())
+    # each rank reports the whole batch's statistics, as the single rank does
+    for _, extra in ranks.values():
+        assert extra["tokens"] == alone.tokens
+        assert extra["loss"] == pytest.approx(alone.loss, rel=1e-4, abs=1e-6)
 
 
 def test_a_replica_that_drifted_stops_the_step_naming_its_rank(model_dir):
