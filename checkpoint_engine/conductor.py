@@ -438,10 +438,21 @@ class Conductor:
         return {"prompt_ids": [encode_prompt(self.tokenizer, p.prompt) for p in problems],
                 "response_ids": [encode_answer(self.tokenizer, p.answer) for p in problems]}
 
+    def _refuse_earlier_checkpoints(self) -> None:
+        """A fresh start on a checkpoint volume that holds another run's checkpoints would mix
+        its iterations with theirs (and a restart would resume from theirs): refuse it."""
+        earlier = None if self.resume_from else checkpoints.latest(self.checkpoint_root)
+        if earlier:
+            raise checkpoints.CheckpointError(
+                f"spec.checkpoint.path {self.checkpoint_root} already holds checkpoints of an earlier run (latest: "
+                f"{earlier.name}); a fresh start would mix its iterations with them. Continue that run from "
+                f"{earlier} (seesaw run --resume-from), or give this job an empty checkpoint.path")
+
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> RunSummary:
         started = time.time()
         rl = self.spec["rl"]
+        self._refuse_earlier_checkpoints()
         self.log(f"waiting for the trainer and rollout containers (timeout {self.spec['timeouts']['startupSeconds']:.0f}s)")
         self.wait_ready()
         start = self.resume(self.resume_from) if self.resume_from else 1

@@ -287,3 +287,17 @@ def test_documented_table_names_only_routes_the_workers_serve():
     for phase, calls in documented_sequences().items():
         for call in calls:
             assert re.sub(r" (keep_weights|weights|kv_cache)$", "", call) in served, f"{phase}: {call}"
+
+
+def test_a_fresh_start_on_another_runs_checkpoints_is_refused_before_any_call(model_dir, tmp_path):
+    from seesaw.checkpoint_engine import checkpoints
+
+    manifest = job("mooncake-tcp")
+    conductor, log, _ = run_conductor(manifest, model_dir, "torch", "mooncake-tcp", tmp_path)
+    staging = checkpoints.staging_dir(conductor.checkpoint_root, 7)
+    checkpoints.write_state(staging, {"iteration": 7})
+    checkpoints.commit(staging)
+    with pytest.raises(checkpoints.CheckpointError, match=r"spec\.checkpoint\.path .*checkpoints already holds "
+                       r"checkpoints of an earlier run \(latest: iteration-000007\).*--resume-from"):
+        conductor.run()
+    assert log == [], "nothing was started, loaded or written"
