@@ -174,7 +174,7 @@ class Conductor:
 
             for result, rollout, (served, seconds) in zip(results, rollouts, on_each(rollouts, prove)):
                 result["offloaded_bytes"] = offloaded["bytes"] + offloaded_all["bytes"]
-                result["probe_max_abs_logprob_diff"] = self._check_engine(rollout, result, expected, served)
+                result["probe_max_abs_logprob_diff"] = self._check_engine(rollout, result, handle, expected, served)
                 result["probe_seconds"] = trainer_probe_seconds + seconds
             return results
 
@@ -194,14 +194,19 @@ class Conductor:
         self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
         return self.last_sync
 
-    def _check_engine(self, rollout: WorkerClient, result: dict[str, Any], expected: list[list[float]],
-                      served: list[list[float]]) -> float:
-        """Refuse to roll out on an engine that did not load this sync's weights."""
+    def _check_engine(self, rollout: WorkerClient, result: dict[str, Any], handle: dict[str, Any],
+                      expected: list[list[float]], served: list[list[float]]) -> float:
+        """Refuse to roll out on an engine that did not load this sync's weights: its weight
+        version, the checksum of what it loaded, and its log-probs on the probe batch."""
         record = self.engines[next(i for i, (_, client) in enumerate(self.slots) if client is rollout)]
         expected_version = record["weight_version"] + 1
         if result["weight_version"] != expected_version:
             raise PhaseError(Phase.SYNC, f"{rollout.name} reports weight version {result['weight_version']}, "
                                          f"expected {expected_version}: it did not take this sync's weights")
+        if result["weight_checksum"] != handle["weight_checksum"]:
+            raise PhaseError(Phase.SYNC, f"{rollout.name} loaded weights with checksum {result['weight_checksum'] or '(none)'}, "
+                                         f"the trainer staged {handle['weight_checksum']}: the transfer corrupted or "
+                                         f"missed tensors")
         diff = max(abs(a - b) for xs, ys in zip(expected, served) for a, b in zip(xs, ys))
         tolerance = PROBE_TOLERANCE[self.spec["model"]["dtype"]]
         if not diff <= tolerance:  # NaN fails too

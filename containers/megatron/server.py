@@ -65,7 +65,11 @@ class TrainerService:
                 "ranks": distributed.world_size(), "local_ranks": distributed.local_world_size()}
 
     def weights_handle(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.sender.stage(self.trainer.hf_state(), int(body["bucket_bytes"]))
+        """Stage the weights for the receivers; the handle carries their checksum, which each
+        engine must report back for what it loaded."""
+        staged = distributed.StreamChecksum()
+        handle = self.sender.stage(staged.over(self.trainer.hf_state()), int(body["bucket_bytes"]))
+        return dict(handle, weight_checksum=staged.hex())
 
     def weights_release(self, _: dict[str, Any]) -> dict[str, Any]:
         self.sender.release()

@@ -94,10 +94,17 @@ class VLLMCPURollout:
                 "weight_checksum": self.weight_checksum()}
 
     def weight_checksum(self) -> str:
-        """What the engine's workers hold after loading (summed over tensor-parallel ranks)."""
+        """The checksum of the weights the engine's workers loaded at the last update ("" before
+        it); every tensor-parallel worker loads every tensor, so all must agree."""
         from seesaw.trainer.distributed import checksum_hex
 
-        return checksum_hex(sum(self.llm.collective_rpc("seesaw_weight_checksum")))
+        sums = self.llm.collective_rpc("seesaw_weight_checksum")
+        if None in sums:
+            return ""
+        if len(set(sums)) > 1:
+            raise RuntimeError(f"the engine's tensor-parallel workers loaded different weights: "
+                               f"checksums {[checksum_hex(v) for v in sums]}")
+        return checksum_hex(sums[0])
 
 
 @register("rollout", "vllm-cpu")

@@ -19,6 +19,7 @@ from vllm.distributed.weight_transfer.base import (
 )
 
 from seesaw.checkpoint_engine.channels.mooncake import MooncakeReceiver
+from seesaw.trainer.distributed import StreamChecksum
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class MooncakeWeightTransferEngine(WeightTransferEngine[MooncakeInitInfo, Moonca
     supports_draft_weight_update = False
 
     receiver: MooncakeReceiver | None = None
+    received_checksum: int | None = None  # of the tensors loaded at the last update
 
     def init_transfer_engine(self, init_info: MooncakeInitInfo) -> None:
         buffer_device = "cpu" if self.device.type == "cpu" else str(self.device)
@@ -59,7 +61,9 @@ class MooncakeWeightTransferEngine(WeightTransferEngine[MooncakeInitInfo, Moonca
         if self.receiver is None:
             raise RuntimeError("init_weight_transfer_engine must be called before update_weights")
         started = time.perf_counter()
-        self.model.load_weights(self.receiver.receive(update_info.handle))
+        loaded = StreamChecksum()
+        self.model.load_weights(loaded.over(self.receiver.receive(update_info.handle)))
+        self.received_checksum = loaded.value
         stats = self.receiver.stats
         self._timing.update(receive=time.perf_counter() - started, transfer_wait=stats.transfer_wait_seconds)
         log.info("received %d bytes in %d buckets in %.3fs", stats.bytes, stats.buckets, stats.seconds)

@@ -48,6 +48,7 @@ def engine_class() -> type:
         update_info_cls = CudaIpcUpdateInfo
         supports_draft_weight_update = False
         receiver: CudaIpcReceiver | None = None
+        received_checksum: int | None = None  # of the tensors loaded at the last update
 
         def init_transfer_engine(self, init_info: CudaIpcInitInfo) -> None:
             self.receiver = CudaIpcReceiver(self.device.index)
@@ -60,7 +61,11 @@ def engine_class() -> type:
         def receive_weights(self, update_info: CudaIpcUpdateInfo) -> None:
             if self.receiver is None:
                 self.receiver = CudaIpcReceiver(self.device.index)
-            self.model.load_weights(self.receiver.receive(update_info.handle))
+            from seesaw.trainer.distributed import StreamChecksum
+
+            loaded = StreamChecksum()
+            self.model.load_weights(loaded.over(self.receiver.receive(update_info.handle)))
+            self.received_checksum = loaded.value
             stats = self.receiver.stats
             log.info("received %d bytes in %d buckets (+%d shared tensors) in %.3fs over CUDA IPC",
                      stats.bytes, stats.buckets, stats.zero_copy_tensors, stats.seconds)
@@ -94,14 +99,14 @@ def register_engines() -> None:
 class SeesawWorkerExtension:
     """Mixed into vLLM's worker (GPU and CPU); methods are reached with `LLM.collective_rpc`."""
 
-    def seesaw_weight_checksum(self) -> int:
-        """The parameters as this worker holds them after loading, as an order-independent sum
-        of their bit patterns: vLLM fuses and pads what it loads (q/k/v into one matrix, the
-        vocabulary to a multiple), which moves elements and adds zeros but keeps the sum."""
-        from seesaw.trainer.distributed import params_checksum
-
-        return sum(params_checksum(p.detach().contiguous().view(-1))
-                   for p in self.model_runner.get_model().parameters())
+    def seesaw_weight_checksum(self) -> int | None:
+        """The checksum of the tensors this worker loaded at its last weight update, as they
+        arrived (Hugging Face layout: what the trainer staged), or None before the first.
+        What vLLM holds after loading cannot be summed instead: it fuses q/k/v, pads the
+        vocabulary, and the CPU build repacks linear weights into its GEMM library's format.
+        The probe batch's log-probs prove that the loaded weights compute what the trainer's do."""
+        engine = getattr(self, "weight_transfer_engine", None)
+        return getattr(engine, "received_checksum", None)
 
     def seesaw_device_memory(self) -> dict[str, int]:
         import torch

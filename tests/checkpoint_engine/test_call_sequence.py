@@ -125,7 +125,7 @@ class FakeRolloutEngine:
             for name, tensor in self.sender.tensors:
                 params[name].copy_(tensor)
         self.weight_version += 1
-        checksum = checksum_hex(sum(params_checksum(p.detach().view(-1)) for p in self.model.parameters()))
+        checksum = checksum_hex(sum(params_checksum(t.view(-1)) for _, t in self.sender.tensors))  # what it loaded
         return {"bytes": handle["total_bytes"], "seconds": 0.0, "buckets": handle["bucket_count"],
                 "weight_version": self.weight_version, "weight_checksum": checksum}
 
@@ -193,8 +193,9 @@ def services(manifest: dict, model_dir: Path, backend: str, channel: str, log: l
     trainer_service.sender = FakeSender(channel)
     rollout_service = RolloutService.__new__(RolloutService)
     rollout_service.engine = FakeRolloutEngine(trainer_service.sender, model_dir)
-    return (RecordingClient("trainer", trainer_service.routes(), log),
-            RecordingClient("rollout", rollout_service.routes(), log), trainer_service)
+    rollout = RecordingClient("rollout", rollout_service.routes(), log)
+    rollout.engine = rollout_service.engine  # for tests that make the engine misbehave
+    return RecordingClient("trainer", trainer_service.routes(), log), rollout, trainer_service
 
 
 def run_conductor(manifest, model_dir, backend, channel, tmp_path):
@@ -256,7 +257,7 @@ def test_weights_handle_after_a_full_offload_is_refused_on_the_cpu(model_dir, tm
         routes["/checkpoint/save"]({"path": str(tmp_path / "x.pt"), "iteration": 1})
 
 
-def test_an_engine_serving_other_weights_fails_the_sync_naming_the_difference(model_dir, tmp_path):
+def test_a_corrupted_transfer_fails_the_sync_naming_both_checksums(model_dir, tmp_path):
     manifest = job("mooncake-tcp")
     conductor, _, service = run_conductor(manifest, model_dir, "torch", "mooncake-tcp", tmp_path)
     sender = service.sender
@@ -264,10 +265,28 @@ def test_an_engine_serving_other_weights_fails_the_sync_naming_the_difference(mo
 
     def corrupted(named, bucket_bytes):
         handle = real_stage(named, bucket_bytes)
-        sender.tensors = [(n, t + 0.5) for n, t in sender.tensors]  # a bad update: wrong bytes loaded
+        sender.tensors = [(n, t + 0.5) for n, t in sender.tensors]  # other bytes arrive than were staged
         return handle
 
     sender.stage = corrupted
+    with pytest.raises(PhaseError, match=r"rollout loaded weights with checksum [0-9a-f]{16}, the trainer staged "
+                                         r"[0-9a-f]{16}: the transfer corrupted or missed tensors"):
+        conductor.run()
+
+
+def test_an_engine_serving_other_weights_fails_the_sync_naming_the_difference(model_dir, tmp_path):
+    manifest = job("mooncake-tcp")
+    conductor, _, service = run_conductor(manifest, model_dir, "torch", "mooncake-tcp", tmp_path)
+    engine = conductor.pods[0].rollouts[0]
+    update = engine.routes["/weights/update"]
+
+    def misloaded(body):  # the right bytes arrived, but the engine computes with other weights (a loader bug)
+        result = update(body)
+        with torch.no_grad():
+            next(iter(engine.engine.model.parameters())).add_(0.5)
+        return result
+
+    engine.routes["/weights/update"] = misloaded
     with pytest.raises(PhaseError, match=r"log-probs on the probe batch differ from the trainer's by .* float32"):
         conductor.run()
 
