@@ -89,6 +89,11 @@ class VLLMCPURollout:
         self.llm.update_weights({"update_info": {"handle": handle}})
         self.weight_version += 1
         self.llm.finish_weight_update(weight_version=str(self.weight_version))
+        # Cached prefixes hold keys and values computed with the old weights: reused, they
+        # would put the old policy into the new one's samples (a prompt drawn again, a
+        # partial rollout continued).
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM did not reset its prefix cache after the weight update")
         return {"bytes": handle["total_bytes"], "seconds": time.perf_counter() - started,
                 "buckets": handle["bucket_count"], "weight_version": self.weight_version,
                 "weight_checksum": self.weight_checksum()}
