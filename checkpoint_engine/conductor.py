@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from seesaw.checkpoint_engine import checkpoints
-from seesaw.checkpoint_engine.gang import PodWorkers, on_each, on_every_pod
+from seesaw.checkpoint_engine.engines import EngineRoster, EngineSlot
+from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_each, on_each_guarded, on_every_pod
 from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.interfaces import Sample
@@ -24,7 +25,7 @@ from seesaw.model.prompt import encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.sampling import make_sampler
-from seesaw.rl.training import split_sizes
+
 from seesaw.rpc import WorkerClient, WorkerError
 from seesaw.tasks import Problem, Task
 
@@ -85,18 +86,16 @@ class Conductor:
     def __init__(self, spec: dict[str, Any], task: Task, tokenizer: Any, trainer: WorkerClient,
                  rollouts: list[WorkerClient], run_dir: Path, log: Callable[[str], None] = print,
                  on_progress: Callable[[int, str, dict[str, Any]], None] | None = None,
-                 resume_from: str | None = None, followers: list[PodWorkers] = ()) -> None:
+                 resume_from: str | None = None, followers: list[PodWorkers] = (), gang: GangServer | None = None) -> None:
         self.resume_from = resume_from
         self.spec = spec
         self.task = task
         self.tokenizer = tokenizer
         self.pods = [PodWorkers(0, trainer, rollouts), *followers]
-        # every rollout engine of the gang, pod by pod, and what it served and proved after the last sync
-        self.slots = [(pod, client) for pod in self.pods for client in pod.rollouts]
-        self.engines = [{"pod": pod.index, "engine": e, "prompts": 0, "weight_version": 0, "weight_checksum": "",
-                         "probe_max_abs_logprob_diff": None} for pod in self.pods for e in range(len(pod.rollouts))]
         self.run_dir = run_dir
         self.log = log
+        # every rollout engine: the gang's, pod by pod, then the rollout replicas' as they join
+        self.roster = EngineRoster(self.pods, gang, len(rollouts), log)
         self.on_progress = on_progress or (lambda iteration, phase, metrics: None)
         timeouts = spec["timeouts"]
         self.machine = PhaseMachine(
@@ -138,55 +137,78 @@ class Conductor:
                         self.log(f"{name} ready" + (f" ({state['local_ranks']} ranks)" if state.get("local_ranks", 1) > 1 else ""))
                         del pending[name]
                 time.sleep(0.5)
+            if self.spec["rollout"]["replicas"]:
+                self.roster.wait_for_replicas(self.spec["rollout"]["replicas"], self.machine.remaining() - GANG_MARGIN)
 
         self.machine.run(Phase.STARTING, 0, poll)
 
-    def sync_weights(self, iteration: int, first: bool = False) -> dict[str, Any]:
+    def sync_weights(self, iteration: int) -> dict[str, Any]:
         """Trainer -> live rollout engine, in buckets, through the weight channel; then the
         engine proves what it loaded on the probe batch. One sequence for every channel
         (docs/ARCHITECTURE.md, "The sync sequence")."""
         bucket_bytes = self.spec["weightSync"]["bucketMiB"] * MiB
 
-        def on_pod(pod: PodWorkers) -> list[dict[str, Any]]:
+        def on_pod(pod: PodWorkers) -> list[tuple[EngineSlot, dict[str, Any]]]:
             timeout = self.machine.remaining
             trainer, rollouts = pod.trainer, pod.rollouts
+            replicas = self.roster.fed_by(pod, len(self.pods))  # they never sleep: no trainer shares their GPUs
             # the optimiser state makes room for the rollout's weights; the parameters stay to be read
             offloaded = trainer.call("/offload", {"keep_weights": True}, timeout=timeout())
             on_each(rollouts, lambda rollout: rollout.call("/wake_up", {"tags": ["weights"]}, timeout=timeout()))
             handle = trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes}, timeout=timeout())
 
-            def update(rollout: WorkerClient) -> dict[str, Any]:  # every engine of the pod pulls the same buckets
-                if first:
-                    rollout.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=timeout())
-                return rollout.call("/weights/update", {"handle": handle}, timeout=timeout())
+            def update(slot: EngineSlot) -> dict[str, Any]:  # every engine pulls the same buckets
+                if not slot.initialised:
+                    slot.client.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=timeout())
+                    slot.initialised = True
+                return slot.client.call("/weights/update", {"handle": handle}, timeout=timeout())
 
-            results = on_each(rollouts, update)
+            own = [self.roster.slot_of(client) for client in rollouts]
+            results = on_each(own, update)
+            updated = []
+            for slot, result in zip(replicas, on_each_guarded(replicas, update)):
+                if isinstance(result, Exception):
+                    self.roster.drop(slot.owner, f"{slot.client.name} failed the weight update: {result}")
+                else:
+                    updated.append((slot, result))
             trainer.call("/weights/release", timeout=timeout())  # staging copies: the rollout's memory
             probe_started = time.perf_counter()
             expected = trainer.call("/logprobs", self.probe, timeout=timeout())
             trainer_probe_seconds = time.perf_counter() - probe_started
             offloaded_all = trainer.call("/offload", {"keep_weights": False}, timeout=timeout())
 
-            def prove(rollout: WorkerClient) -> tuple[list[list[float]], float]:
-                rollout.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
+            def prove(slot: EngineSlot) -> tuple[list[list[float]], float]:
+                if not slot.is_replica:
+                    slot.client.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
                 started = time.perf_counter()
-                return rollout.call("/logprobs", self.probe, timeout=timeout()), time.perf_counter() - started
+                return slot.client.call("/logprobs", self.probe, timeout=timeout()), time.perf_counter() - started
 
-            for result, rollout, (served, seconds) in zip(results, rollouts, on_each(rollouts, prove)):
+            proofs = on_each(own, prove) + on_each_guarded([slot for slot, _ in updated], prove)
+            checked = []
+            for (slot, result), proof in zip(list(zip(own, results)) + updated, proofs):
+                try:
+                    if isinstance(proof, Exception):
+                        raise PhaseError(Phase.SYNC, f"{slot.client.name} failed the probe: {proof}")
+                    served, seconds = proof
+                    result["probe_max_abs_logprob_diff"] = self._check_engine(slot, result, handle, expected, served)
+                except PhaseError as err:
+                    if not slot.is_replica:
+                        raise
+                    self.roster.drop(slot.owner, str(err))  # never rolled out on: the job goes on without it
+                    continue
                 result["offloaded_bytes"] = offloaded["bytes"] + offloaded_all["bytes"]
-                result["probe_max_abs_logprob_diff"] = self._check_engine(rollout, result, handle, expected, served)
                 result["probe_seconds"] = trainer_probe_seconds + seconds
-            return results
+                checked.append((slot, result))
+            return checked
 
         def work() -> dict[str, Any]:
+            self.roster.admit_replicas()  # they start with this sync's weights
             per_pod = on_every_pod(self.pods, Phase.SYNC, on_pod, self.machine.remaining() - GANG_MARGIN)
-            results = [result for pod_results in per_pod for result in pod_results]  # in self.engines' order
-            for engine, result in zip(self.engines, results):
-                engine.update(weight_version=result["weight_version"], weight_checksum=result["weight_checksum"],
-                              probe_max_abs_logprob_diff=result["probe_max_abs_logprob_diff"])
-            if len({e["weight_checksum"] for e in self.engines}) > 1:  # every engine has the same layout
-                held = ", ".join(f"pod {e['pod']} engine {e['engine']}: {e['weight_checksum']}" for e in self.engines)
-                raise PhaseError(Phase.SYNC, f"the rollout engines hold different weights after the sync ({held})")
+            checked = [pair for pod_results in per_pod for pair in pod_results]
+            for slot, result in checked:
+                slot.record.update(weight_version=result["weight_version"], weight_checksum=result["weight_checksum"],
+                                   probe_max_abs_logprob_diff=result["probe_max_abs_logprob_diff"])
+            results = [result for _, result in checked]
             return dict(results[0], seconds=max(r["seconds"] for r in results),
                         probe_seconds=max(r["probe_seconds"] for r in results),
                         probe_max_abs_logprob_diff=max(r["probe_max_abs_logprob_diff"] for r in results))
@@ -194,11 +216,11 @@ class Conductor:
         self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
         return self.last_sync
 
-    def _check_engine(self, rollout: WorkerClient, result: dict[str, Any], handle: dict[str, Any],
+    def _check_engine(self, slot: EngineSlot, result: dict[str, Any], handle: dict[str, Any],
                       expected: list[list[float]], served: list[list[float]]) -> float:
         """Refuse to roll out on an engine that did not load this sync's weights: its weight
         version, the checksum of what it loaded, and its log-probs on the probe batch."""
-        record = self.engines[next(i for i, (_, client) in enumerate(self.slots) if client is rollout)]
+        record, rollout = slot.record, slot.client
         expected_version = record["weight_version"] + 1
         if result["weight_version"] != expected_version:
             raise PhaseError(Phase.SYNC, f"{rollout.name} reports weight version {result['weight_version']}, "
@@ -231,12 +253,14 @@ class Conductor:
             "greedy": accuracy(1, 0.0), "sampled": accuracy(EVAL_SAMPLES, rollout["temperature"])})
 
     def _score(self, samples: list[Sample], problem_indices: list[int], split: str, prompt_count: int) -> list[float]:
-        """The verifier's score of each sample, computed on the pod that generated it: the
-        prompts' contiguous shares are the ones `_generate` gave each pod's engines."""
-        shares = self._engine_shares(prompt_count)
+        """The verifier's score of each sample, computed on a gang pod: the one that generated
+        it where the gang's engines alone rolled out (the prompts' contiguous shares are the
+        ones `_generate` gave them), spread over the gang pods where replicas took a share."""
+        gang = self.roster.gang_slots()
+        shares = self.roster.shares(prompt_count, gang)
 
         def on_pod(pod: PodWorkers) -> list[tuple[int, float]]:
-            mine_ranges = [share for (owner, _), share in zip(self.slots, shares) if owner is pod]
+            mine_ranges = [share for slot, share in zip(gang, shares) if slot.owner is pod]
             lo, hi = mine_ranges[0][0], mine_ranges[-1][1]  # a pod's engines hold adjacent shares
             mine = [i for i, s in enumerate(samples) if lo <= s.prompt_index < hi]
             items = [[problem_indices[i], samples[i].response_ids] for i in mine]
@@ -257,30 +281,16 @@ class Conductor:
             return []
         if temperature is None:
             temperature = self.spec["rollout"]["temperature"]
-        shares = self._engine_shares(len(prompts))
         request = {"n": n, "temperature": temperature, "top_p": self.spec["rollout"]["topP"], "max_tokens": max_tokens}
 
-        def on_engine(slot: int) -> list[Sample]:
-            (_, client), (lo, hi) = self.slots[slot], shares[slot]
-            if lo == hi:
-                return []
-            raw = client.call("/generate", dict(request, prompt_ids=prompts[lo:hi]), timeout=self.machine.remaining())
-            self.engines[slot]["prompts"] += hi - lo
+        def on_engine(slot: EngineSlot, lo: int, hi: int) -> list[Sample]:
+            raw = slot.client.call("/generate", dict(request, prompt_ids=prompts[lo:hi]), timeout=self.machine.remaining())
+            slot.record["prompts"] += hi - lo
             return [Sample(**dict(s, prompt_index=s["prompt_index"] + lo)) for s in raw]
 
-        def on_pod(pod: PodWorkers) -> list[Sample]:
-            mine = [slot for slot, (owner, _) in enumerate(self.slots) if owner is pod]
-            return [sample for samples in on_each(mine, on_engine) for sample in samples]
-
-        per_pod = on_every_pod(self.pods, self.machine.state, on_pod, self.machine.remaining() - GANG_MARGIN)
-        return [sample for samples in per_pod for sample in samples]
-
-    def _engine_shares(self, prompt_count: int) -> list[tuple[int, int]]:
-        """Each engine's contiguous [start, end) of the prompts, engines in pod order: a
-        prompt's k samples stay on one engine."""
-        sizes = split_sizes(prompt_count, len(self.slots))
-        starts = [sum(sizes[:i]) for i in range(len(sizes))]
-        return [(start, start + size) for start, size in zip(starts, sizes)]
+        samples = self.roster.run_shares(len(prompts), on_engine, self.machine.state,
+                                         self.machine.remaining() - GANG_MARGIN)
+        return sorted(samples, key=lambda sample: sample.prompt_index)  # stable: a prompt's k samples keep their order
 
     def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> tuple[list[Sample], int]:
         """Continue the buffered responses, start the new prompts; return the samples of the
@@ -386,7 +396,7 @@ class Conductor:
             "rng": self.rng.getstate(),
             "sampler": self.sampler.state(),
             "partial_groups": [asdict(g) for g in self.partial.groups] if self.partial else [],
-            "engine_prompts": [e["prompts"] for e in self.engines],
+            "engine_prompts": [slot.record["prompts"] for slot in self.roster.gang_slots()],
             "accuracy_before": self.before,
             "history": [asdict(m) for m in self.history],
         })
@@ -417,8 +427,8 @@ class Conductor:
             if self.partial:
                 self.partial.groups = [Group(g["problem_index"], [PartialResponse(**m) for m in g["members"]])
                                        for g in state["partial_groups"]]
-            for engine, prompts in zip(self.engines, state["engine_prompts"]):
-                engine["prompts"] = prompts
+            for slot, prompts in zip(self.roster.gang_slots(), state["engine_prompts"]):
+                slot.record["prompts"] = prompts
             self.before = state["accuracy_before"]
             self.history = [IterationMetrics(**m) for m in state["history"]]
             self.resumed = found
@@ -465,7 +475,7 @@ class Conductor:
             self.log(f"resumed from {self.resume_from}: continuing at iteration {start}")
         else:
             self._start_metrics_file()
-        first = self.sync_weights(start - 1, first=True)
+        first = self.sync_weights(start - 1)  # every engine opens its side of the channel first
         self.log(f"initial weight sync: {first['bytes'] / MiB:.1f} MiB in {first['buckets']} buckets, {first['seconds']:.3f}s")
         if self.before is None:
             self.before = self.evaluate(0, self.task.eval)
@@ -477,9 +487,11 @@ class Conductor:
         # a run resumed at its end checkpoints nothing new: the policy is the resumed checkpoint's
         exported = self.resumed / checkpoints.MODEL_DIR if self.resumed else ""
         for iteration in range(start, rl["iterations"] + 1):
-            served_before = [e["prompts"] for e in self.engines]
+            counted = {id(record): record["prompts"] for record in self.roster.records + [s.record for s in self.roster.lost]}
             samples, rollout_stats = self.roll_out(iteration)
-            served = [e["prompts"] - before for e, before in zip(self.engines, served_before)]
+            # prompts each engine served in this rollout, a replica dropped in it included
+            served = {id(record): record["prompts"] - counted.get(id(record), 0)
+                      for record in self.roster.records + [slot.record for slot in self.roster.lost]}
             train_stats = self.train(iteration, samples)
             train_seconds = self.machine.timeline[-1].seconds
             # every checkpoint.everyIterations, and the last iteration: the trained policy
@@ -501,7 +513,8 @@ class Conductor:
                 probe_max_abs_logprob_diff=sync["probe_max_abs_logprob_diff"],
                 probe_share_of_sync=sync["probe_seconds"] / max(self.machine.timeline[-1].seconds, 1e-9),
                 params_checksum=str(train_stats["extra"].get("params_checksum", "")),
-                engines=[dict(e, prompts=n) for e, n in zip(self.engines, served)],
+                engines=[dict(record, prompts=served.get(id(record), 0)) for record in self.roster.records]
+                + [dict(slot.record, prompts=served.get(id(slot.record), 0), lost=True) for slot in self.roster.take_lost()],
             )
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)
@@ -525,7 +538,7 @@ class Conductor:
             sync={"bytes": int(self.last_sync["bytes"]), "seconds": float(self.last_sync["seconds"]),
                   "mean_phase_seconds": statistics.fmean(sync_history) if sync_history else 0.0,
                   "max_abs_logprob_diff": diff},
-            pods=len(self.pods), trainer_ranks=self.trainer_ranks, engines=[dict(e) for e in self.engines],
+            pods=len(self.pods), trainer_ranks=self.trainer_ranks, engines=[dict(record) for record in self.roster.records],
             exported_model=str(exported),
             history=[asdict(m) for m in self.history],
         )

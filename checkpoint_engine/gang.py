@@ -38,6 +38,16 @@ class PodWorkers:
     engine: WorkerClient | None = None  # a follower's checkpoint engine's own routes (/score)
 
 
+@dataclass
+class ReplicaWorkers:
+    """A rollout-only pod (spec.rollout.replicas): vLLM engines and a relaying checkpoint
+    engine, no trainer. It may join, leave or be replaced at any time."""
+
+    index: int
+    rollouts: list[WorkerClient]
+    relay_url: str
+
+
 class PodFailed(PhaseError):
     """One pod of the gang failed or missed a phase's barrier; the message names it."""
 
@@ -69,6 +79,18 @@ def on_each(items: list, work: Callable[[Any], T]) -> list[T]:
         return list(pool.map(work, items))
 
 
+def on_each_guarded(items: list, work: Callable[[Any], T]) -> list[T | Exception]:
+    """`work` on every item at once; an item's error is returned in its place (rollout
+    replicas: one that fails is dropped, the job goes on)."""
+    def guarded(item: Any) -> T | Exception:
+        try:
+            return work(item)
+        except Exception as err:  # noqa: BLE001 - handed back to the caller, which names it
+            return err
+
+    return on_each(items, guarded) if items else []
+
+
 # --- pod 0: accept the followers ---------------------------------------------------------------
 class GangServer:
     """Pod 0's gang port: followers join with their URL; `wait_for` returns them all."""
@@ -76,6 +98,7 @@ class GangServer:
     def __init__(self, port: int, expected: int) -> None:
         self.expected = expected
         self.joined: dict[int, str] = {}
+        self.new_replicas: dict[int, str] = {}  # joined (or re-joined) since the conductor last took them
         self._changed = threading.Condition()
         app = web.Application()
         app.router.add_post("/join", self._join)
@@ -87,6 +110,10 @@ class GangServer:
 
     async def _join(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if body.get("replica") is not None:  # a rollout replica: welcome at any time
+            with self._changed:
+                self.new_replicas[int(body["replica"])] = str(body["url"])
+            return web.json_response({"ok": True})
         index = int(body["pod"])
         if not 0 < index <= self.expected:
             return web.json_response({"error": f"pod index {index} is not a follower of a {self.expected + 1}-pod gang"}, status=400)
@@ -94,6 +121,12 @@ class GangServer:
             self.joined[index] = str(body["url"])
             self._changed.notify_all()
         return web.json_response({"ok": True})
+
+    def take_new_replicas(self) -> dict[int, str]:
+        """The rollout replicas that joined since the last call: index -> relay URL."""
+        with self._changed:
+            taken, self.new_replicas = self.new_replicas, {}
+            return taken
 
     def wait_for(self, timeout: float) -> dict[int, str]:
         deadline = time.monotonic() + timeout
@@ -116,6 +149,11 @@ def rollout_clients(owner: str, engines: int, url_of: Callable[[int], str]) -> l
     return [WorkerClient(f"{owner}rollout engine" + (f" {e}" if engines > 1 else ""), url_of(e)) for e in range(engines)]
 
 
+def replica_workers(index: int, url: str, engines: int) -> ReplicaWorkers:
+    return ReplicaWorkers(index, rollout_clients(f"rollout replica {index}'s ", engines,
+                                                 lambda e: f"{url}/rollout-{e}"), relay_url=url)
+
+
 def follower_workers(joined: dict[int, str], engines: int) -> list[PodWorkers]:
     return [PodWorkers(index, WorkerClient(f"pod {index}'s trainer", f"{url}/trainer"),
                        rollout_clients(f"pod {index}'s ", engines, lambda e, url=url: f"{url}/rollout-{e}"), relay_url=url,
@@ -125,8 +163,9 @@ def follower_workers(joined: dict[int, str], engines: int) -> list[PodWorkers]:
 
 # --- pods 1..N-1: join, then relay ------------------------------------------------------------
 def _relay_app(env: WorkerEnv, finished: threading.Event, score: Callable[[str, list], list[float]]) -> web.Application:
-    workers = {"trainer": WorkerClient("trainer", env.trainer_url),
-               **{f"rollout-{e}": WorkerClient(f"rollout engine {e}", url) for e, url in enumerate(env.rollout_urls)}}
+    workers = {f"rollout-{e}": WorkerClient(f"rollout engine {e}", url) for e, url in enumerate(env.rollout_urls)}
+    if env.replica is None:  # a rollout replica has no trainer
+        workers["trainer"] = WorkerClient("trainer", env.trainer_url)
 
     async def relay(request: web.Request) -> web.Response:
         worker = workers.get(request.match_info["worker"])
@@ -178,19 +217,21 @@ def follow(env: WorkerEnv, log: Callable[[str], None], score: Callable[[str, lis
     loop.run_until_complete(web.TCPSite(runner, "0.0.0.0", port).start())
     threading.Thread(target=loop.run_forever, name="relay", daemon=True).start()
     url = f"http://{env.pod_ip}:{port}"
+    me, join = ((f"pod {env.pod_index}", {"pod": env.pod_index}) if env.replica is None
+                else (f"rollout replica {env.replica}", {"replica": env.replica}))
     deadline = time.monotonic() + env.spec["timeouts"]["startupSeconds"]
     while True:
         try:
-            requests.post(f"{env.gang_url}/join", json={"pod": env.pod_index, "url": url}, timeout=5).raise_for_status()
+            requests.post(f"{env.gang_url}/join", json=dict(join, url=url), timeout=5).raise_for_status()
             break
         except requests.RequestException as err:
             if time.monotonic() > deadline:
-                log(f"FAILED: pod {env.pod_index} could not join the gang at {env.gang_url}: {err}")
+                log(f"FAILED: {me} could not join the gang at {env.gang_url}: {err}")
                 return 1
             time.sleep(0.5)
-    log(f"pod {env.pod_index} joined the gang at {env.gang_url}; relaying at {url}")
+    log(f"{me} joined the gang at {env.gang_url}; relaying at {url}")
     finished.wait()
-    log(f"pod {env.pod_index}: the conductor finished the job")
+    log(f"{me}: the conductor finished the job")
     return 0
 
 

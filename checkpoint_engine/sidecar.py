@@ -46,13 +46,13 @@ def main() -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
-    if env.pod_index > 0:  # a follower: its pod's workers act on pod 0's commands
+    if env.pod_index > 0 or env.replica is not None:  # a follower: its pod's workers act on pod 0's commands
         task, tokenizer = load_task(env.spec), AutoTokenizer.from_pretrained(env.model_dir)
         return follow(env, log, lambda split, items: score_items(task, tokenizer, split, items))
     followers: list = []
-    gang = None
+    # always listening: rollout replicas (spec.rollout.replicas) may join at any time
+    gang = GangServer(env.gang_port, env.num_pods - 1)
     if env.num_pods > 1:
-        gang = GangServer(env.gang_port, env.num_pods - 1)
         log(f"waiting for {env.num_pods - 1} pod(s) to join the gang on port {env.gang_port}")
         try:
             followers = follower_workers(gang.wait_for(env.spec["timeouts"]["startupSeconds"]), env.rollout_engines)
@@ -71,12 +71,13 @@ def main() -> int:
         on_progress=reporter.progress if reporter else None,
         resume_from=os.environ.get(pod_contract.RESUME_FROM) or None,
         followers=followers,
+        gang=gang,
     )
     plot_path = run_dir / "run.png"
     try:
         summary = conductor.run()
     except Exception as err:  # a phase's error, or one between phases (writing a checkpoint): the job fails, said so
-        release_followers(conductor.pods)
+        release_followers(conductor.pods + conductor.roster.replicas())
         if not isinstance(err, PhaseError):
             logging.exception("the conductor failed between phases")
         message = str(err) if isinstance(err, PhaseError) else f"{type(err).__name__}: {err}"
@@ -87,7 +88,7 @@ def main() -> int:
         if conductor.history:
             plot_run([vars(m) for m in conductor.history], conductor.machine.timeline, None, None, plot_path)
         return pod_contract.EXIT_UNRECOVERABLE if unrecoverable else 1
-    release_followers(conductor.pods)
+    release_followers(conductor.pods + conductor.roster.replicas())
     summary_path = Path(os.environ.get(pod_contract.SUMMARY_JSON) or run_dir / "summary.json")
     write_summary(summary, summary_path)
     plot_run(summary.history, conductor.machine.timeline,

@@ -179,6 +179,9 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
             raise SpecError("metadata.name", f"must be a DNS label of at most {MAX_NAME} characters "
                             f"(pods are named <name>-<index>), got {name!r}")
         resolved = validate_manifest({k: job[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in job})
+        if resolved["spec"]["rollout"]["replicas"]:
+            raise SpecError("spec.rollout.replicas", "rollout replicas run under `seesaw run` so far; the operator does "
+                            "not create rollout-only pods yet, so in a cluster it must be 0")
     except SpecError as err:
         n_pods = 0
         for type_, reason, msg in _initial_conditions():

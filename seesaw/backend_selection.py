@@ -116,10 +116,12 @@ def choose_backends(spec: dict[str, Any], hardware: Hardware) -> BackendChoice:
     channel = _get(spec, "weightSync.channel", "auto")
     on_gpu = trainer == MEGATRON and rollout == VLLM_GPU
     if channel == "auto":
-        if on_gpu and hardware.shared_gpu:
+        replicas = _get(spec, "rollout.replicas", 0)
+        if on_gpu and hardware.shared_gpu and not replicas:
             channel, why = CUDA_IPC, "trainer and rollout share the GPU"
         elif on_gpu and hardware.rdma_devices:
-            channel, why = MOONCAKE_RDMA, f"GPUs not shared; RDMA devices {list(hardware.rdma_devices)}"
+            channel, why = MOONCAKE_RDMA, ("rollout replicas need weights beyond the pod" if replicas else "GPUs not shared") + \
+                f"; RDMA devices {list(hardware.rdma_devices)}"
         else:
             channel, why = MOONCAKE_TCP, "no shared GPU and no RDMA device" if on_gpu else "CPU job"
         reasons.append(f"weightSync.channel auto -> {channel}: {why}")

@@ -123,9 +123,9 @@ def _check_rules(spec: dict[str, Any]) -> None:
     if gpus and engines * rollout_tp > gpus:
         raise SpecError("spec.rollout.enginesPerPod", f"{engines} engines x rollout.tensorParallel {rollout_tp} need "
                         f"{engines * rollout_tp} GPUs, more than cluster.gpusPerNode ({gpus})")
-    if spec["rollout"]["inferenceOnlyNodes"]:
-        raise SpecError("spec.rollout.inferenceOnlyNodes", "rollout-only pods are not supported yet; must be 0 "
-                        f"(rollout capacity scales with cluster.nodes), got {spec['rollout']['inferenceOnlyNodes']}")
+    if spec["rollout"]["replicas"] and spec["weightSync"]["channel"] == "cuda-ipc":
+        raise SpecError("spec.rollout.replicas", "rollout replicas take their weights over the Mooncake transfer engine; "
+                        "weightSync.channel cuda-ipc cannot leave the pod (use auto, mooncake-tcp or mooncake-rdma)")
     model_parallel = trainer["tensorParallel"] * trainer["pipelineParallel"]
     total = gpus * spec["cluster"]["nodes"]
     if gpus and total % model_parallel:

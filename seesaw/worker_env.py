@@ -29,6 +29,7 @@ class WorkerEnv:
     pod_ip: str
     rollout_engines: int = 1  # vLLM engines in the pod; engine e serves on rollout_port + e
     rollout_engine: int = 0   # which one this process is (rollout engines only)
+    replica: int | None = None  # a rollout-only pod's index (no trainer); None in the gang's pods
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -88,4 +89,5 @@ def worker_env() -> WorkerEnv:
         pod_ip=env.get(pc.POD_IP, "127.0.0.1"),
         rollout_engines=int(env.get(pc.ROLLOUT_ENGINES, "1")),
         rollout_engine=int(env.get(pc.ROLLOUT_ENGINE, "0")),
+        replica=int(env[pc.ROLLOUT_REPLICA]) if env.get(pc.ROLLOUT_REPLICA) else None,
     )

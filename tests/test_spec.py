@@ -70,15 +70,24 @@ def test_cross_field_rule_rollout_tp_must_divide_gpus():
         validate_manifest(doc)
 
 
-def test_rollout_only_pods_are_refused_until_they_exist():
+def test_rollout_replicas_need_a_weight_channel_that_leaves_the_pod():
     doc = example()
-    doc["spec"]["rollout"]["inferenceOnlyNodes"] = 2
-    with pytest.raises(SpecError, match=r"spec\.rollout\.inferenceOnlyNodes: rollout-only pods are not supported yet; must be 0 .*got 2"):
+    doc["spec"]["rollout"]["replicas"] = 2
+    assert validate_manifest(doc)["spec"]["rollout"]["replicas"] == 2
+    doc["spec"]["weightSync"] = {"channel": "cuda-ipc"}
+    with pytest.raises(SpecError, match=r"spec\.rollout\.replicas: rollout replicas take their weights over the Mooncake "
+                                        r"transfer engine; weightSync.channel cuda-ipc cannot leave the pod"):
         validate_manifest(doc)
-    from seesaw.spec import crd_version_schema
 
-    rollout = crd_version_schema()["properties"]["spec"]["properties"]["rollout"]
-    assert "self.inferenceOnlyNodes == 0" in [r["rule"] for r in rollout["x-kubernetes-validations"]]  # the API server refuses it too
+
+def test_auto_picks_mooncake_when_rollout_replicas_need_the_weights():
+    from seesaw.backend_selection import Hardware, choose_backends
+
+    doc = yaml.safe_load((ROOT / "examples" / "qwen-math-gpu.yaml").read_text())
+    shared_gpu = Hardware(gpu_count=8, shared_gpu=True)
+    assert choose_backends(validate_manifest(doc)["spec"], shared_gpu).weight_channel == "cuda-ipc"
+    doc["spec"]["rollout"]["replicas"] = 1
+    assert choose_backends(validate_manifest(doc)["spec"], shared_gpu).weight_channel == "mooncake-tcp"
 
 
 def test_wrong_kind_and_api_version():

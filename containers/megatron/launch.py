@@ -13,25 +13,19 @@ import os
 import sys
 
 from seesaw import pod_contract as pc
-from seesaw.supervise import run_all
+from seesaw.supervise import cpu_share, launch
 
 SERVER = "seesaw.trainer.server"
 
 
 def rank_env(base: dict[str, str], local_rank: int, processes: int) -> dict[str, str]:
     """The environment of the pod's trainer rank `local_rank` of `processes`."""
-    env = dict(base, LOCAL_RANK=str(local_rank), LOCAL_WORLD_SIZE=str(processes))
-    if base.get(pc.CPU_THREADS):
-        share = str(max(1, int(base[pc.CPU_THREADS]) // processes))
-        env.update({pc.CPU_THREADS: share, "OMP_NUM_THREADS": share})
-    return env
+    return dict(base, LOCAL_RANK=str(local_rank), LOCAL_WORLD_SIZE=str(processes), **cpu_share(base, processes))
 
 
 def main() -> int:
     processes = int(os.environ.get(pc.TRAINER_PROCESSES, "1"))
-    if processes == 1:  # the server itself: nothing to supervise
-        os.execv(sys.executable, [sys.executable, "-m", SERVER])
-    return run_all(SERVER, [rank_env(dict(os.environ), r, processes) for r in range(processes)], "trainer rank")
+    return launch(SERVER, [rank_env(dict(os.environ), r, processes) for r in range(processes)], "trainer rank")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 
 from seesaw import pod_contract as pc
 from seesaw.spec import load_manifest
-from seesaw.supervise import run_all
+from seesaw.supervise import cpu_share, launch
 
 SERVER = "seesaw.rollout.server"
 
@@ -26,19 +26,18 @@ def engine_env(base: dict[str, str], engine: int, engines: int, tensor_parallel:
         visible = base.get("CUDA_VISIBLE_DEVICES")
         devices = visible.split(",") if visible else [str(g) for g in range(gpus)]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(devices[engine * tensor_parallel:(engine + 1) * tensor_parallel])
-    elif base.get(pc.CPU_THREADS):
-        share = str(max(1, int(base[pc.CPU_THREADS]) // engines))
-        env.update({pc.CPU_THREADS: share, "OMP_NUM_THREADS": share})
+    else:
+        env.update(cpu_share(base, engines))
     return env
 
 
 def main() -> int:
     engines = int(os.environ.get(pc.ROLLOUT_ENGINES, "1"))
-    if engines == 1:  # the server itself: nothing to supervise
-        os.execv(sys.executable, [sys.executable, "-m", SERVER])
+    if engines == 1:  # the server itself, as the pod's environment gives it
+        return launch(SERVER, [dict(os.environ)], "rollout engine")
     spec = load_manifest(os.environ.get(pc.JOB_CONFIG, "/etc/seesaw/job.yaml"))["spec"]
     tp, gpus = spec["rollout"]["tensorParallel"], spec["cluster"]["gpusPerNode"]
-    return run_all(SERVER, [engine_env(dict(os.environ), e, engines, tp, gpus) for e in range(engines)], "rollout engine")
+    return launch(SERVER, [engine_env(dict(os.environ), e, engines, tp, gpus) for e in range(engines)], "rollout engine")
 
 
 if __name__ == "__main__":

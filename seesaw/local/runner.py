@@ -27,6 +27,7 @@ from seesaw import pod_contract as pc
 from seesaw.checkpoint_engine import checkpoints
 from seesaw.model.generate import prepare_model
 from seesaw.backend_selection import Hardware
+from seesaw.supervise import die_with_parent
 from seesaw.spec import SpecError, restart_backoff_seconds, rollout_engines_per_pod, trainer_processes_per_pod
 from seesaw.tasks import load_task
 
@@ -98,15 +99,18 @@ def _tail(path: Path, lines: int = 15) -> str:
 class LocalPod:
     """Starts and supervises the pod's processes; stopping it leaves no process behind."""
 
-    def __init__(self, run_dir: Path, env: dict[str, str], index: int = 0) -> None:
+    def __init__(self, run_dir: Path, env: dict[str, str], index: int = 0, replica: bool = False) -> None:
         self.run_dir = run_dir
         self.env = env
         self.index = index
+        self.replica = replica  # a rollout replica: engines and a checkpoint engine, no trainer
+        self.name = f"rollout replica {index}" if replica else f"pod {index}"
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
 
     def start(self, name: str, module: str, stdout_to_log: bool = True) -> subprocess.Popen:
-        log_path = self.run_dir / (f"{name}.log" if self.index == 0 else f"pod-{self.index}-{name}.log")
+        prefix = f"replica-{self.index}-" if self.replica else (f"pod-{self.index}-" if self.index else "")
+        log_path = self.run_dir / f"{prefix}{name}.log"
         self.logs[name] = log_path
         # appended: a restarted gang's logs follow the failed attempt's, which tell why it failed
         with log_path.open("a") as log:
@@ -117,7 +121,7 @@ class LocalPod:
         process = subprocess.Popen(
             [sys.executable, "-m", module], cwd=self.run_dir, env=self.env, stdout=out,
             stderr=subprocess.STDOUT if stdout_to_log else log_path.open("a"),
-            start_new_session=True, text=True,
+            start_new_session=True, text=True, preexec_fn=die_with_parent,
         )
         self.processes[name] = process
         return process
@@ -127,7 +131,7 @@ class LocalPod:
         checkpoint engine that failed; pod 0's checkpoint engine is watched by the runner."""
         for name, process in self.processes.items():
             code = process.poll()
-            if code is not None and (name != "sidecar" or (self.index > 0 and code != 0)):
+            if code is not None and (name != "sidecar" or ((self.index > 0 or self.replica) and code != 0)):
                 return name, code
         return None
 
@@ -195,9 +199,13 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     trainer_ranks = int(os.environ.get(pc.TRAINER_PROCESSES)
                         or (trainer_processes_per_pod(spec) if Hardware.detect().gpu_count else 1))
     env[pc.TRAINER_PROCESSES] = str(trainer_ranks)
-    if nodes > 1 or engines > 1 or trainer_ranks > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
-        share = max(1, (os.cpu_count() or 1) // nodes)
+    pod_count = nodes + int(spec["rollout"]["replicas"])
+    if pod_count > 1 or engines > 1 or trainer_ranks > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
+        share = max(1, (os.cpu_count() or 1) // pod_count)
         env.update({pc.CPU_THREADS: str(share), "OMP_NUM_THREADS": str(share), "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
+        # the CPU build reserves host memory for its KV cache: a small model needs little, and
+        # every engine on this machine must fit beside the others
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     resume = None
     if getattr(args, "resume_from", None):
         try:
@@ -212,7 +220,8 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     for restarts in itertools.count():
         if restarts:
             time.sleep(restart_backoff_seconds(policy, restarts))
-        code, failure = play_gang(nodes, run_dir, dict(env, **{pc.RESTART_ATTEMPT: str(restarts)}), resume)
+        code, failure = play_gang(nodes, run_dir, dict(env, **{pc.RESTART_ATTEMPT: str(restarts)}), resume,
+                                  replicas=int(spec["rollout"]["replicas"]))
         if code in (0, 130):
             break
         latest = checkpoints.latest(checkpoint_root)
@@ -241,14 +250,47 @@ def _dead_container(pods: list[LocalPod], echo: threading.Thread) -> str | None:
         return None
     pod, container, code = dead
     echo.join(timeout=1)
-    failure = f"pod {pod.index}'s {CONTAINERS[container]} {_exit_reason(code)}"
+    failure = f"{pod.name}'s {CONTAINERS[container]} {_exit_reason(code)}"
     print(f"FAILED: {failure}; last lines of {pod.logs[container]}:\n{_tail(pod.logs[container])}", flush=True)
     return failure
 
 
-def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None) -> tuple[int, str]:
-    """Start every pod's processes, supervise them until pod 0's checkpoint engine ends the run,
-    then stop them all; returns (exit code, what failed)."""
+class LocalReplicas:
+    """The rollout replicas (spec.rollout.replicas): each a rollout container and a checkpoint
+    engine that joins pod 0's gang. One that dies is replaced, as the operator replaces a
+    deleted pod; the job goes on without it meanwhile."""
+
+    def __init__(self, count: int, run_dir: Path, env: dict[str, str]) -> None:
+        self.run_dir, self.env = run_dir, env
+        self.pods = [self._start(r) for r in range(count)]
+
+    def _start(self, index: int) -> LocalPod:
+        engines = int(self.env[pc.ROLLOUT_ENGINES])
+        pod = LocalPod(self.run_dir, dict(self.env, **{pc.ROLLOUT_REPLICA: str(index),
+                                                       pc.ROLLOUT_PORT: str(free_port_block(engines))}),
+                       index=index, replica=True)
+        pod.start("rollout", WORKERS["rollout"])
+        pod.start("sidecar", SIDECAR)
+        return pod
+
+    def replace_dead(self) -> None:
+        for i, pod in enumerate(self.pods):
+            dead = pod.dead_worker()
+            if dead:
+                container, code = dead
+                print(f"{pod.name}'s {CONTAINERS[container]} {_exit_reason(code)}: starting a replacement "
+                      f"(the job goes on without it meanwhile)", flush=True)
+                pod.stop()
+                self.pods[i] = self._start(pod.index)
+
+    def stop(self) -> None:
+        for pod in self.pods:
+            pod.stop()
+
+
+def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None, replicas: int = 0) -> tuple[int, str]:
+    """Start every pod's processes (and the rollout replicas'), supervise them until pod 0's
+    checkpoint engine ends the run, then stop them all; returns (exit code, what failed)."""
     if resume:
         env[pc.RESUME_FROM] = resume
     # fresh ports per attempt: the last attempt's may still linger in TIME_WAIT
@@ -256,6 +298,7 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
     engines = int(env[pc.ROLLOUT_ENGINES])
     pods = [LocalPod(run_dir, dict(env, **{pc.POD_INDEX: str(i), pc.TRAINER_PORT: str(free_port()),
                                             pc.ROLLOUT_PORT: str(free_port_block(engines))}), index=i) for i in range(nodes)]
+    extra = None
     try:
         for pod in pods:
             for worker, module in WORKERS.items():
@@ -263,6 +306,7 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
             if pod.index:
                 pod.start("sidecar", SIDECAR)
         sidecar = pods[0].start("sidecar", SIDECAR, stdout_to_log=False)
+        extra = LocalReplicas(replicas, run_dir, env)
         echo = threading.Thread(target=_echo, args=(sidecar.stdout,), daemon=True)
         echo.start()
         while sidecar.poll() is None:
@@ -270,6 +314,7 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
             failure = _dead_container(pods, echo)
             if failure:
                 return 1, failure
+            extra.replace_dead()
             time.sleep(0.5)
         echo.join(timeout=5)
         code = sidecar.wait()
@@ -292,3 +337,5 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
     finally:
         for pod in pods:
             pod.stop()
+        if extra:
+            extra.stop()

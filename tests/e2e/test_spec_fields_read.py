@@ -30,7 +30,6 @@ NOT_READ_HERE = {
     "spec.rollout.gpuMemoryUtilization": "vLLM GPU backend: engine_args (the CPU build reserves host memory instead)",
     "spec.rollout.tensorParallel": "vLLM GPU backend: engine_args; CUDA IPC sender: one copy per rollout GPU",
     "spec.trainer.tensorParallel": "Megatron backend (GPU): Parallelism(tp=...); backend selection for megatron",
-    "spec.rollout.inferenceOnlyNodes": "refused above 0 by validation (CEL rule and _check_rules) until rollout-only pods exist",
 }
 
 

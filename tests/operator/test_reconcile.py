@@ -127,3 +127,10 @@ def test_with_a_checkpoint_pvc_a_restart_resumes_from_the_last_checkpoint():
     assert "from the checkpoint of iteration 3" in restarting.message
     assert not [e for e in failed.events if e.reason == c.REASON_CHECKPOINT_LOST]
     assert recreate.create_pods == [0, 1] and recreate.resume_from == CHECKPOINT["path"]
+
+
+def test_rollout_replicas_are_refused_in_a_cluster_until_the_operator_builds_their_pods():
+    plan = decide(job(rollout={"replicas": 2}), [], NOW)
+    assert plan.status["reason"] == c.REASON_SPEC_INVALID
+    assert "spec.rollout.replicas: rollout replicas run under `seesaw run` so far" in plan.status["message"]
+    assert not plan.create_pods and not plan.ensure_children, "nothing is created for a job that cannot run"
