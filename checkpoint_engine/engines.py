@@ -150,9 +150,9 @@ class EngineRoster:
                 else:
                     raise PodFailed(phase, f"pod {slot.owner.index}: {err}") from err
             pending = []
+            if unanswered and not self.slots:
+                raise PodFailed(phase, "no rollout engine left")
             for lo, hi in unanswered:
-                if unanswered and not self.slots:
-                    raise PodFailed(phase, "no rollout engine left")
                 pending += [(slot, lo + a, lo + b) for slot, (a, b) in zip(self.slots, self.shares(hi - lo)) if b > a]
             if unanswered:
                 self.log(f"{sum(hi - lo for lo, hi in unanswered)} prompt(s) re-issued to the other engines")
