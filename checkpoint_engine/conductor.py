@@ -296,6 +296,7 @@ class Conductor:
         """Continue the buffered responses, start the new prompts; return the samples of the
         groups that finished and the number of tokens generated."""
         buffer = self.partial
+        buffer.begin_iteration()
         pending = list(buffer.unfinished())
         continued = self._generate([r.prompt_ids + r.response_ids for r in pending], 1, buffer.segment_tokens())
         for response, sample in zip(pending, continued):

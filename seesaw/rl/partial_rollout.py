@@ -32,6 +32,7 @@ class PartialResponse:
     logprobs: list[float] = field(default_factory=list)
     on_policy_from: int = 0
     finished: bool = False
+    generated_in: int = 0  # the buffer iteration that generated its newest segment
     repeated: bool = False
 
 
@@ -52,6 +53,11 @@ class PartialRolloutBuffer:
         self.token_budget = token_budget
         self.max_tokens = max_tokens
         self.groups: list[Group] = []
+        self.iteration = 0
+
+    def begin_iteration(self) -> None:
+        """A new policy generates from here on: segments of earlier iterations are off-policy."""
+        self.iteration += 1
 
     def segment_tokens(self) -> int:
         return min(self.token_budget, self.max_tokens)
@@ -70,12 +76,17 @@ class PartialRolloutBuffer:
         room = self.max_tokens - len(response.response_ids)
         tokens, logprobs = tokens[:room], logprobs[:room]
         response.on_policy_from = len(response.response_ids)
+        response.generated_in = self.iteration
         response.response_ids.extend(tokens)
         response.logprobs.extend(logprobs)
         response.repeated = repeats_at_tail(response.response_ids)
         response.finished = stopped or response.repeated or len(response.response_ids) >= self.max_tokens
 
     def pop_finished(self) -> list[Group]:
+        """The groups whose k responses all finished. A response that finished in an earlier
+        iteration has no token of the current policy: all of it is left out of the loss."""
         done = [g for g in self.groups if g.finished]
+        for member in (m for g in done for m in g.members if m.generated_in != self.iteration):
+            member.on_policy_from = len(member.response_ids)
         self.groups = [g for g in self.groups if not g.finished]
         return done

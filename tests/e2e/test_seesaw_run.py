@@ -47,7 +47,7 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     assert worst < 1e-3, f"vLLM {served} vs transformers {expected}"
 
     # a restarted job continues after its checkpoint's iteration (given the checkpoints directory: its latest)
-    job = write_job(tmp_path, iterations=3)
+    job = write_job(tmp_path, iterations=4)  # maxTokens 8 in 2-token segments: every group done by the 4th
     result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "resumed"), "--resume-from", str(checkpoints)],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -88,7 +88,7 @@ def test_partial_rollouts_finish_long_responses_over_several_iterations(partial_
     # responses longer than one 2-token budget finished: they were continued across iterations
     assert max(m["mean_response_length"] for m in metrics) > 2
     trained = [m for m in metrics if m["loss"] > 0]
-    assert trained, "no group finished in 3 iterations"
+    assert trained, "no group finished in 4 iterations"
     assert all(m["rollout_trainer_logprob_diff"] < 1e-4 for m in trained)  # the newest segment is on-policy
 
 

@@ -41,3 +41,17 @@ def test_repetition_ends_a_response_early():
 def test_bad_budgets_are_refused():
     with pytest.raises(ValueError, match="token_budget"):
         PartialRolloutBuffer(token_budget=0, max_tokens=10)
+
+
+def test_a_member_that_finished_under_an_older_policy_has_no_on_policy_tokens():
+    buffer = PartialRolloutBuffer(token_budget=4, max_tokens=16)
+    buffer.begin_iteration()
+    group = buffer.add_group(0, [1], k=2)
+    buffer.extend(group.members[0], [5, 2], [-1.0, -1.0], stopped=True)  # done in iteration 1
+    buffer.extend(group.members[1], [5, 6, 7, 8], [-1.0] * 4, stopped=False)
+    assert buffer.pop_finished() == []
+    buffer.begin_iteration()  # the policy was trained in between
+    buffer.extend(group.members[1], [2], [-1.0], stopped=True)
+    assert buffer.pop_finished() == [group]
+    assert group.members[1].on_policy_from == 4, "the newest segment is this iteration's"
+    assert group.members[0].on_policy_from == 2, "all of it came from the older policy: left out of the loss"
