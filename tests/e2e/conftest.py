@@ -16,8 +16,9 @@ SEESAW = str(Path(sys.executable).parent / "seesaw")
 def partial_rollout_run(tmp_path_factory):
     """(completed process, run dir, file of the spec fields every process read)."""
     tmp_path = tmp_path_factory.mktemp("partial")
-    manifest = tiny_manifest(iterations=3, promptsPerIteration=4)
-    # a correct answer is 5 tokens ('dcba' + eos): with 2 tokens per iteration it finishes in the third
+    manifest = tiny_manifest(iterations=4, promptsPerIteration=4)
+    # a correct answer is 5 tokens ('dcba' + eos): with 2 tokens per iteration it finishes in the
+    # third; maxTokens 8 ends every response by the fourth, so a group surely finishes and trains
     manifest["spec"]["rl"]["partialRollout"] = {"enabled": True, "tokenBudget": 2}
     manifest["spec"]["checkpoint"]["everyIterations"] = 2
     job = tmp_path / "job.yaml"

@@ -47,7 +47,7 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     assert worst < 1e-3, f"vLLM {served} vs transformers {expected}"
 
     # a restarted job continues after its checkpoint's iteration (given the checkpoints directory: its latest)
-    job = write_job(tmp_path, iterations=4)  # maxTokens 8 in 2-token segments: every group done by the 4th
+    job = write_job(tmp_path, iterations=3)
     result = subprocess.run([SEESAW, "run", str(job), "--workdir", str(tmp_path / "resumed"), "--resume-from", str(checkpoints)],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
