@@ -25,7 +25,6 @@ from seesaw.model.prompt import encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.sampling import make_sampler
-
 from seesaw.rpc import WorkerClient, WorkerError
 from seesaw.tasks import Problem, Task
 
@@ -164,41 +163,29 @@ class Conductor:
                 return slot.client.call("/weights/update", {"handle": handle}, timeout=timeout())
 
             own = [self.roster.slot_of(client) for client in rollouts]
-            results = on_each(own, update)
-            updated = []
-            for slot, result in zip(replicas, on_each_guarded(replicas, update)):
-                if isinstance(result, Exception):
-                    self.roster.drop(slot.owner, f"{slot.client.name} failed the weight update: {result}")
-                else:
-                    updated.append((slot, result))
+            own_updated = list(zip(own, on_each(own, update)))  # a gang engine's failure fails the sync
+            replica_updated = [(slot, result) for slot, result in zip(replicas, on_each_guarded(replicas, update))
+                               if self._replica_survives(slot, result, "the weight update")]
             trainer.call("/weights/release", timeout=timeout())  # staging copies: the rollout's memory
             probe_started = time.perf_counter()
             expected = trainer.call("/logprobs", self.probe, timeout=timeout())
             trainer_probe_seconds = time.perf_counter() - probe_started
             offloaded_all = trainer.call("/offload", {"keep_weights": False}, timeout=timeout())
 
-            def prove(slot: EngineSlot) -> tuple[list[list[float]], float]:
+            def prove(slot: EngineSlot, result: dict[str, Any]) -> dict[str, Any]:
                 if not slot.is_replica:
                     slot.client.call("/wake_up", {"tags": ["kv_cache"]}, timeout=timeout())
                 started = time.perf_counter()
-                return slot.client.call("/logprobs", self.probe, timeout=timeout()), time.perf_counter() - started
+                served = slot.client.call("/logprobs", self.probe, timeout=timeout())
+                seconds = time.perf_counter() - started
+                return dict(result, probe_max_abs_logprob_diff=self._check_engine(slot, result, handle, expected, served),
+                            offloaded_bytes=offloaded["bytes"] + offloaded_all["bytes"],
+                            probe_seconds=trainer_probe_seconds + seconds)
 
-            proofs = on_each(own, prove) + on_each_guarded([slot for slot, _ in updated], prove)
-            checked = []
-            for (slot, result), proof in zip(list(zip(own, results)) + updated, proofs):
-                try:
-                    if isinstance(proof, Exception):
-                        raise PhaseError(Phase.SYNC, f"{slot.client.name} failed the probe: {proof}")
-                    served, seconds = proof
-                    result["probe_max_abs_logprob_diff"] = self._check_engine(slot, result, handle, expected, served)
-                except PhaseError as err:
-                    if not slot.is_replica:
-                        raise
-                    self.roster.drop(slot.owner, str(err))  # never rolled out on: the job goes on without it
-                    continue
-                result["offloaded_bytes"] = offloaded["bytes"] + offloaded_all["bytes"]
-                result["probe_seconds"] = trainer_probe_seconds + seconds
-                checked.append((slot, result))
+            checked = [(slot, result) for (slot, _), result in zip(own_updated, on_each(own_updated, lambda pair: prove(*pair)))]
+            checked += [(slot, result) for (slot, _), result in
+                        zip(replica_updated, on_each_guarded(replica_updated, lambda pair: prove(*pair)))
+                        if self._replica_survives(slot, result, "the probe")]
             return checked
 
         def work() -> dict[str, Any]:
@@ -215,6 +202,13 @@ class Conductor:
 
         self.last_sync = self.machine.run(Phase.SYNC, iteration, work)
         return self.last_sync
+
+    def _replica_survives(self, slot: EngineSlot, outcome: Any, step: str) -> bool:
+        """A replica whose step failed is dropped (never rolled out on); the job goes on."""
+        if isinstance(outcome, Exception):
+            self.roster.drop(slot.owner, f"{slot.client.name} failed {step}: {outcome}")
+            return False
+        return True
 
     def _check_engine(self, slot: EngineSlot, result: dict[str, Any], handle: dict[str, Any],
                       expected: list[list[float]], served: list[list[float]]) -> float:
@@ -286,6 +280,7 @@ class Conductor:
         def on_engine(slot: EngineSlot, lo: int, hi: int) -> list[Sample]:
             raw = slot.client.call("/generate", dict(request, prompt_ids=prompts[lo:hi]), timeout=self.machine.remaining())
             slot.record["prompts"] += hi - lo
+            slot.served += hi - lo
             return [Sample(**dict(s, prompt_index=s["prompt_index"] + lo)) for s in raw]
 
         samples = self.roster.run_shares(len(prompts), on_engine, self.machine.state,
@@ -488,11 +483,8 @@ class Conductor:
         # a run resumed at its end checkpoints nothing new: the policy is the resumed checkpoint's
         exported = self.resumed / checkpoints.MODEL_DIR if self.resumed else ""
         for iteration in range(start, rl["iterations"] + 1):
-            counted = {id(record): record["prompts"] for record in self.roster.records + [s.record for s in self.roster.lost]}
+            self.roster.count_served()
             samples, rollout_stats = self.roll_out(iteration)
-            # prompts each engine served in this rollout, a replica dropped in it included
-            served = {id(record): record["prompts"] - counted.get(id(record), 0)
-                      for record in self.roster.records + [slot.record for slot in self.roster.lost]}
             train_stats = self.train(iteration, samples)
             train_seconds = self.machine.timeline[-1].seconds
             # every checkpoint.everyIterations, and the last iteration: the trained policy
@@ -514,8 +506,9 @@ class Conductor:
                 probe_max_abs_logprob_diff=sync["probe_max_abs_logprob_diff"],
                 probe_share_of_sync=sync["probe_seconds"] / max(self.machine.timeline[-1].seconds, 1e-9),
                 params_checksum=str(train_stats["extra"].get("params_checksum", "")),
-                engines=[dict(record, prompts=served.get(id(record), 0)) for record in self.roster.records]
-                + [dict(slot.record, prompts=served.get(id(slot.record), 0), lost=True) for slot in self.roster.take_lost()],
+                # what each engine served in this rollout, a replica dropped since listed once as lost
+                engines=[dict(slot.record, prompts=slot.served) for slot in self.roster.slots]
+                + [dict(slot.record, prompts=slot.served, lost=True) for slot in self.roster.take_lost()],
             )
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)

@@ -29,6 +29,7 @@ class EngineSlot:
     # what it served and proved after the last sync (metrics.jsonl, summary.json)
     record: dict[str, Any] = field(default_factory=dict)
     initialised: bool = False  # its side of the weight channel is open (/weights/init)
+    served: int = 0  # prompts since the last count_served()
 
     @property
     def is_replica(self) -> bool:
@@ -59,7 +60,9 @@ class EngineRoster:
         return [slot for slot in self.slots if not slot.is_replica]
 
     def replicas(self) -> list[ReplicaWorkers]:
-        return list({id(s.owner): s.owner for s in self.slots if s.is_replica}.values())
+        """Every replica the conductor knows of, admitted or still loading (to release at the end)."""
+        admitted = {id(s.owner): s.owner for s in self.slots if s.is_replica}
+        return list(admitted.values()) + list(self.pending.values())
 
     def slot_of(self, client: WorkerClient) -> EngineSlot:
         return next(slot for slot in self.slots if slot.client is client)
@@ -69,23 +72,27 @@ class EngineRoster:
         return [s for s in self.slots if s.is_replica and s.owner.index % pod_count == pod.index]
 
     # --- membership ----------------------------------------------------------------------
-    def admit_replicas(self) -> list[int]:
-        """Replicas that joined and whose engines all answer become slots (a replica that
-        re-joined replaces its old self); returns the admitted indices."""
+    def _take_joined(self) -> None:
         if self.gang:
             for index, url in self.gang.take_new_replicas().items():
                 self.pending[index] = replica_workers(index, url, self.engines_per_replica)
-        admitted = []
-        for index, replica in sorted(self.pending.items()):
-            states = [client.health() for client in replica.rollouts]
-            if not all(state and state.get("ready") for state in states):
-                continue
-            del self.pending[index]
+
+    def _ready(self) -> list[int]:
+        """Joined replicas whose engines all answer."""
+        return [index for index, replica in sorted(self.pending.items())
+                if all((state := client.health()) and state.get("ready") for client in replica.rollouts)]
+
+    def admit_replicas(self) -> list[int]:
+        """Replicas that joined and whose engines all answer become slots (a replica that
+        re-joined replaces its old self); returns the admitted indices."""
+        self._take_joined()
+        admitted = self._ready()
+        for index in admitted:
+            replica = self.pending.pop(index)
             for old in {id(s.owner): s.owner for s in self.slots if s.is_replica and s.owner.index == index}.values():
                 self.drop(old, "replaced by a new pod of the same index")
             self.slots += [EngineSlot(replica, client, _record(None, e, replica=index))
                            for e, client in enumerate(replica.rollouts)]
-            admitted.append(index)
             self.log(f"rollout replica {index} joined: {len(replica.rollouts)} engine(s) take the current weights")
         return admitted
 
@@ -93,13 +100,10 @@ class EngineRoster:
         """At the start: give the spec's replicas until `timeout` to join with ready engines,
         so the first sync admits them; the job starts without those that miss it."""
         deadline = time.monotonic() + timeout
-        ready: set[int] = set()
+        ready: list[int] = []
         while len(ready) < count and time.monotonic() < deadline:
-            if self.gang:
-                for index, url in self.gang.take_new_replicas().items():
-                    self.pending[index] = replica_workers(index, url, self.engines_per_replica)
-            ready = {index for index, replica in self.pending.items()
-                     if all((state := client.health()) and state.get("ready") for client in replica.rollouts)}
+            self._take_joined()
+            ready = self._ready()
             time.sleep(0.5)
         if len(ready) < count:
             self.log(f"{len(ready)} of {count} rollout replica(s) ready; the others join when they are")
@@ -111,6 +115,11 @@ class EngineRoster:
         self.slots = [s for s in self.slots if s.owner is not replica]
         self.lost += gone
         self.log(f"rollout replica {replica.index} lost ({reason}); the job goes on without it")
+
+    def count_served(self) -> None:
+        """Start counting each engine's prompts afresh (an iteration's rollout)."""
+        for slot in self.slots + self.lost:
+            slot.served = 0
 
     def take_lost(self) -> list[EngineSlot]:
         lost, self.lost = self.lost, []

@@ -19,7 +19,6 @@ log = logging.getLogger("seesaw.trainer.lockstep")
 
 # The trainer protocol's calls that every rank makes (collectives, or each rank's own memory).
 CALLS = ("train_step", "sequence_logprobs", "hf_state", "offload", "onload", "save_checkpoint", "load_checkpoint")
-STOP = "stop"
 
 
 class PodLeader:
@@ -40,17 +39,12 @@ class PodLeader:
                 return target(*args, **kwargs)
         return call
 
-    def stop_followers(self) -> None:
-        with self._lock:
-            distributed.tell_pod((STOP, (), {}))
-
 
 def follow(trainer: Any) -> None:
-    """A follower rank: make each call the pod's leader makes, until it says stop."""
+    """A follower rank: make each call the pod's leader makes, for the life of the container
+    (it ends with the pod: a leader that is gone fails the next broadcast, and so this rank)."""
     while True:
         name, args, kwargs = distributed.hear_pod_leader()
-        if name == STOP:
-            return
         if name not in CALLS:
             raise ValueError(f"the pod leader asked for {name!r}, not a trainer call ({', '.join(CALLS)})")
         result = getattr(trainer, name)(*args, **kwargs)

@@ -156,6 +156,9 @@ class LocalPod:
 def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     manifest = copy.deepcopy(manifest)
     spec = manifest["spec"]
+    asked = os.environ.get(pc.TRAINER_PROCESSES, "")
+    if asked and not (asked.isdigit() and int(asked) > 0):
+        raise SpecError(pc.TRAINER_PROCESSES, f"expected a positive number of trainer ranks per pod, got {asked!r}")
     if args.seed is not None:
         spec["rl"]["seed"] = args.seed
         if "generate" in spec["model"]:  # a generated model's init and SFT follow the seed too
@@ -196,8 +199,7 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     env[pc.ROLLOUT_ENGINES] = str(engines)
     # one rank per GPU as in a pod; on the CPU one, unless the environment asks for more
     # (data-parallel ranks sharing the pod's cores: the multi-process path without a GPU)
-    trainer_ranks = int(os.environ.get(pc.TRAINER_PROCESSES)
-                        or (trainer_processes_per_pod(spec) if Hardware.detect().gpu_count else 1))
+    trainer_ranks = int(asked or (trainer_processes_per_pod(spec) if Hardware.detect().gpu_count else 1))
     env[pc.TRAINER_PROCESSES] = str(trainer_ranks)
     pod_count = nodes + int(spec["rollout"]["replicas"])
     if pod_count > 1 or engines > 1 or trainer_ranks > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
