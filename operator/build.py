@@ -55,6 +55,19 @@ def pod_name(job: Obj, index: int) -> str:
     return f"{job_name(job)}-{index}"
 
 
+def replica_pod_name(job: Obj, replica: int) -> str:
+    return f"{job_name(job)}-rollout-{replica}"
+
+
+def replica_selector(job: Obj) -> str:
+    """The rollout replicas' pods, as the scale subresource's labelSelectorPath reports them."""
+    return f"{c.LABEL_JOB}={job_name(job)},{c.LABEL_COMPONENT}={c.COMPONENT_ROLLOUT_REPLICA}"
+
+
+def desired_replicas(job: Obj) -> int:
+    return int(job["spec"]["rollout"]["replicas"])
+
+
 def rendezvous_host(job: Obj) -> str:
     """DNS name of pod 0 through the headless Service (hostname.subdomain.namespace.svc)."""
     return f"{pod_name(job, 0)}.{service_name(job)}.{job_namespace(job)}.svc"
@@ -125,11 +138,13 @@ def memory_share(total: str, fraction: float) -> str:
 # memory during rollout; vLLM keeps its own offloaded weights; the checkpoint engine only
 # conducts and stages weight buckets.
 SHARES = {c.CONTAINER_TRAINER: 0.45, c.CONTAINER_ROLLOUT: 0.45, c.CONTAINER_CHECKPOINT_ENGINE: 0.10}
+# A rollout replica has no trainer: its engines take the trainer's share too.
+REPLICA_SHARES = {c.CONTAINER_ROLLOUT: 0.90, c.CONTAINER_CHECKPOINT_ENGINE: 0.10}
 
 
-def container_resources(job: Obj, container: str) -> Obj:
+def container_resources(job: Obj, container: str, replica: bool = False) -> Obj:
     cluster = job["spec"]["cluster"]
-    share = SHARES[container]
+    share = (REPLICA_SHARES if replica else SHARES)[container]
     memory = memory_share(cluster["memoryPerNode"], share)
     resources: Obj = {
         "requests": {"cpu": cpu_share(cluster["cpusPerNode"], share), "memory": memory},
@@ -141,7 +156,7 @@ def container_resources(job: Obj, container: str) -> Obj:
     if gpus and container in (c.CONTAINER_TRAINER, c.CONTAINER_ROLLOUT):
         if cluster["gpuSharing"] == "dra":
             resources["claims"] = [{"name": "gpus"}]
-        elif container == c.CONTAINER_TRAINER:
+        elif container == (c.CONTAINER_ROLLOUT if replica else c.CONTAINER_TRAINER):  # the one that asks the device plugin
             resources["limits"]["nvidia.com/gpu"] = gpus
             resources["requests"]["nvidia.com/gpu"] = gpus
     return resources
@@ -267,34 +282,52 @@ def build_children(job: Obj, cluster_role: str = c.JOB_CLUSTERROLE_DEFAULT) -> l
 
 
 # --- the pod ---------------------------------------------------------------------------------------
-def _env(job: Obj, index: int, attempt: int, resume_from: str | None) -> list[Obj]:
-    spec = job["spec"]
+def _common_env(job: Obj) -> list[Obj]:
+    """What every container of every pod of the job reads (seesaw.worker_env)."""
     env = [
         {"name": pod_contract.JOB_CONFIG, "value": f"{c.CONFIG_DIR}/{c.CONFIG_FILE}"},
         {"name": pod_contract.JOB_NAME, "value": job_name(job)},
         {"name": pod_contract.NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": pod_contract.POD_INDEX, "value": str(index)},
         {"name": pod_contract.NUM_PODS, "value": str(num_pods(job))},
         {"name": pod_contract.RENDEZVOUS, "value": rendezvous_host(job)},
-        {"name": pod_contract.RESTART_ATTEMPT, "value": str(attempt)},
         {"name": pod_contract.POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": pod_contract.RUN_DIR, "value": c.RUN_DIR},
-        {"name": pod_contract.TRAINER_PORT, "value": str(c.TRAINER_PORT)},
         {"name": pod_contract.ROLLOUT_PORT, "value": str(c.ROLLOUT_PORT)},
-        {"name": pod_contract.ROLLOUT_ENGINES, "value": str(rollout_engines_per_pod(spec))},
-        {"name": pod_contract.TRAINER_PROCESSES, "value": str(trainer_processes_per_pod(spec))},
-        {"name": pod_contract.TRAINER_DIST_PORT, "value": str(c.TRAINER_DIST_PORT)},
+        {"name": pod_contract.ROLLOUT_ENGINES, "value": str(rollout_engines_per_pod(job["spec"]))},
         {"name": pod_contract.GANG_PORT, "value": str(c.RENDEZVOUS_PORT)},
-        {"name": pod_contract.COLOCATED, "value": "1"},
+        # kubectl scale changes the count after the ConfigMap was written: the pod carries it
+        {"name": pod_contract.ROLLOUT_REPLICAS, "value": str(desired_replicas(job))},
     ]
     model_dir = model_directory(job)
     if model_dir:
         env.append({"name": pod_contract.MODEL_DIR, "value": model_dir})
-    if resume_from:
-        env.append({"name": pod_contract.RESUME_FROM, "value": resume_from})
-    if spec["cluster"]["gpusPerNode"] == 0:
+    if job["spec"]["cluster"]["gpusPerNode"] == 0:
         env.append({"name": "CUDA_VISIBLE_DEVICES", "value": ""})
     return env
+
+
+def _env(job: Obj, index: int, attempt: int, resume_from: str | None) -> list[Obj]:
+    """A gang pod's: its index and attempt, and its trainer's ranks and ports."""
+    spec = job["spec"]
+    env = _common_env(job) + [
+        {"name": pod_contract.POD_INDEX, "value": str(index)},
+        {"name": pod_contract.RESTART_ATTEMPT, "value": str(attempt)},
+        {"name": pod_contract.TRAINER_PORT, "value": str(c.TRAINER_PORT)},
+        {"name": pod_contract.TRAINER_PROCESSES, "value": str(trainer_processes_per_pod(spec))},
+        {"name": pod_contract.TRAINER_DIST_PORT, "value": str(c.TRAINER_DIST_PORT)},
+        {"name": pod_contract.COLOCATED, "value": "1"},
+    ]
+    if resume_from:
+        env.append({"name": pod_contract.RESUME_FROM, "value": resume_from})
+    return env
+
+
+def _replica_env(job: Obj, replica: int) -> list[Obj]:
+    """A rollout replica's: which one it is; no trainer shares its GPUs."""
+    return _common_env(job) + [
+        {"name": pod_contract.ROLLOUT_REPLICA, "value": str(replica)},
+        {"name": pod_contract.COLOCATED, "value": "0"},
+    ]
 
 
 def model_directory(job: Obj) -> str | None:
@@ -307,21 +340,21 @@ def model_directory(job: Obj) -> str | None:
     return path
 
 
-def _mounts(job: Obj, container: str) -> list[Obj]:
+def _mounts(job: Obj, container: str, replica: bool = False) -> list[Obj]:
     spec = job["spec"]
     mounts = [
         {"name": "config", "mountPath": c.CONFIG_DIR, "readOnly": True},
         {"name": "shm", "mountPath": "/dev/shm"},
         {"name": "run", "mountPath": c.RUN_DIR},
     ]
-    if container in (c.CONTAINER_TRAINER, c.CONTAINER_CHECKPOINT_ENGINE):
+    if container in (c.CONTAINER_TRAINER, c.CONTAINER_CHECKPOINT_ENGINE) and not replica:
         mounts.append({"name": "checkpoints", "mountPath": spec["checkpoint"]["path"]})
     if spec["model"].get("pvc"):
         mounts.append({"name": "models", "mountPath": c.MODELS_DIR, "readOnly": True})
     return mounts
 
 
-def _volumes(job: Obj) -> list[Obj]:
+def _volumes(job: Obj, replica: bool = False) -> list[Obj]:
     spec = job["spec"]
     volumes: list[Obj] = [
         {"name": "config", "configMap": {"name": config_map_name(job), "items": [{"key": c.CONFIG_FILE, "path": c.CONFIG_FILE}]}},
@@ -330,7 +363,9 @@ def _volumes(job: Obj) -> list[Obj]:
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": spec["cluster"]["shmSize"]}},
         {"name": "run", "emptyDir": {}},
     ]
-    if spec["checkpoint"].get("pvc"):
+    if replica:
+        pass  # a replica keeps no checkpoints
+    elif spec["checkpoint"].get("pvc"):
         volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": spec["checkpoint"]["pvc"]}})
     else:
         volumes.append({"name": "checkpoints", "emptyDir": {}})
@@ -362,12 +397,14 @@ def _device_plugin_command(container: str, module: str) -> list[str]:
     return ["/bin/sh", "-c", script]
 
 
-def _server_container(job: Obj, index: int, attempt: int, resume_from: str | None,
-                      name: str, image: str, module: str, port: int) -> Obj:
+def _server_container(job: Obj, env: list[Obj], name: str, image: str, module: str, port: int,
+                      replica: bool = False) -> Obj:
     cluster = job["spec"]["cluster"]
-    device_plugin = int(cluster["gpusPerNode"]) > 0 and cluster["gpuSharing"] == "devicePlugin"
-    env = _env(job, index, attempt, resume_from)
-    if device_plugin and name == c.CONTAINER_ROLLOUT:
+    # devicePlugin mode: in a gang pod the trainer holds the GPUs and the rollout container
+    # is pointed at them; a replica's rollout container asks for them itself.
+    shares_devices = int(cluster["gpusPerNode"]) > 0 and cluster["gpuSharing"] == "devicePlugin" and not replica
+    env = list(env)
+    if shares_devices and name == c.CONTAINER_ROLLOUT:
         # Asks the NVIDIA container runtime for every GPU of the node; CUDA_VISIBLE_DEVICES
         # (set by the command) narrows it to the trainer's. Isolation is by convention here.
         env += [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
@@ -377,7 +414,7 @@ def _server_container(job: Obj, index: int, attempt: int, resume_from: str | Non
         "name": name,
         "image": image,
         "imagePullPolicy": job["spec"]["images"]["pullPolicy"],
-        "command": _device_plugin_command(name, module) if device_plugin else _python(module),
+        "command": _device_plugin_command(name, module) if shares_devices else _python(module),
         # Native sidecar: runs for the pod's life and stops when the checkpoint engine exits,
         # so the pod ends with the run.
         "restartPolicy": "Always",
@@ -389,10 +426,66 @@ def _server_container(job: Obj, index: int, attempt: int, resume_from: str | Non
         "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5, "timeoutSeconds": 5,
                            "failureThreshold": max(3, int(startup_seconds // 5))},
-        "resources": container_resources(job, name),
+        "resources": container_resources(job, name, replica),
         "volumeMounts": _mounts(job, name),
         "securityContext": {"allowPrivilegeEscalation": False},
     }
+
+
+def _checkpoint_engine_container(job: Obj, env: list[Obj], replica: bool = False) -> Obj:
+    images = job["spec"]["images"]
+    return {
+        "name": c.CONTAINER_CHECKPOINT_ENGINE,
+        "image": images["checkpointEngine"],
+        "imagePullPolicy": images["pullPolicy"],
+        "command": _python(c.CHECKPOINT_ENGINE_MODULE),
+        "env": env,
+        "resources": container_resources(job, c.CONTAINER_CHECKPOINT_ENGINE, replica),
+        "volumeMounts": _mounts(job, c.CONTAINER_CHECKPOINT_ENGINE, replica),
+        "securityContext": {"allowPrivilegeEscalation": False},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+# --- Kueue (plain pods: https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/) ------------------------
+def queue_name(job: Obj) -> str | None:
+    """The LocalQueue named by the RLJob's kueue.x-k8s.io/queue-name label, if any."""
+    return (job["metadata"].get("labels") or {}).get(c.KUEUE_QUEUE_LABEL) or None
+
+
+def gang_group_name(job: Obj) -> str:
+    return f"{job_name(job)}-gang"
+
+
+def _queue(job: Obj, meta: Obj, group: str | None, total: int) -> None:
+    """Kueue's labels on a pod: its queue and (for the gang) the pod group admitted all or
+    nothing. Kueue gates the pods until the group fits the ClusterQueue's quota."""
+    queue = queue_name(job)
+    if not queue:
+        return
+    meta["labels"][c.KUEUE_QUEUE_LABEL] = queue
+    priority = (job["metadata"].get("labels") or {}).get(c.KUEUE_PRIORITY_LABEL)
+    if priority:
+        meta["labels"][c.KUEUE_PRIORITY_LABEL] = priority
+    if group:
+        meta["labels"][c.KUEUE_GROUP_LABEL] = group
+        meta["annotations"][c.KUEUE_GROUP_TOTAL_ANNOTATION] = str(total)
+
+
+def _placement(job: Obj, pod_spec: Obj) -> None:
+    """Where the job's pods may go: one per node, the cluster fields, the scheduler."""
+    cluster = job["spec"]["cluster"]
+    if num_pods(job) + desired_replicas(job) > 1:
+        # One pod per node: each pod takes a whole node's GPUs.
+        term = {"labelSelector": {"matchLabels": selector_labels(job)}, "topologyKey": "kubernetes.io/hostname"}
+        pod_spec["affinity"] = {"podAntiAffinity": (
+            {"requiredDuringSchedulingIgnoredDuringExecution": [term]} if int(cluster["gpusPerNode"])
+            else {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]})}
+    for key in ("nodeSelector", "tolerations", "priorityClassName"):
+        if cluster.get(key):
+            pod_spec[key] = cluster[key]
+    if scheduler_name(job):
+        pod_spec["schedulerName"] = scheduler_name(job)
 
 
 def build_pod(job: Obj, index: int, attempt: int = 0, resume_from: str | None = None,
@@ -401,7 +494,8 @@ def build_pod(job: Obj, index: int, attempt: int = 0, resume_from: str | None = 
     checkpoint engine as the main container (its exit ends the pod)."""
     spec = job["spec"]
     cluster, images = spec["cluster"], spec["images"]
-    engine_env = _env(job, index, attempt, resume_from)
+    env = _env(job, index, attempt, resume_from)
+    engine_env = list(env)
     if index == 0:
         engine_env.append({"name": "SEESAW_REPORT_STATUS", "value": "true"})
     meta = metadata(job, pod_name(job, index), "worker", {
@@ -413,6 +507,7 @@ def build_pod(job: Obj, index: int, attempt: int = 0, resume_from: str | None = 
         meta["annotations"]["scheduling.k8s.io/group-name"] = pod_group_name(job)
     elif cluster["gangScheduling"] == "coscheduling":
         meta["labels"]["scheduling.x-k8s.io/pod-group"] = pod_group_name(job)
+    _queue(job, meta, gang_group_name(job), num_pods(job))
     pod_spec: Obj = {
         "restartPolicy": "Never",
         "hostname": pod_name(job, index),
@@ -427,37 +522,47 @@ def build_pod(job: Obj, index: int, attempt: int = 0, resume_from: str | None = 
         "enableServiceLinks": False,
         "securityContext": {"fsGroup": 10001},
         "initContainers": [
-            _server_container(job, index, attempt, resume_from, c.CONTAINER_TRAINER, images["trainer"],
-                              c.TRAINER_MODULE, c.TRAINER_PORT),
-            _server_container(job, index, attempt, resume_from, c.CONTAINER_ROLLOUT, images["rollout"],
-                              c.ROLLOUT_MODULE, c.ROLLOUT_PORT),
+            _server_container(job, env, c.CONTAINER_TRAINER, images["trainer"], c.TRAINER_MODULE, c.TRAINER_PORT),
+            _server_container(job, env, c.CONTAINER_ROLLOUT, images["rollout"], c.ROLLOUT_MODULE, c.ROLLOUT_PORT),
         ],
-        "containers": [{
-            "name": c.CONTAINER_CHECKPOINT_ENGINE,
-            "image": images["checkpointEngine"],
-            "imagePullPolicy": images["pullPolicy"],
-            "command": _python(c.CHECKPOINT_ENGINE_MODULE),
-            "env": engine_env,
-            "resources": container_resources(job, c.CONTAINER_CHECKPOINT_ENGINE),
-            "volumeMounts": _mounts(job, c.CONTAINER_CHECKPOINT_ENGINE),
-            "securityContext": {"allowPrivilegeEscalation": False},
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-        }],
+        "containers": [_checkpoint_engine_container(job, engine_env)],
         "volumes": _volumes(job),
     }
     if int(cluster["gpusPerNode"]) and cluster["gpuSharing"] == "dra":
         pod_spec["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": claim_template_name(job)}]
-    if num_pods(job) > 1:
-        # One pod per node: each pod takes a whole node's GPUs.
-        term = {"labelSelector": {"matchLabels": selector_labels(job)}, "topologyKey": "kubernetes.io/hostname"}
-        pod_spec["affinity"] = {"podAntiAffinity": (
-            {"requiredDuringSchedulingIgnoredDuringExecution": [term]} if int(cluster["gpusPerNode"])
-            else {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]})}
-    for key in ("nodeSelector", "tolerations", "priorityClassName"):
-        if cluster.get(key):
-            pod_spec[key] = cluster[key]
-    if scheduler_name(job):
-        pod_spec["schedulerName"] = scheduler_name(job)
+    _placement(job, pod_spec)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+
+
+def build_replica_pod(job: Obj, replica: int) -> Obj:
+    """Rollout replica `replica` (spec.rollout.replicas): the rollout container as a native
+    sidecar and the checkpoint engine, which joins pod 0's gang and relays its weights and
+    prompts; no trainer. It outlives gang restarts (it joins the new gang) and is not part of
+    the gang's PodGroup or Kueue pod group: each replica is queued, preempted and replaced
+    on its own."""
+    spec = job["spec"]
+    cluster, images = spec["cluster"], spec["images"]
+    env = _replica_env(job, replica)
+    meta = metadata(job, replica_pod_name(job, replica), c.COMPONENT_ROLLOUT_REPLICA, {c.LABEL_REPLICA: str(replica)})
+    meta["annotations"] = {"kubectl.kubernetes.io/default-container": c.CONTAINER_CHECKPOINT_ENGINE}
+    _queue(job, meta, None, 1)
+    pod_spec: Obj = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account_name(job),
+        "automountServiceAccountToken": False,
+        # Scale-down: the checkpoint engine stops taking prompts, lets the ones in flight
+        # finish, leaves the gang and exits (checkpoint_engine/gang.py).
+        "terminationGracePeriodSeconds": int(spec["timeouts"]["rolloutSeconds"]),
+        "enableServiceLinks": False,
+        "securityContext": {"fsGroup": 10001},
+        "initContainers": [_server_container(job, env, c.CONTAINER_ROLLOUT, images["rollout"], c.ROLLOUT_MODULE,
+                                              c.ROLLOUT_PORT, replica=True)],
+        "containers": [_checkpoint_engine_container(job, env, replica=True)],
+        "volumes": _volumes(job, replica=True),
+    }
+    if int(cluster["gpusPerNode"]) and cluster["gpuSharing"] == "dra":
+        pod_spec["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": claim_template_name(job)}]
+    _placement(job, pod_spec)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
 
 
@@ -466,4 +571,4 @@ def build_pods(job: Obj, attempt: int = 0, resume_from: str | None = None) -> li
 
 
 def build_all(job: Obj, cluster_role: str = c.JOB_CLUSTERROLE_DEFAULT) -> list[Obj]:
-    return build_children(job, cluster_role) + build_pods(job)
+    return build_children(job, cluster_role) + build_pods(job) + [build_replica_pod(job, r) for r in range(desired_replicas(job))]

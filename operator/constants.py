@@ -21,6 +21,19 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "app.kubernetes.io/name"
 MANAGED_BY_VALUE = "seesaw-operator"
+LABEL_REPLICA = "seesaw.dev/rollout-replica"  # which rollout replica a rollout-only pod is
+COMPONENT_ROLLOUT_REPLICA = "rollout-replica"
+
+# --- Kueue's plain-pod integration (labels and annotations it reads on each pod) ------------
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+KUEUE_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+KUEUE_GROUP_TOTAL_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
+# Set on a failed job's pods, so that Kueue finishes the group's Workload instead of waiting
+# for replacement pods that will never come.
+KUEUE_RETRIABLE_ANNOTATION = "kueue.x-k8s.io/retriable-in-group"
+# The pod condition Kueue sets on the pods it stops (preemption, eviction), before it deletes them.
+KUEUE_TERMINATION_CONDITION = "TerminationTarget"
 
 # --- the pod -------------------------------------------------------------------------------
 CONFIG_DIR = "/etc/seesaw"
@@ -87,6 +100,10 @@ REASON_CHECKPOINT_LOST = "CheckpointLost"
 REASON_TTL_EXPIRED = "TTLExpired"
 REASON_CHILD_CREATE_FAILED = "CreateFailed"
 REASON_PROGRESS_FAILED = "TrainingFailed"
+REASON_PREEMPTED = "Preempted"  # Kueue (or the scheduler) took the gang's pods for other work
+REASON_ROLLOUT_SCALED = "RolloutScaled"
+REASON_ROLLOUT_REPLICA_FAILED = "RolloutReplicaFailed"
+REASON_ROLLOUT_REPLICA_REPLACED = "RolloutReplicaReplaced"
 
 # A pod that disappears or is evicted, as the pod's failure reason.
 POD_LOST = "PodLost"

@@ -18,7 +18,7 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from seesaw.operator import constants as c
-from seesaw.operator.build import build_children, build_pod
+from seesaw.operator.build import build_children, build_pod, build_replica_pod
 from seesaw.operator.conditions import merge_patch
 from seesaw.operator.events import EventRecorder
 from seesaw.operator.kube import Conflict, Kube, load_client
@@ -129,12 +129,15 @@ async def reconcile_once(namespace: str, name: str, logger: logging.Logger) -> f
             for child in build_children(resolved, role):
                 await _create(kube, job, child, logger)
         created = [build_pod(resolved, index, plan.attempt, plan.resume_from) for index in plan.create_pods]
+        created += [build_replica_pod(resolved, replica) for replica in plan.create_replicas]
         created = [pod["metadata"]["name"] for pod in created if await _create(kube, job, pod, logger)]
         if created:
             # Said at once: a status conflict below re-runs the round, which finds them existing.
-            suffix = f" (restart {plan.attempt})" if plan.attempt else ""
+            suffix = f" (attempt {plan.attempt})" if plan.attempt else ""
             STATE.recorder.record(job, "Normal", c.REASON_PODS_CREATED, f"created pod(s) {', '.join(created)}{suffix}")
-        for pod in plan.delete_pods:
+        for pod in plan.unretriable_pods:
+            await kube.annotate_pod(namespace, pod, {c.KUEUE_RETRIABLE_ANNOTATION: "false"})
+        for pod in dict.fromkeys(plan.delete_pods):
             await kube.delete("v1", "Pod", namespace, pod)
         patch = merge_patch(job.get("status") or {}, plan.status)
         if patch:

@@ -99,3 +99,12 @@ class Kube:
         return await self._call("PATCH", f"{collection_path(c.RLJOB_API_VERSION, c.RLJOB_KIND, namespace)}/{name}/status",
                                 body=body, content_type="application/merge-patch+json",
                                 query=[("fieldManager", c.FIELD_MANAGER)])
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        try:
+            await self._call("PATCH", f"{collection_path('v1', 'Pod', namespace)}/{name}",
+                             body={"metadata": {"annotations": annotations}},
+                             content_type="application/merge-patch+json", query=[("fieldManager", c.FIELD_MANAGER)])
+        except ApiException as err:
+            if err.status != 404:  # gone already: nothing left to mark
+                raise

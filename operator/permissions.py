@@ -28,7 +28,9 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission("seesaw.dev", "rljobs", ("get", "list", "watch", "patch", "delete"), "operator",
                "watch jobs; kopf's finalizer and annotations (patch); delete after ttlSecondsAfterFinished"),
     Permission("seesaw.dev", "rljobs", ("patch",), "operator", "phase, conditions, counters", subresource="status"),
-    Permission("", "pods", ("list", "watch", "create", "delete"), "operator", "the gang: observe, create, restart, suspend"),
+    Permission("", "pods", ("list", "watch", "create", "patch", "delete"), "operator",
+               "the gang and the rollout replicas: observe, create, restart, scale, suspend; mark a failed queued job's "
+               "pods for Kueue (patch)"),
     Permission("", "configmaps", ("create",), "operator", "the resolved job config"),
     Permission("", "services", ("create",), "operator", "headless Service for rendezvous"),
     Permission("", "serviceaccounts", ("create",), "operator", "the job pods' identity for status reporting"),

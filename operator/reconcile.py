@@ -1,6 +1,9 @@
 """What to do about one RLJob, decided from what is observed: the RLJob (its spec and the
 status persisted in it) and the pods that carry its label. Pure: no API calls, no memory of
 earlier runs, so a restarted operator reaches the same decisions.
+
+`decide` takes its steps in a fixed order, each a method named for what it decides
+(KubeRay-style `...IfNeeded`); a step that settles the round ends it.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 
 from seesaw import pod_contract
 from seesaw.operator import constants as c
-from seesaw.operator.build import num_pods
+from seesaw.operator.build import desired_replicas, num_pods, queue_name, replica_selector
 from seesaw.operator.conditions import get_condition, iso, is_true, parse_time, set_condition
 from seesaw.spec import SpecError, restart_backoff_seconds, validate_manifest
 
@@ -21,6 +24,8 @@ NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 52
 PVC_HINT = "set spec.checkpoint.pvc to a PersistentVolumeClaim to keep checkpoints when the pods go"
 # Container and pod failure reasons that mean the pod is not coming back by itself.
+# DisruptionTarget reasons that mean a higher-priority workload took the pod's place.
+_PREEMPTION_REASONS = {"PreemptionByScheduler", "PreemptionByKubeScheduler"}
 _WAITING_FAILURES = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
                      "CreateContainerError", "RunContainerError", "CrashLoopBackOff"}
 
@@ -37,13 +42,15 @@ class PodView:
     """What the decision needs of one pod."""
 
     name: str
-    index: int
+    index: int  # the gang pod's index; -1 for a rollout replica
     attempt: int
     phase: str
     ready: bool
     terminating: bool
     failure_reason: str | None = None
     failure_message: str = ""
+    replica: int | None = None  # a rollout replica's index
+    preempted: str = ""  # why Kueue or the scheduler took the pod away, if they did
 
     @property
     def live(self) -> bool:
@@ -55,9 +62,12 @@ class Plan:
     status: Obj
     ensure_children: bool = False
     create_pods: list[int] = dataclasses.field(default_factory=list)
+    create_replicas: list[int] = dataclasses.field(default_factory=list)
     attempt: int = 0
     resume_from: str | None = None
     delete_pods: list[str] = dataclasses.field(default_factory=list)
+    # pods to mark kueue.x-k8s.io/retriable-in-group=false before they go (a failed queued job)
+    unretriable_pods: list[str] = dataclasses.field(default_factory=list)
     events: list[Event] = dataclasses.field(default_factory=list)
     delete_job: bool = False
     requeue_after: float | None = None
@@ -87,10 +97,20 @@ def _container_failure(statuses: list[Obj]) -> tuple[str, str] | None:
     return None
 
 
+def _preemption(conditions: dict[str, Obj]) -> str:
+    """Kueue marks the pods it stops (TerminationTarget); the scheduler those it preempts."""
+    for type_, reasons in ((c.KUEUE_TERMINATION_CONDITION, None), ("DisruptionTarget", _PREEMPTION_REASONS)):
+        cond = conditions.get(type_) or {}
+        if cond.get("status") == "True" and (reasons is None or cond.get("reason") in reasons):
+            return f"{cond.get('reason') or type_}: {cond.get('message') or 'preempted'}"
+    return ""
+
+
 def observe_pod(pod: Obj) -> PodView:
     status = pod.get("status") or {}
     conditions = {cond.get("type"): cond for cond in status.get("conditions") or []}
     ready = (conditions.get("Ready") or {}).get("status") == "True"
+    labels = pod["metadata"].get("labels") or {}
     view = PodView(
         name=pod["metadata"]["name"],
         index=_int_label(pod, c.LABEL_POD_INDEX),
@@ -98,6 +118,8 @@ def observe_pod(pod: Obj) -> PodView:
         phase=status.get("phase") or "Pending",
         ready=ready,
         terminating=bool(pod["metadata"].get("deletionTimestamp")),
+        replica=_int_label(pod, c.LABEL_REPLICA) if c.LABEL_REPLICA in labels else None,
+        preempted=_preemption(conditions),
     )
     # The main container first: when it exits the kubelet stops the sidecars, whose exit
     # codes then say nothing about the cause.
@@ -123,30 +145,75 @@ def _unschedulable(pods: list[Obj]) -> str:
 
 
 def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
-    old_status = job.get("status") or {}
-    status = copy.deepcopy(old_status)
-    plan = Plan(status=status)
-    generation = int(job["metadata"].get("generation") or 0)
-    status["observedGeneration"] = generation
-    views = [observe_pod(pod) for pod in pods]
-    events = plan.events
+    """The plan for one round, from the steps below in the order they are taken."""
+    round_ = _Round(job, pods, now)
+    if round_.release_pods_if_finished() or round_.fail_if_spec_invalid():
+        return round_.plan
+    round_.initialise_status()
+    if round_.suspend_if_requested():
+        return round_.plan
+    round_.resume_if_unsuspended()
+    if round_.fail_if_past_deadline():
+        return round_.plan
+    # The rollout replicas live beside the gang: scaled and replaced whatever the gang does.
+    round_.remove_or_replace_replicas_if_needed()
+    gang_steps = (round_.remove_stale_pods_if_needed, round_.restart_gang_if_failed,
+                  round_.complete_if_leader_succeeded, round_.create_missing_pods_if_needed)
+    if not any(step() for step in gang_steps):  # any() stops at the step that settles the gang
+        round_.update_gang_phase()
+    round_.create_missing_replicas_if_needed()
+    return round_.plan
 
-    def condition(type_: str, true: bool, reason: str, message: str) -> bool:
-        return set_condition(status, type_, true, reason, message, generation, now)
 
-    def move_to(phase: str, reason: str, message: str, warning: bool = False) -> None:
-        previous = old_status.get("phase")
-        status.update(phase=phase, reason=reason, message=message)
+class _Round:
+    """One decision: what is observed, the status being written, and the plan."""
+
+    def __init__(self, job: Obj, pods: list[Obj], now: dt.datetime) -> None:
+        self.job, self.pods, self.now = job, pods, now
+        self.old_status = job.get("status") or {}
+        self.status = copy.deepcopy(self.old_status)
+        self.plan = Plan(status=self.status)
+        self.generation = int(job["metadata"].get("generation") or 0)
+        self.status["observedGeneration"] = self.generation
+        views = [observe_pod(pod) for pod in pods]
+        self.views = views
+        self.replica_views = [v for v in views if v.replica is not None]
+        self.gang_views = [v for v in views if v.replica is None]
+        self.spec: Obj = {}
+        self.n_pods = 0
+        self.current: list[PodView] = []  # the gang pods of the current attempt
+        self.stale: list[PodView] = []
+
+    # --- helpers the steps share ---------------------------------------------------------
+    @property
+    def events(self) -> list[Event]:
+        return self.plan.events
+
+    @property
+    def restarts(self) -> int:
+        return int(self.status.get("restarts") or 0)
+
+    @property
+    def attempt(self) -> int:
+        """Which gang: failure restarts and preemptions each make a new one."""
+        return self.restarts + int(self.status.get("preemptions") or 0)
+
+    def condition(self, type_: str, true: bool, reason: str, message: str) -> bool:
+        return set_condition(self.status, type_, true, reason, message, self.generation, self.now)
+
+    def move_to(self, phase: str, reason: str, message: str, warning: bool = False) -> None:
+        previous = self.old_status.get("phase")
+        self.status.update(phase=phase, reason=reason, message=message)
         if previous != phase:
-            events.append(Event("Warning" if warning else "Normal", c.REASON_PHASE_CHANGED,
-                                f"{previous or 'New'} -> {phase}: {message}"))
+            self.events.append(Event("Warning" if warning else "Normal", c.REASON_PHASE_CHANGED,
+                                     f"{previous or 'New'} -> {phase}: {message}"))
 
-    def delete_live(keep: str | None = None) -> None:
-        plan.delete_pods += [v.name for v in views if v.live and v.name != keep]
+    def delete_live(self, keep: str | None = None) -> None:
+        self.plan.delete_pods += [v.name for v in self.views if v.live and v.name != keep]
 
-    def count(current: list[PodView]) -> None:
-        status["pods"] = {
-            "desired": n_pods,
+    def count(self, current: list[PodView]) -> None:
+        self.status["pods"] = {
+            "desired": self.n_pods,
             "pending": sum(v.phase == "Pending" and not v.terminating for v in current),
             "running": sum(v.phase == "Running" and not v.terminating for v in current),
             "ready": sum(v.ready and v.phase == "Running" and not v.terminating for v in current),
@@ -154,194 +221,281 @@ def decide(job: Obj, pods: list[Obj], now: dt.datetime) -> Plan:
             "failed": sum(v.phase == "Failed" for v in current),
         }
 
-    def fail(reason: str, message: str) -> None:
-        move_to(c.FAILED, reason, message, warning=True)
-        condition(c.COND_FAILED, True, reason, message)
-        condition(c.COND_READY, False, c.REASON_FINISHED, "the job has failed")
-        condition(c.COND_COMPLETE, False, reason, "the job has failed")
-        if is_true(status, c.COND_RESTARTING):
-            condition(c.COND_RESTARTING, False, reason, "no further restart")
-        status.setdefault("completionTime", iso(now))
-        events.append(Event("Warning", reason, message))
-        delete_live()
-        _ttl(plan, job, now)
+    def fail(self, reason: str, message: str) -> None:
+        self.move_to(c.FAILED, reason, message, warning=True)
+        self.condition(c.COND_FAILED, True, reason, message)
+        self.condition(c.COND_READY, False, c.REASON_FINISHED, "the job has failed")
+        self.condition(c.COND_COMPLETE, False, reason, "the job has failed")
+        if is_true(self.status, c.COND_RESTARTING):
+            self.condition(c.COND_RESTARTING, False, reason, "no further restart")
+        self.status.setdefault("completionTime", iso(self.now))
+        self.events.append(Event("Warning", reason, message))
+        if queue_name(self.job):
+            # Kueue would otherwise hold the quota, waiting for replacement pods.
+            self.plan.unretriable_pods = [v.name for v in self.views if not v.terminating]
+        self.delete_live()
+        _ttl(self.plan, self.job, self.now)
 
-    # --- finished: free what still runs, then wait for the TTL -------------------------------
-    if old_status.get("phase") in c.FINISHED:
-        delete_live(keep=None)
-        _ttl(plan, job, now)
-        return plan
-
-    # --- a spec the API server let through but that cannot run --------------------------------
-    name = job["metadata"]["name"]
-    try:
-        if len(name) > MAX_NAME or not NAME_RE.match(name):
-            raise SpecError("metadata.name", f"must be a DNS label of at most {MAX_NAME} characters "
-                            f"(pods are named <name>-<index>), got {name!r}")
-        resolved = validate_manifest({k: job[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in job})
-        if resolved["spec"]["rollout"]["replicas"]:
-            raise SpecError("spec.rollout.replicas", "rollout replicas run under `seesaw run` so far; the operator does "
-                            "not create rollout-only pods yet, so in a cluster it must be 0")
-    except SpecError as err:
-        n_pods = 0
+    def add_initial_conditions(self) -> None:
         for type_, reason, msg in _initial_conditions():
-            if get_condition(status, type_) is None:
-                condition(type_, False, reason, msg)
-        fail(c.REASON_SPEC_INVALID, str(err))
-        return plan
-    spec = plan.spec = resolved["spec"]
-    n_pods = num_pods(resolved)
-    policy = spec["failurePolicy"]
-    restarts = int(status.get("restarts") or 0)
-    status.setdefault("restarts", 0)
-    status["totalIterations"] = spec["rl"]["iterations"]
-    for type_, reason, msg in _initial_conditions():
-        if get_condition(status, type_) is None:
-            condition(type_, False, reason, msg)
-    current = [v for v in views if v.attempt == restarts]
-    stale = [v for v in views if v.attempt != restarts]
-    if status.get("attempt") != restarts:
-        # Pods of this attempt going away before the operator created the attempt's gang
-        # (after a suspend): wait for them, they are not failures.
-        stale += [v for v in current if v.terminating]
-        current = [v for v in current if not v.terminating]
-    plan.attempt = restarts
+            if get_condition(self.status, type_) is None:
+                self.condition(type_, False, reason, msg)
 
-    # --- suspend / resume ----------------------------------------------------------------------
-    if spec["suspend"]:
-        plan.delete_pods += [v.name for v in views if not v.terminating]
-        status.pop("attempt", None)
-        kept = "checkpoints kept" if spec["checkpoint"].get("pvc") else "checkpoints lost with them (no spec.checkpoint.pvc)"
+    # --- the steps, in order ----------------------------------------------------------------
+    def release_pods_if_finished(self) -> bool:
+        """A finished job frees what still runs, then waits for its TTL."""
+        if self.old_status.get("phase") not in c.FINISHED:
+            return False
+        self.delete_live()
+        _ttl(self.plan, self.job, self.now)
+        return True
+
+    def fail_if_spec_invalid(self) -> bool:
+        """A spec the API server let through but that cannot run fails the job, named."""
+        name = self.job["metadata"]["name"]
+        try:
+            if len(name) > MAX_NAME or not NAME_RE.match(name):
+                raise SpecError("metadata.name", f"must be a DNS label of at most {MAX_NAME} characters "
+                                f"(pods are named <name>-<index>), got {name!r}")
+            resolved = validate_manifest({k: self.job[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.job})
+        except SpecError as err:
+            self.add_initial_conditions()
+            self.fail(c.REASON_SPEC_INVALID, str(err))
+            return True
+        self.spec = self.plan.spec = resolved["spec"]
+        self.n_pods = num_pods(resolved)
+        return False
+
+    def initialise_status(self) -> None:
+        self.status.setdefault("restarts", 0)
+        self.status["totalIterations"] = self.spec["rl"]["iterations"]
+        self.add_initial_conditions()
+        self.current = [v for v in self.gang_views if v.attempt == self.attempt]
+        self.stale = [v for v in self.gang_views if v.attempt != self.attempt]
+        if self.status.get("attempt") != self.attempt:
+            # Pods of this attempt going away before the operator created the attempt's gang
+            # (after a suspend): wait for them, they are not failures.
+            self.stale += [v for v in self.current if v.terminating]
+            self.current = [v for v in self.current if not v.terminating]
+        self.plan.attempt = self.attempt
+
+    def suspend_if_requested(self) -> bool:
+        if not self.spec["suspend"]:
+            return False
+        self.plan.delete_pods += [v.name for v in self.views if not v.terminating]
+        self.status.pop("attempt", None)
+        kept = "checkpoints kept" if self.spec["checkpoint"].get("pvc") else "checkpoints lost with them (no spec.checkpoint.pvc)"
         message = f"spec.suspend is true: pods removed, {kept}"
-        if condition(c.COND_SUSPENDED, True, c.REASON_SUSPENDED, message):
-            events.append(Event("Normal", c.REASON_SUSPENDED, message))
-        condition(c.COND_READY, False, c.REASON_SUSPENDED, "the job is suspended")
-        move_to(c.SUSPENDED, c.REASON_SUSPENDED, message)
-        count([v for v in views if not v.terminating])
-        return plan
-    if is_true(status, c.COND_SUSPENDED):
-        lost = _lost_checkpoint(spec, status)
+        if self.condition(c.COND_SUSPENDED, True, c.REASON_SUSPENDED, message):
+            self.events.append(Event("Normal", c.REASON_SUSPENDED, message))
+        self.condition(c.COND_READY, False, c.REASON_SUSPENDED, "the job is suspended")
+        self.move_to(c.SUSPENDED, c.REASON_SUSPENDED, message)
+        self.count([v for v in self.gang_views if not v.terminating])
+        self.count_replicas()
+        return True
+
+    def resume_if_unsuspended(self) -> None:
+        if not is_true(self.status, c.COND_SUSPENDED):
+            return
+        lost = _lost_checkpoint(self.spec, self.status)
         message = ("spec.suspend is false: " + (f"starting from the beginning: {lost}; {PVC_HINT}" if lost
                                                  else "resuming from the last checkpoint"))
-        condition(c.COND_SUSPENDED, False, c.REASON_RESUMED, message)
-        events.append(Event("Warning" if lost else "Normal", c.REASON_RESUMED, message))
+        self.condition(c.COND_SUSPENDED, False, c.REASON_RESUMED, message)
+        self.events.append(Event("Warning" if lost else "Normal", c.REASON_RESUMED, message))
         # As for a Job, the active deadline counts from the resume.
-        status["startTime"] = iso(now)
-        move_to(c.PENDING, c.REASON_RESUMED, message)
+        self.status["startTime"] = iso(self.now)
+        self.move_to(c.PENDING, c.REASON_RESUMED, message)
 
-    # --- active deadline ----------------------------------------------------------------------------
-    deadline = spec.get("activeDeadlineSeconds")
-    started = parse_time(status.get("startTime"))
-    if deadline and started:
-        left = started.timestamp() + deadline - now.timestamp()
+    def fail_if_past_deadline(self) -> bool:
+        deadline = self.spec.get("activeDeadlineSeconds")
+        started = parse_time(self.status.get("startTime"))
+        if not (deadline and started):
+            return False
+        left = started.timestamp() + deadline - self.now.timestamp()
         if left <= 0:
-            fail(c.REASON_DEADLINE, f"the job ran longer than spec.activeDeadlineSeconds ({deadline}s)")
-            return plan
-        plan.requeue_after = left
+            self.fail(c.REASON_DEADLINE, f"the job ran longer than spec.activeDeadlineSeconds ({deadline}s)")
+            return True
+        self.plan.requeue_after = left
+        return False
 
-    # --- pods of an earlier attempt: remove them before the next gang starts --------------------------
-    if stale:
-        plan.delete_pods += [v.name for v in stale if not v.terminating]
-        count(current)
-        move_to(c.PENDING, c.REASON_RESTARTING if restarts else c.REASON_PODS_PENDING,
-                f"waiting for {len(stale)} pod(s) of the previous attempt to terminate")
-        return plan
+    def remove_or_replace_replicas_if_needed(self) -> None:
+        """Rollout replicas follow spec.rollout.replicas (kubectl scale): the highest indices
+        beyond it are deleted (each finishes its prompts first, then leaves the gang), and one
+        whose pod ended is deleted to be replaced; none of it touches the gang."""
+        desired = desired_replicas({"spec": self.spec})
+        before = (self.old_status.get("rollout") or {}).get("desiredReplicas")
+        if before is not None and before != desired:
+            self.events.append(Event("Normal", c.REASON_ROLLOUT_SCALED, f"rollout replicas: {before} -> {desired}"))
+        for view in sorted(self.replica_views, key=lambda v: v.replica):
+            if view.terminating:
+                continue
+            if view.replica >= desired:
+                self.plan.delete_pods.append(view.name)
+                self.events.append(Event("Normal", c.REASON_ROLLOUT_SCALED,
+                                         f"removing rollout replica {view.replica} (pod {view.name}): it finishes "
+                                         f"the prompts it has, then leaves"))
+            elif view.phase in ("Failed", "Succeeded"):
+                self.plan.delete_pods.append(view.name)
+                why = view.failure_message or f"its pod ended ({view.phase})"
+                self.events.append(Event("Warning", c.REASON_ROLLOUT_REPLICA_FAILED,
+                                         f"rollout replica {view.replica} (pod {view.name}): {why}; replacing it, "
+                                         f"the job goes on without it meanwhile"))
+        self.count_replicas()
 
-    # --- failures --------------------------------------------------------------------------------------
-    failure = _find_failure(current, status, restarts, n_pods, policy["nonRetryableReasons"])
-    if failure:
+    def create_missing_replicas_if_needed(self) -> None:
+        """Once the job's children exist (a gang attempt was created), every replica index
+        below spec.rollout.replicas without a pod gets one; a new pod of a replica that was
+        there before is a replacement, said in an event."""
+        if self.status.get("phase") in c.FINISHED or self.status.get("attempt") is None:
+            return
+        desired = desired_replicas({"spec": self.spec})
+        present = {v.replica for v in self.replica_views}
+        missing = [r for r in range(desired) if r not in present]
+        if not missing:
+            return
+        self.plan.create_replicas = missing
+        self.plan.ensure_children = True
+        before = (self.old_status.get("rollout") or {}).get("desiredReplicas") or 0
+        replaced = [r for r in missing if r < before]
+        if replaced:
+            self.events.append(Event("Normal", c.REASON_ROLLOUT_REPLICA_REPLACED,
+                                     f"re-creating rollout replica(s) {replaced}: their pods were gone"))
+
+    def count_replicas(self) -> None:
+        desired = desired_replicas({"spec": self.spec}) if not self.spec.get("suspend") else 0
+        alive = [v for v in self.replica_views if not v.terminating and v.phase not in ("Succeeded", "Failed")]
+        self.status["rollout"] = {
+            "desiredReplicas": desired,
+            "replicas": len(alive),
+            "readyReplicas": sum(v.ready and v.phase == "Running" for v in alive),
+            "selector": replica_selector(self.job),
+        }
+
+    def remove_stale_pods_if_needed(self) -> bool:
+        """Pods of an earlier attempt go before the next gang starts."""
+        if not self.stale:
+            return False
+        self.plan.delete_pods += [v.name for v in self.stale if not v.terminating]
+        self.count(self.current)
+        self.move_to(c.PENDING, c.REASON_RESTARTING if self.attempt else c.REASON_PODS_PENDING,
+                     f"waiting for {len(self.stale)} pod(s) of the previous attempt to terminate")
+        return True
+
+    def restart_gang_if_failed(self) -> bool:
+        """A gang pod that failed or went away: restart the whole gang from the last
+        checkpoint, or fail the job when the failure policy says so. A preemption (Kueue's or
+        the scheduler's) restarts it without counting against spec.failurePolicy.maxRestarts."""
+        policy = self.spec["failurePolicy"]
+        failure = _find_failure(self.current, self.status, self.attempt, self.n_pods, policy["nonRetryableReasons"])
+        if not failure:
+            return False
         reason, message, retryable = failure
-        checkpoint = status.get("lastCheckpoint") or {}
+        checkpoint = self.status.get("lastCheckpoint") or {}
+        preempted = reason == c.REASON_PREEMPTED
         if not retryable:
-            fail(c.REASON_NON_RETRYABLE, f"{message} ({reason} is in spec.failurePolicy.nonRetryableReasons)")
-            return plan
-        if restarts >= policy["maxRestarts"]:
-            fail(c.REASON_RESTART_LIMIT, f"{message}; the gang was restarted {restarts} time(s), "
-                                         f"spec.failurePolicy.maxRestarts is {policy['maxRestarts']}")
-            return plan
-        restarts += 1
-        status["restarts"] = restarts
-        status["lastRestartTime"] = iso(now)
-        status.pop("attempt", None)
-        lost = _lost_checkpoint(spec, status)
+            self.fail(c.REASON_NON_RETRYABLE, f"{message} ({reason} is in spec.failurePolicy.nonRetryableReasons)")
+            return True
+        if not preempted and self.restarts >= policy["maxRestarts"]:
+            self.fail(c.REASON_RESTART_LIMIT, f"{message}; the gang was restarted {self.restarts} time(s), "
+                                              f"spec.failurePolicy.maxRestarts is {policy['maxRestarts']}")
+            return True
+        if preempted:
+            self.status["preemptions"] = int(self.status.get("preemptions") or 0) + 1
+        else:
+            self.status["restarts"] = self.restarts + 1
+            self.status["lastRestartTime"] = iso(self.now)
+        self.status.pop("attempt", None)
+        lost = _lost_checkpoint(self.spec, self.status)
         where = (f"from the beginning: {lost}; {PVC_HINT}" if lost
                  else f"from the checkpoint of iteration {checkpoint['iteration']}" if checkpoint.get("iteration") is not None
                  else "from the start (no checkpoint yet)")
-        text = f"{message}; restarting the gang {where} (restart {restarts} of {policy['maxRestarts']})"
-        condition(c.COND_RESTARTING, True, c.REASON_POD_FAILED, text)
-        condition(c.COND_READY, False, c.REASON_POD_FAILED, message)
-        events.append(Event("Warning", c.REASON_RESTARTING, text))
+        count = (f"preemption {self.status['preemptions']}, not counted as a restart" if preempted
+                 else f"restart {self.restarts} of {policy['maxRestarts']}")
+        text = f"{message}; restarting the gang {where} ({count})"
+        self.condition(c.COND_RESTARTING, True, reason if preempted else c.REASON_POD_FAILED, text)
+        self.condition(c.COND_READY, False, reason if preempted else c.REASON_POD_FAILED, message)
+        self.events.append(Event("Normal" if preempted else "Warning", c.REASON_PREEMPTED if preempted else c.REASON_RESTARTING, text))
         if lost:
-            events.append(Event("Warning", c.REASON_CHECKPOINT_LOST,
-                                f"restart {restarts}: {lost}, so the run starts from the beginning; {PVC_HINT}"))
-        plan.delete_pods += [v.name for v in current if not v.terminating]
-        move_to(c.PENDING, c.REASON_RESTARTING, text, warning=True)
-        count([])
-        plan.requeue_after = restart_backoff_seconds(policy, restarts)
-        return plan
+            self.events.append(Event("Warning", c.REASON_CHECKPOINT_LOST,
+                                     f"{count}: {lost}, so the run starts from the beginning; {PVC_HINT}"))
+        self.plan.delete_pods += [v.name for v in self.current if not v.terminating]
+        self.move_to(c.PENDING, c.REASON_RESTARTING, text, warning=not preempted)
+        self.count([])
+        if not preempted:
+            self.plan.requeue_after = restart_backoff_seconds(policy, self.restarts)
+        return True
 
-    # --- success: pod 0's checkpoint engine conducts the run and exits 0 at its end ---------------
-    leader = next((v for v in current if v.index == 0), None)
-    if leader and leader.phase == "Succeeded":
+    def complete_if_leader_succeeded(self) -> bool:
+        """Pod 0's checkpoint engine conducts the run and exits 0 at its end."""
+        leader = next((v for v in self.current if v.index == 0), None)
+        if not (leader and leader.phase == "Succeeded"):
+            return False
         message = f"pod {leader.name} completed the run"
-        move_to(c.SUCCEEDED, c.REASON_SUCCEEDED, message)
-        condition(c.COND_COMPLETE, True, c.REASON_SUCCEEDED, message)
-        condition(c.COND_READY, False, c.REASON_FINISHED, "the job has finished")
-        if is_true(status, c.COND_RESTARTING):
-            condition(c.COND_RESTARTING, False, c.REASON_FINISHED, "the job has finished")
-        status["completionTime"] = iso(now)
-        events.append(Event("Normal", c.REASON_SUCCEEDED, message))
-        delete_live(keep=leader.name)
-        count(current)
-        _ttl(plan, job, now)
-        return plan
+        self.move_to(c.SUCCEEDED, c.REASON_SUCCEEDED, message)
+        self.condition(c.COND_COMPLETE, True, c.REASON_SUCCEEDED, message)
+        self.condition(c.COND_READY, False, c.REASON_FINISHED, "the job has finished")
+        if is_true(self.status, c.COND_RESTARTING):
+            self.condition(c.COND_RESTARTING, False, c.REASON_FINISHED, "the job has finished")
+        self.status["completionTime"] = iso(self.now)
+        self.events.append(Event("Normal", c.REASON_SUCCEEDED, message))
+        self.delete_live(keep=leader.name)
+        self.count(self.current)
+        _ttl(self.plan, self.job, self.now)
+        return True
 
-    # --- create what is missing -----------------------------------------------------------------------
-    present = {v.index for v in current}
-    missing = [i for i in range(n_pods) if i not in present]
-    if missing:
-        wait = restart_backoff_seconds(policy, restarts) - _since(status.get("lastRestartTime"), now) if restarts else 0.0
-        if wait > 0:
-            plan.requeue_after = min(plan.requeue_after or wait, wait)
-            count(current)
-            move_to(c.PENDING, c.REASON_RESTARTING, f"restart {restarts}: backing off {wait:.0f}s before recreating the pods")
-            return plan
-        plan.ensure_children = True
-        plan.create_pods = missing
-        # Only a checkpoint on a PVC outlives the pods that wrote it (see _lost_checkpoint).
-        if spec["checkpoint"].get("pvc"):
-            plan.resume_from = (status.get("lastCheckpoint") or {}).get("path")
-        status["attempt"] = restarts
-        status.setdefault("startTime", iso(now))
-    elif current:
-        # Adopt a gang created in a round whose status write was lost (a 409, a crash).
-        status["attempt"] = restarts
-        status.setdefault("startTime", iso(now))
-    if deadline and not started and status.get("startTime"):
-        plan.requeue_after = min(plan.requeue_after or float(deadline), float(deadline))
+    def create_missing_pods_if_needed(self) -> bool:
+        """The gang's missing pods, after the restart backoff; a gang created in a round whose
+        status write was lost (a 409, a crash) is adopted."""
+        policy = self.spec["failurePolicy"]
+        present = {v.index for v in self.current}
+        missing = [i for i in range(self.n_pods) if i not in present]
+        if missing:
+            restarts = self.restarts
+            wait = restart_backoff_seconds(policy, restarts) - _since(self.status.get("lastRestartTime"), self.now) if restarts else 0.0
+            if wait > 0:
+                self.plan.requeue_after = min(self.plan.requeue_after or wait, wait)
+                self.count(self.current)
+                self.move_to(c.PENDING, c.REASON_RESTARTING, f"restart {restarts}: backing off {wait:.0f}s before recreating the pods")
+                return True
+            self.plan.ensure_children = True
+            self.plan.create_pods = missing
+            # Only a checkpoint on a PVC outlives the pods that wrote it (see _lost_checkpoint).
+            if self.spec["checkpoint"].get("pvc"):
+                self.plan.resume_from = (self.status.get("lastCheckpoint") or {}).get("path")
+            self.status["attempt"] = self.attempt
+            self.status.setdefault("startTime", iso(self.now))
+        elif self.current:
+            self.status["attempt"] = self.attempt
+            self.status.setdefault("startTime", iso(self.now))
+        deadline = self.spec.get("activeDeadlineSeconds")
+        if deadline and not parse_time(self.old_status.get("startTime")) and self.status.get("startTime"):
+            self.plan.requeue_after = min(self.plan.requeue_after or float(deadline), float(deadline))
+        return False
 
-    # --- where the gang stands --------------------------------------------------------------------------
-    count(current)
-    pods_now = status["pods"]
-    running = pods_now["running"] + pods_now["succeeded"]
-    if running == n_pods and pods_now["ready"] + pods_now["succeeded"] == n_pods:
-        message = f"all {n_pods} pod(s) ready"
-        if condition(c.COND_READY, True, c.REASON_GANG_READY, message):
-            events.append(Event("Normal", c.REASON_GANG_READY, message))
-        if is_true(status, c.COND_RESTARTING):
-            condition(c.COND_RESTARTING, False, c.REASON_GANG_READY, f"the gang is ready again after restart {restarts}")
-        move_to(c.RUNNING, c.REASON_GANG_READY, message)
-    elif running == n_pods:
-        message = f"{pods_now['ready']} of {n_pods} pod(s) ready"
-        condition(c.COND_READY, False, c.REASON_PODS_STARTING, message)
-        # A gang that was running stays Running while a probe flaps; Ready tells.
-        if old_status.get("phase") != c.RUNNING:
-            move_to(c.INITIALIZING, c.REASON_PODS_STARTING, message)
-    else:
-        message = f"{running} of {n_pods} pod(s) running" + _unschedulable([p for p in pods if observe_pod(p).attempt == restarts])
-        condition(c.COND_READY, False, c.REASON_PODS_PENDING, message)
-        move_to(c.PENDING, c.REASON_PODS_PENDING, message)
-    return plan
+    def update_gang_phase(self) -> None:
+        """Where the gang stands: Pending, Initializing or Running, and the Ready condition."""
+        self.count(self.current)
+        pods_now, n_pods = self.status["pods"], self.n_pods
+        running = pods_now["running"] + pods_now["succeeded"]
+        if running == n_pods and pods_now["ready"] + pods_now["succeeded"] == n_pods:
+            message = f"all {n_pods} pod(s) ready"
+            if self.condition(c.COND_READY, True, c.REASON_GANG_READY, message):
+                self.events.append(Event("Normal", c.REASON_GANG_READY, message))
+            if is_true(self.status, c.COND_RESTARTING):
+                self.condition(c.COND_RESTARTING, False, c.REASON_GANG_READY,
+                               f"the gang is ready again after restart {self.restarts}")
+            self.move_to(c.RUNNING, c.REASON_GANG_READY, message)
+        elif running == n_pods:
+            message = f"{pods_now['ready']} of {n_pods} pod(s) ready"
+            self.condition(c.COND_READY, False, c.REASON_PODS_STARTING, message)
+            # A gang that was running stays Running while a probe flaps; Ready tells.
+            if self.old_status.get("phase") != c.RUNNING:
+                self.move_to(c.INITIALIZING, c.REASON_PODS_STARTING, message)
+        else:
+            message = f"{running} of {n_pods} pod(s) running" + _unschedulable(
+                [p for p in self.pods if (v := observe_pod(p)).replica is None and v.attempt == self.attempt])
+            self.condition(c.COND_READY, False, c.REASON_PODS_PENDING, message)
+            self.move_to(c.PENDING, c.REASON_PODS_PENDING, message)
 
 
 def _initial_conditions() -> list[tuple[str, str, str]]:
@@ -362,6 +516,8 @@ def _find_failure(current: list[PodView], status: Obj, attempt: int, n_pods: int
                 return view.failure_reason, f"pod {view.name}: {view.failure_message}", False
             if view.phase == "Failed" or view.failure_reason == "CrashLoopBackOff":
                 return view.failure_reason, f"pod {view.name} failed: {view.failure_message}", True
+        if view.preempted and (view.terminating or view.phase == "Failed"):
+            return c.REASON_PREEMPTED, f"pod {view.name} was preempted ({view.preempted})", True
         if view.terminating and view.phase not in ("Succeeded", "Failed"):
             # Only pods of an earlier attempt are deleted by the operator: this one was
             # evicted, preempted or deleted by someone else.

@@ -8,6 +8,7 @@ JOB_NAME = "SEESAW_JOB_NAME"
 NAMESPACE = "SEESAW_NAMESPACE"
 POD_INDEX = "SEESAW_POD_INDEX"            # 0 conducts the gang; the others follow it
 ROLLOUT_REPLICA = "SEESAW_ROLLOUT_REPLICA"  # set in rollout-only pods (spec.rollout.replicas): which one
+ROLLOUT_REPLICAS = "SEESAW_ROLLOUT_REPLICAS"  # replicas asked for when the pod was made (kubectl scale changes it; the ConfigMap keeps the first)
 NUM_PODS = "SEESAW_NUM_PODS"
 RENDEZVOUS = "SEESAW_RENDEZVOUS"          # host of pod 0 (the headless Service's name for it)
 RESTART_ATTEMPT = "SEESAW_RESTART_ATTEMPT"

@@ -66,6 +66,8 @@ def worker_env() -> WorkerEnv:
     """Read the pod contract's variables (set by the operator's pod builder or by `seesaw run`)."""
     env = os.environ
     manifest = load_manifest(env.get(pc.JOB_CONFIG, "/etc/seesaw/job.yaml"))
+    if env.get(pc.ROLLOUT_REPLICAS):  # the count of now, not the manifest's first one
+        manifest["spec"]["rollout"]["replicas"] = int(env[pc.ROLLOUT_REPLICAS])
     run_dir = env.get(pc.RUN_DIR, "/tmp/seesaw")
     model_dir = env.get(pc.MODEL_DIR) or manifest["spec"]["model"].get("path")
     if not model_dir:

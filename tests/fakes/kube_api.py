@@ -7,8 +7,9 @@ and watch (with resume from a resourceVersion), the status subresource, merge an
 patches, label and field selectors, finalizers with deletionTimestamp, graceful pod
 deletion, and owner-reference garbage collection. CustomResourceDefinitions created
 through the API become served resources, with their structural schema's defaulting,
-pruning and validation, and their `self.x == oldSelf.x` transition rules; other CEL rules
-are not evaluated (the operator checks those itself). Every request is recorded with the
+pruning and validation, their `self.x == oldSelf.x` transition rules (alone or joined by
+`&&`) and their scale subresource; other CEL rules are not evaluated (the operator checks
+those itself). Every request is recorded with the
 bearer token's identity, for the RBAC test.
 
 The fake kubelet schedules pods, starts them (or fails the image pull), and lets a test
@@ -48,6 +49,7 @@ class Resource:
     schema: Obj | None = None  # openAPIV3Schema of a CRD version
     short_names: tuple[str, ...] = ()
     printer_columns: tuple[Obj, ...] = ()
+    scale: Obj | None = None  # a CRD's scale subresource (specReplicasPath, ...)
 
     @property
     def api_version(self) -> str:
@@ -229,21 +231,22 @@ def _openapi_to_jsonschema(schema: Any) -> Any:
 _TRANSITION = re.compile(r"^\s*self((?:\.\w+)*)\s*==\s*oldSelf((?:\.\w+)*)\s*$")
 
 
+def _at(value: Any, dotted: str) -> Any:
+    for part in filter(None, dotted.split(".")):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def transition_errors(schema: Obj, new: Any, old: Any, path: str) -> list[str]:
-    """The CRD's immutability rules (`self.x == oldSelf.x`, `self == oldSelf`)."""
+    """The CRD's immutability rules (`self.x == oldSelf.x`, `self == oldSelf`, and such
+    comparisons joined by `&&`)."""
     errors = []
     for rule in schema.get("x-kubernetes-validations", []):
-        m = _TRANSITION.match(rule.get("rule", ""))
-        if not m or old is None or new is None:
+        matches = [_TRANSITION.match(term) for term in rule.get("rule", "").split("&&")]
+        if not all(matches) or old is None or new is None:
             continue
-
-        def at(value: Any, dotted: str) -> Any:
-            for part in filter(None, dotted.split(".")):
-                value = value.get(part) if isinstance(value, dict) else None
-            return value
-
-        if at(new, m.group(1)) != at(old, m.group(2)):
-            field = path + (rule.get("fieldPath") or m.group(1))
+        if any(_at(new, m.group(1)) != _at(old, m.group(2)) for m in matches):
+            field = path + (rule.get("fieldPath") or matches[0].group(1))
             errors.append(f"{field}: Invalid value: \"object\": {rule.get('message', rule['rule'])}")
     for key, sub in (schema.get("properties") or {}).items():
         if isinstance(new, dict) and isinstance(old, dict) and key in new and key in old:
@@ -401,7 +404,8 @@ class Store:
                                status_subresource="status" in (version.get("subresources") or {}),
                                schema=(version.get("schema") or {}).get("openAPIV3Schema"),
                                short_names=tuple(spec["names"].get("shortNames", ())),
-                               printer_columns=tuple(version.get("additionalPrinterColumns", ())))
+                               printer_columns=tuple(version.get("additionalPrinterColumns", ())),
+                               scale=(version.get("subresources") or {}).get("scale"))
                 self.resources[res.key] = res
         crd["status"] = {"conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
                                          "lastTransitionTime": now_iso()}],
@@ -456,6 +460,37 @@ class Store:
             if not rv:
                 new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         return self.replace(res, namespace, name, new, subresource)
+
+    # the scale subresource: an autoscaling/v1 Scale read from and written to the paths the CRD names
+    def get_scale(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        obj = self.get(res, namespace, name)
+        paths = res.scale or {}
+        status: Obj = {"replicas": _at(obj, paths.get("statusReplicasPath", "")) or 0}
+        if paths.get("labelSelectorPath") and _at(obj, paths["labelSelectorPath"]):
+            status["selector"] = _at(obj, paths["labelSelectorPath"])
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                             if k in obj["metadata"]},
+                "spec": {"replicas": _at(obj, paths["specReplicasPath"]) or 0}, "status": status}
+
+    def write_scale(self, res: Resource, namespace: str | None, name: str, content_type: str, body: Any,
+                    merge: bool) -> Obj:
+        scale = self.get_scale(res, namespace, name)
+        scale = (json_patch(scale, body) if "json-patch" in content_type else merge_patch(scale, body)) if merge else body
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ApiError(422, "Invalid", f"Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas!r}: "
+                                           "must be greater than or equal to 0")
+        obj = self.get(res, namespace, name)
+        *parents, last = res.scale["specReplicasPath"].strip(".").split(".")
+        target = obj
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = replicas
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        obj["metadata"]["resourceVersion"] = rv or obj["metadata"]["resourceVersion"]
+        self.replace(res, namespace, name, obj)
+        return self.get_scale(res, namespace, name)
 
     def delete(self, res: Resource, namespace: str | None, name: str, grace: Callable[[Obj], bool] | None = None) -> Obj:
         obj = self.get(res, namespace, name)
@@ -601,6 +636,9 @@ class FakeKubeAPI:
                 if r.status_subresource:
                     items.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced,
                                   "kind": r.kind, "verbs": ["get", "patch", "update"]})
+                if r.scale:
+                    items.append({"name": f"{r.plural}/scale", "singularName": "", "namespaced": r.namespaced,
+                                  "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
         if not items:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         gv = group_version[1] if not group_version[0] else f"{group_version[0]}/{group_version[1]}"
@@ -631,6 +669,12 @@ class FakeKubeAPI:
         self.store.calls.append(Call(who, verb, group, f"{plural}/{subresource}" if subresource else plural, namespace))
         if watching:
             return await self._watch(request, res, namespace, query)
+        if subresource == "scale" and res.scale:
+            if request.method == "GET":
+                return web.json_response(self.store.get_scale(res, namespace, name))
+            body = await request.json()
+            return web.json_response(self.store.write_scale(res, namespace, name, request.content_type, body,
+                                                            merge=request.method == "PATCH"))
         if request.method == "GET" and name:
             obj = self.store.get(res, namespace, name)
             return web.json_response(obj)

@@ -4,7 +4,6 @@ SEESAW_E2E_KUBECONFIG names a kubeconfig)."""
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import os
 import signal
@@ -14,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import config
 from kubernetes.client.rest import ApiException
 
 from fakes.kube_api import FakeKubeAPI
+from seesaw.checkpoint_engine.status_reporter import StatusReporter
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / "seesaw.dev_rljobs.yaml"
@@ -115,6 +114,21 @@ class Cluster:
         except AssertionError:
             job = self.get(ns, name)
             raise AssertionError(f"{name} never reached {phase}; status: {json.dumps((job or {}).get('status'), indent=1)}") from None
+
+
+def reporter_for(env: "Environment", ns: str, name: str) -> StatusReporter:
+    """Pod 0's status reporter, with the job's own credentials."""
+    kubeconfig = env.workdir / "reporter.kubeconfig"
+    cluster = Cluster(str(kubeconfig)) if kubeconfig.exists() else env.cluster
+    return StatusReporter(name, ns, lambda method, path, body, ctype: cluster.request(method, path, body, ctype))
+
+
+def reasons(cluster: Cluster, ns: str, name: str) -> list[str]:
+    return [e["reason"] for e in cluster.events(ns, name)]
+
+
+def env_of(container: Obj) -> dict[str, Any]:
+    return {e["name"]: e.get("value") for e in container["env"]}
 
 
 def condition(job: Obj, type_: str) -> Obj:

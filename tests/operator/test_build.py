@@ -34,7 +34,7 @@ VARIANTS = {
                                     rollout={"tensorParallel": 4}, trainer={"tensorParallel": 8, "pipelineParallel": 2},
                                     checkpoint={"pvc": "ckpt", "path": "/checkpoints", "everyIterations": 5}),
     "gpu-device-plugin-coscheduling": dict(cluster={"nodes": 2, "gpusPerNode": 4, "gpuSharing": "devicePlugin",
-                                                    "gangScheduling": "coscheduling"}),
+                                                    "gangScheduling": "coscheduling"}, rollout={"replicas": 2}),
     "image-model-scheduler-name": dict(model={"path": "/opt/model"}, cluster={"nodes": 1, "gpusPerNode": 1, "schedulerName": "kai"}),
 }
 NO_UPSTREAM_SCHEMA = {"PodGroup"}  # Volcano's and scheduler-plugins' CRDs
@@ -44,10 +44,11 @@ NO_UPSTREAM_SCHEMA = {"PodGroup"}  # Volcano's and scheduler-plugins' CRDs
 def test_every_object_validates_against_the_kubernetes_1_34_schemas(variant):
     objects = build.build_all(job(**VARIANTS[variant]))
     kinds = [o["kind"] for o in objects]
-    assert kinds.count("Pod") == job(**VARIANTS[variant])["spec"]["cluster"]["nodes"]
+    spec = job(**VARIANTS[variant])["spec"]
+    assert kinds.count("Pod") == spec["cluster"]["nodes"] + spec["rollout"]["replicas"]
     for obj in objects:
         if obj["kind"] in NO_UPSTREAM_SCHEMA:
-            assert obj["spec"]["minMember"] == kinds.count("Pod")
+            assert obj["spec"]["minMember"] == spec["cluster"]["nodes"], "the gang only: replicas come and go"
             continue
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
@@ -162,3 +163,36 @@ def test_render_prints_what_the_builders_make_as_valid_yaml():
         assert doc["metadata"]["namespace"] == "team-b"
         if doc["kind"] not in NO_UPSTREAM_SCHEMA:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_a_rollout_replica_pod_has_no_trainer_and_asks_for_its_own_gpus():
+    spec = job(**VARIANTS["gpu-device-plugin-coscheduling"])
+    pod = build.build_replica_pod(spec, 1)
+    assert pod["metadata"]["name"] == "math-rollout-1"
+    assert pod["metadata"]["labels"][c.LABEL_REPLICA] == "1"
+    assert pod["metadata"]["labels"][c.LABEL_COMPONENT] == c.COMPONENT_ROLLOUT_REPLICA
+    assert "scheduling.x-k8s.io/pod-group" not in pod["metadata"]["labels"], "not in the gang's PodGroup"
+    parts = containers(pod)
+    assert sorted(parts) == [c.CONTAINER_CHECKPOINT_ENGINE, c.CONTAINER_ROLLOUT]
+    rollout = parts[c.CONTAINER_ROLLOUT]
+    assert rollout["resources"]["limits"]["nvidia.com/gpu"] == 4, "no trainer to borrow the GPUs from"
+    assert rollout["command"] == ["python", "-m", c.ROLLOUT_MODULE], "no waiting for a trainer's device list"
+    env = {e["name"]: e.get("value") for e in parts[c.CONTAINER_CHECKPOINT_ENGINE]["env"]}
+    assert env["SEESAW_ROLLOUT_REPLICA"] == "1" and env["SEESAW_COLOCATED"] == "0" and "SEESAW_POD_INDEX" not in env
+    assert "checkpoints" not in {v["name"] for v in pod["spec"]["volumes"]}
+    # the gang pods count the replicas they were made with
+    gang_env = {e["name"]: e.get("value") for e in containers(build.build_pod(spec, 0))[c.CONTAINER_TRAINER]["env"]}
+    assert gang_env["SEESAW_ROLLOUT_REPLICAS"] == "2"
+
+
+def test_kueue_labels_put_the_gang_in_one_pod_group_and_each_replica_alone():
+    spec = job(cluster={"nodes": 3, "gpusPerNode": 0}, rollout={"replicas": 1})
+    spec["metadata"] = dict(spec["metadata"], labels={c.KUEUE_QUEUE_LABEL: "team-a"})
+    gang = build.build_pod(spec, 2)
+    assert gang["metadata"]["labels"][c.KUEUE_QUEUE_LABEL] == "team-a"
+    assert gang["metadata"]["labels"][c.KUEUE_GROUP_LABEL] == "math-gang"
+    assert gang["metadata"]["annotations"][c.KUEUE_GROUP_TOTAL_ANNOTATION] == "3"
+    replica = build.build_replica_pod(spec, 0)
+    assert replica["metadata"]["labels"][c.KUEUE_QUEUE_LABEL] == "team-a"
+    assert c.KUEUE_GROUP_LABEL not in replica["metadata"]["labels"]
+    assert c.KUEUE_QUEUE_LABEL not in build.build_pod(job(cluster={"nodes": 1, "gpusPerNode": 0}), 0)["metadata"]["labels"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from fakes.kube_api import default_and_prune
 from seesaw.checkpoint_engine.status_reporter import METRICS, RESULT
@@ -24,8 +23,15 @@ def test_the_crd_validates_against_the_kubernetes_schema():
     names = crd()["spec"]["names"]
     assert (crd()["spec"]["group"], names["kind"], names["plural"], names["shortNames"]) == ("seesaw.dev", "RLJob", "rljobs", ["rlj"])
     (version,) = crd()["spec"]["versions"]
-    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    assert version["name"] == "v1alpha1" and version["subresources"]["status"] == {}
+    # kubectl scale (and an HPA) drive the rollout replicas; the status paths must be declared
+    scale = version["subresources"]["scale"]
+    assert scale["specReplicasPath"] == ".spec.rollout.replicas"
+    status = crd_version_schema()["properties"]["status"]["properties"]["rollout"]["properties"]
+    assert {"replicas", "selector"} <= set(status)
+    assert (scale["statusReplicasPath"], scale["labelSelectorPath"]) == (".status.rollout.replicas", ".status.rollout.selector")
     columns = {col["name"]: col["jsonPath"] for col in version["additionalPrinterColumns"]}
+    assert columns["Replicas"] == ".spec.rollout.replicas" and columns["Replicas-Ready"] == ".status.rollout.readyReplicas"
     assert columns["Phase"] == ".status.phase" and columns["Iteration"] == ".status.iteration"
     assert columns["Reward"] == ".status.metrics.meanReward" and columns["Age"] == ".metadata.creationTimestamp"
 
@@ -79,7 +85,12 @@ def test_printer_column_paths_and_every_status_field_written_are_declared():
 
 def test_spec_fields_that_must_not_change_have_transition_rules():
     rules = [r["rule"] for r in crd_version_schema()["properties"]["spec"]["x-kubernetes-validations"]]
-    for field in ("model", "images", "cluster", "trainer", "rollout", "rl", "checkpoint"):
+    for field in ("model", "images", "cluster", "trainer", "rl", "checkpoint"):
         assert f"self.{field} == oldSelf.{field}" in rules
+    # spec.rollout: every field but replicas (the scale subresource's), one by one
+    rollout_fields = set(crd_version_schema()["properties"]["spec"]["properties"]["rollout"]["properties"])
+    (rollout_rule,) = [r for r in rules if "oldSelf.rollout" in r]
+    compared = {term.split("==")[0].strip().removeprefix("self.rollout.") for term in rollout_rule.split("&&")}
+    assert compared == rollout_fields - {"replicas"}
     for mutable in ("suspend", "failurePolicy", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
         assert f"self.{mutable} == oldSelf.{mutable}" not in rules

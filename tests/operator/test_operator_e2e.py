@@ -8,23 +8,11 @@ from pathlib import Path
 import pytest
 from kubernetes.client.rest import ApiException
 
-from fakes.operator_env import Cluster, condition, rljob
+from fakes.operator_env import condition, env_of, reasons, reporter_for, rljob
 from seesaw import pod_contract
-from seesaw.checkpoint_engine.status_reporter import StatusReporter
 from seesaw.operator import constants as c
 
 RESULTS = Path(__file__).resolve().parents[2] / "runs" / "operator"
-
-
-def reporter_for(env, ns: str, name: str) -> StatusReporter:
-    """Pod 0's status reporter, with the job's own credentials."""
-    kubeconfig = env.workdir / "reporter.kubeconfig"
-    cluster = Cluster(str(kubeconfig)) if kubeconfig.exists() else env.cluster
-    return StatusReporter(name, ns, lambda method, path, body, ctype: cluster.request(method, path, body, ctype))
-
-
-def reasons(cluster: Cluster, ns: str, name: str) -> list[str]:
-    return [e["reason"] for e in cluster.events(ns, name)]
 
 
 def test_apply_creates_config_service_rbac_and_one_pod_per_node_then_running(env, ns):
@@ -100,10 +88,6 @@ def test_progress_from_pod0_shows_in_status_and_pod0_exit_completes_the_job(env,
     # What still ran is removed; pod 0 stays for its logs.
     cluster.wait("pod 1 removed", lambda: [p["metadata"]["name"] for p in cluster.pods(ns, "prog")] == ["prog-0"])
     assert c.REASON_SUCCEEDED in reasons(cluster, ns, "prog")
-
-
-def env_of(container: dict) -> dict:
-    return {e["name"]: e.get("value") for e in container["env"]}
 
 
 def pod_envs(pod: dict) -> list[dict]:
@@ -306,6 +290,6 @@ def test_kubectl_get_shows_phase_iteration_reward_and_age(env, ns):
     if body.get("kind") != "Table":
         pytest.fail(f"no server-side table: {body.get('kind')}")
     names = [col["name"] for col in body["columnDefinitions"]]
-    assert names == ["Name", "Phase", "Iteration", "Step", "Reward", "Restarts", "Age"]
+    assert names == ["Name", "Phase", "Iteration", "Step", "Reward", "Restarts", "Replicas", "Replicas-Ready", "Age"]
     (row,) = body["rows"]
-    assert row["cells"][:6] == ["table", "Running", 7, None, 0.625, 0]
+    assert row["cells"][:8] == ["table", "Running", 7, None, 0.625, 0, 0, 0]

@@ -72,6 +72,12 @@ def test_every_call_the_operator_and_the_reporter_make_is_declared_in_permission
     cluster.wait("gpujob deleted by its TTL", lambda: cluster.get(ns, "gpujob") is None)
     cluster.patch(ns, "cosched", {"spec": {"suspend": True}})
     cluster.wait_phase(ns, "cosched", c.SUSPENDED)
+    queued = rljob("queued", failurePolicy={"maxRestarts": 0, "backoffSeconds": 0})
+    queued["metadata"]["labels"] = {c.KUEUE_QUEUE_LABEL: "team-a"}  # a failed queued job marks its pods for Kueue
+    cluster.apply(ns, queued)
+    cluster.wait_phase(ns, "queued", c.RUNNING)
+    kubelet.fail(ns, "queued-0")
+    cluster.wait_phase(ns, "queued", c.FAILED)
     env.operator.stop()
 
     made = {"operator": set(), "status-reporter": set()}

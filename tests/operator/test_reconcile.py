@@ -129,8 +129,83 @@ def test_with_a_checkpoint_pvc_a_restart_resumes_from_the_last_checkpoint():
     assert recreate.create_pods == [0, 1] and recreate.resume_from == CHECKPOINT["path"]
 
 
-def test_rollout_replicas_are_refused_in_a_cluster_until_the_operator_builds_their_pods():
+def replica(index, phase="Running", ready=True, deleting=False, **status):
+    meta = {"name": f"j-rollout-{index}", "labels": {c.LABEL_REPLICA: str(index)}}
+    if deleting:
+        meta["deletionTimestamp"] = "2030-01-01T11:59:59Z"
+    return {"metadata": meta, "status": {"phase": phase, "conditions": [{"type": "Ready", "status": str(ready)}], **status}}
+
+
+def _running(replicas, **spec):
+    """The status of a job whose gang and `replicas` rollout replicas run."""
+    spec = {"rollout": {"replicas": replicas}, **spec}
+    first = decide(job(**spec), [], NOW).status
+    return decide(job(first, **spec), [pod(0), pod(1)] + [replica(r) for r in range(replicas)], NOW).status
+
+
+def test_a_new_job_creates_its_rollout_replicas_with_the_gang():
     plan = decide(job(rollout={"replicas": 2}), [], NOW)
-    assert plan.status["reason"] == c.REASON_SPEC_INVALID
-    assert "spec.rollout.replicas: rollout replicas run under `seesaw run` so far" in plan.status["message"]
-    assert not plan.create_pods and not plan.ensure_children, "nothing is created for a job that cannot run"
+    assert plan.create_pods == [0, 1] and plan.create_replicas == [0, 1] and plan.ensure_children
+    assert plan.status["rollout"] == {"desiredReplicas": 2, "replicas": 0, "readyReplicas": 0,
+                                      "selector": "seesaw.dev/job=j,app.kubernetes.io/component=rollout-replica"}
+
+
+def test_scaling_down_deletes_the_highest_replicas_and_leaves_the_gang_alone():
+    status = _running(3)
+    assert status["rollout"]["readyReplicas"] == 3 and status["phase"] == c.RUNNING
+    pods = [pod(0), pod(1)] + [replica(r) for r in range(3)]
+    plan = decide(job(status, rollout={"replicas": 1}), pods, NOW)
+    assert plan.delete_pods == ["j-rollout-1", "j-rollout-2"] and not plan.create_pods and not plan.create_replicas
+    assert plan.status["restarts"] == 0 and plan.status["phase"] == c.RUNNING
+    scaled = [e.message for e in plan.events if e.reason == c.REASON_ROLLOUT_SCALED]
+    assert scaled[0] == "rollout replicas: 3 -> 1" and len(scaled) == 3
+    assert plan.status["rollout"]["desiredReplicas"] == 1
+
+
+def test_scaling_up_creates_the_new_replicas_only():
+    status = _running(1)
+    plan = decide(job(status, rollout={"replicas": 3}), [pod(0), pod(1), replica(0)], NOW)
+    assert plan.create_replicas == [1, 2] and not plan.create_pods and not plan.delete_pods
+    assert not [e for e in plan.events if e.reason == c.REASON_ROLLOUT_REPLICA_REPLACED]
+
+
+def test_a_failed_replica_is_replaced_without_restarting_the_gang():
+    status = _running(2)
+    failed = replica(1, phase="Failed", ready=False, containerStatuses=[
+        {"name": c.CONTAINER_CHECKPOINT_ENGINE, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}])
+    plan = decide(job(status, rollout={"replicas": 2}), [pod(0), pod(1), replica(0), failed], NOW)
+    assert plan.delete_pods == ["j-rollout-1"] and plan.status["restarts"] == 0 and not plan.create_pods
+    warning = next(e for e in plan.events if e.reason == c.REASON_ROLLOUT_REPLICA_FAILED)
+    assert warning.type == "Warning" and "exited with code 1" in warning.message and "replacing it" in warning.message
+    gone = decide(job(plan.status, rollout={"replicas": 2}), [pod(0), pod(1), replica(0)], NOW)
+    assert gone.create_replicas == [1] and not gone.delete_pods
+    assert any(e.reason == c.REASON_ROLLOUT_REPLICA_REPLACED for e in gone.events)
+
+
+def test_a_gang_restart_keeps_the_rollout_replicas():
+    status = _running(2, failurePolicy={"backoffSeconds": 0})
+    plan = decide(job(status, rollout={"replicas": 2}, failurePolicy={"backoffSeconds": 0}),
+                  [pod(0), pod(1, phase="Failed"), replica(0), replica(1)], NOW)
+    assert plan.status["restarts"] == 1 and sorted(plan.delete_pods) == ["j-0", "j-1"]  # no replica
+
+
+def test_kueue_preempting_the_gang_recreates_it_without_counting_a_restart():
+    spec = {"rollout": {"replicas": 1}, "failurePolicy": {"maxRestarts": 0}, "checkpoint": {"pvc": "ckpt"}}
+    status = {**_running(1, **spec), "lastCheckpoint": CHECKPOINT}
+    evicted = {"conditions": [{"type": "TerminationTarget", "status": "True", "reason": "Preempted",
+                               "message": "Preempted to accommodate a higher priority Workload"}]}
+    pods = [pod(0, deleting=True, **evicted), pod(1, deleting=True, **evicted), replica(0)]
+    plan = decide(job(status, **spec), pods, NOW)
+    assert plan.status["phase"] == c.PENDING and plan.status["restarts"] == 0 and plan.status["preemptions"] == 1
+    event = next(e for e in plan.events if e.reason == c.REASON_PREEMPTED)
+    assert "from the checkpoint of iteration 3" in event.message and "not counted as a restart" in event.message
+    recreate = decide(job(plan.status, **spec), [replica(0)], NOW)
+    assert recreate.create_pods == [0, 1] and recreate.attempt == 1 and recreate.resume_from == CHECKPOINT["path"]
+
+
+def test_a_failed_queued_job_marks_its_pods_for_kueue():
+    queued = job({"attempt": 0}, failurePolicy={"maxRestarts": 0})
+    queued["metadata"]["labels"] = {c.KUEUE_QUEUE_LABEL: "team-a"}
+    plan = decide(queued, [pod(0), pod(1, phase="Failed")], NOW)
+    assert plan.status["phase"] == c.FAILED and sorted(plan.unretriable_pods) == ["j-0", "j-1"]
+    assert decide(job({"attempt": 0}, failurePolicy={"maxRestarts": 0}), [pod(0), pod(1, phase="Failed")], NOW).unretriable_pods == []

@@ -15,7 +15,7 @@ calls, no verb more, no wildcard. Change both together.
   verbs: [patch]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch, create, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps, services, serviceaccounts]
   verbs: [create]
