@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -196,3 +197,20 @@ def test_kueue_labels_put_the_gang_in_one_pod_group_and_each_replica_alone():
     assert replica["metadata"]["labels"][c.KUEUE_QUEUE_LABEL] == "team-a"
     assert c.KUEUE_GROUP_LABEL not in replica["metadata"]["labels"]
     assert c.KUEUE_QUEUE_LABEL not in build.build_pod(job(cluster={"nodes": 1, "gpusPerNode": 0}), 0)["metadata"]["labels"]
+
+
+def test_the_kueue_example_in_the_operator_docs_is_a_valid_job_with_the_labels_kueue_reads():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "OPERATOR.md").read_text()
+    section = text[text.index("### Kueue"):]
+    block = section[section.index("```yaml") + len("```yaml"):]
+    docs = list(yaml.safe_load_all(block[:block.index("```")]))
+    (manifest,) = [d for d in docs if d["kind"] == "RLJob"]
+    resolved = validate_manifest(manifest)
+    resolved["metadata"] = dict(manifest["metadata"], uid=UID)
+    pods = [o for o in build.build_all(resolved) if o["kind"] == "Pod"]
+    assert len(pods) == 4
+    gpus = sum(ct["resources"]["limits"].get("nvidia.com/gpu", 0) for pod in pods for ct in pod["spec"]["initContainers"])
+    (queue,) = [d for d in docs if d["kind"] == "ClusterQueue"]
+    quota = {r["name"]: r["nominalQuota"] for r in queue["spec"]["resourceGroups"][0]["flavors"][0]["resources"]}
+    assert gpus == quota["nvidia.com/gpu"], "the example's quota is what its pods ask for"
+    assert all(pod["metadata"]["labels"][c.KUEUE_QUEUE_LABEL] == "team-a" for pod in pods)
