@@ -321,7 +321,7 @@ class _Round:
     def remove_or_replace_replicas_if_needed(self) -> None:
         """Rollout replicas follow spec.rollout.replicas (kubectl scale): the highest indices
         beyond it are deleted (each finishes its prompts first, then leaves the gang), and one
-        whose pod ended is deleted to be replaced; none of it touches the gang."""
+        whose pod failed is deleted to be replaced; none of it touches the gang."""
         desired = desired_replicas({"spec": self.spec})
         before = (self.old_status.get("rollout") or {}).get("desiredReplicas")
         if before is not None and before != desired:
@@ -334,9 +334,9 @@ class _Round:
                 self.events.append(Event("Normal", c.REASON_ROLLOUT_SCALED,
                                          f"removing rollout replica {view.replica} (pod {view.name}): it finishes "
                                          f"the prompts it has, then leaves"))
-            elif view.phase in ("Failed", "Succeeded"):
+            elif view.phase == "Failed":  # Succeeded: pod 0's conductor released it, the job is over
                 self.plan.delete_pods.append(view.name)
-                why = view.failure_message or f"its pod ended ({view.phase})"
+                why = view.failure_message or "its pod failed"
                 self.events.append(Event("Warning", c.REASON_ROLLOUT_REPLICA_FAILED,
                                          f"rollout replica {view.replica} (pod {view.name}): {why}; replacing it, "
                                          f"the job goes on without it meanwhile"))

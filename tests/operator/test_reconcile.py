@@ -209,3 +209,10 @@ def test_a_failed_queued_job_marks_its_pods_for_kueue():
     plan = decide(queued, [pod(0), pod(1, phase="Failed")], NOW)
     assert plan.status["phase"] == c.FAILED and sorted(plan.unretriable_pods) == ["j-0", "j-1"]
     assert decide(job({"attempt": 0}, failurePolicy={"maxRestarts": 0}), [pod(0), pod(1, phase="Failed")], NOW).unretriable_pods == []
+
+
+def test_a_replica_released_at_the_end_of_the_run_is_not_replaced():
+    status = _running(2)
+    plan = decide(job(status, rollout={"replicas": 2}), [pod(0), pod(1), replica(0, phase="Succeeded", ready=False), replica(1)], NOW)
+    assert not plan.delete_pods and not plan.create_replicas
+    assert not [e for e in plan.events if e.reason == c.REASON_ROLLOUT_REPLICA_FAILED]
