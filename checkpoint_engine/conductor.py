@@ -206,7 +206,7 @@ class Conductor:
     def _replica_survives(self, slot: EngineSlot, outcome: Any, step: str) -> bool:
         """A replica whose step failed is dropped (never rolled out on); the job goes on."""
         if isinstance(outcome, Exception):
-            self.roster.drop(slot.owner, f"{slot.client.name} failed {step}: {outcome}")
+            self.roster.drop_failed(slot, outcome, step)
             return False
         return True
 
@@ -506,9 +506,11 @@ class Conductor:
                 probe_max_abs_logprob_diff=sync["probe_max_abs_logprob_diff"],
                 probe_share_of_sync=sync["probe_seconds"] / max(self.machine.timeline[-1].seconds, 1e-9),
                 params_checksum=str(train_stats["extra"].get("params_checksum", "")),
-                # what each engine served in this rollout, a replica dropped since listed once as lost
+                # what each engine served in this rollout; a replica dropped since is listed once,
+                # marked "lost" (it failed) or "left" (scaled down)
                 engines=[dict(slot.record, prompts=slot.served) for slot in self.roster.slots]
-                + [dict(slot.record, prompts=slot.served, lost=True) for slot in self.roster.take_lost()],
+                + [dict(slot.record, prompts=slot.served, **{departure.value: True})
+                   for slot, departure in self.roster.take_departed()],
             )
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)

@@ -3,23 +3,33 @@ life of the gang, and the rollout replicas' (spec.rollout.replicas), which join,
 are replaced while the job runs.
 
 A replica that joins is admitted at the next sync once its engines answer, so it starts
-with the current weights. A replica that fails never fails the job: it is dropped and the
-prompts it had not answered go to the other engines in the same phase. A gang engine's
-failure still fails the phase, naming its pod.
+with the current weights. A replica that fails never fails the job: it is dropped (lost)
+and the prompts it had not answered go to the other engines in the same phase. One that is
+scaled down leaves the same way, recorded as left: it refuses new calls as draining, or it
+told the gang it left. A gang engine's failure still fails the phase, naming its pod.
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable, TypeVar
 
-from seesaw.checkpoint_engine.gang import GangServer, PodFailed, PodWorkers, ReplicaWorkers, replica_workers
+from seesaw.checkpoint_engine.gang import GangServer, PodFailed, PodWorkers, ReplicaWorkers, is_draining, replica_workers
 from seesaw.checkpoint_engine.phases import Phase
 from seesaw.rl.training import split_sizes
 from seesaw.rpc import WorkerClient
 
 T = TypeVar("T")
+
+
+class Departure(Enum):
+    """Why a replica's engines left the roster; the value marks them in metrics.jsonl."""
+
+    LOST = "lost"  # it failed
+    LEFT = "left"  # it was scaled down, and said so
 
 
 @dataclass
@@ -36,8 +46,8 @@ class EngineSlot:
         return isinstance(self.owner, ReplicaWorkers)
 
 
-def _record(pod: int | None, engine: int, replica: int | None = None) -> dict[str, Any]:
-    record = {"pod": pod, "engine": engine, "prompts": 0, "weight_version": 0, "weight_checksum": "",
+def _record(pod: int | None, engine: int, replica: int | None = None, weight_version: int = 0) -> dict[str, Any]:
+    record = {"pod": pod, "engine": engine, "prompts": 0, "weight_version": weight_version, "weight_checksum": "",
               "probe_max_abs_logprob_diff": None}
     return record if replica is None else dict(record, replica=replica)
 
@@ -50,7 +60,9 @@ class EngineRoster:
         self.engines_per_replica = engines_per_replica
         self.log = log
         self.pending: dict[int, ReplicaWorkers] = {}  # joined, engines not answering yet
-        self.lost: list[EngineSlot] = []  # dropped replicas' engines, for the iteration's metrics
+        # dropped replicas' engines, and why, for the iteration's metrics
+        self.departed: list[tuple[EngineSlot, Departure]] = []
+        self._membership = threading.RLock()  # a sync drops replicas from every gang pod's thread
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -72,58 +84,96 @@ class EngineRoster:
         return [s for s in self.slots if s.is_replica and s.owner.index % pod_count == pod.index]
 
     # --- membership ----------------------------------------------------------------------
-    def _take_joined(self) -> None:
-        if self.gang:
+    def _take_changes(self) -> None:
+        """The replicas that joined or left the gang since the last look. A leave names the
+        replica's index and URL, so a newer pod of the same index that already joined stays."""
+        if not self.gang:
+            return
+        with self._membership:
             for index, url in self.gang.take_new_replicas().items():
                 self.pending[index] = replica_workers(index, url, self.engines_per_replica)
+            for index, url in sorted(self.gang.take_left()):
+                if index in self.pending and self.pending[index].relay_url == url:
+                    del self.pending[index]
+                    self.log(f"rollout replica {index} left (scaled down) before it was admitted")
+                for owner in self._admitted(index, url):
+                    self.drop(owner, "scaled down", Departure.LEFT)
 
-    def _ready(self) -> list[int]:
-        """Joined replicas whose engines all answer."""
-        return [index for index, replica in sorted(self.pending.items())
-                if all((state := client.health()) and state.get("ready") for client in replica.rollouts)]
+    def _admitted(self, index: int, url: str | None = None) -> list[ReplicaWorkers]:
+        """The admitted replica(s) of this index (of this relay URL, if given)."""
+        owners = {id(s.owner): s.owner for s in self.slots
+                  if s.is_replica and s.owner.index == index and (url is None or s.owner.relay_url == url)}
+        return list(owners.values())
+
+    def _ready(self) -> dict[int, list[dict[str, Any]]]:
+        """Joined replicas whose engines all answer: index -> each engine's health."""
+        ready = {}
+        for index, replica in sorted(self.pending.items()):
+            states = [client.health() for client in replica.rollouts]
+            if all(state and state.get("ready") for state in states):
+                ready[index] = states
+        return ready
 
     def admit_replicas(self) -> list[int]:
         """Replicas that joined and whose engines all answer become slots (a replica that
-        re-joined replaces its old self); returns the admitted indices."""
-        self._take_joined()
-        admitted = self._ready()
-        for index in admitted:
-            replica = self.pending.pop(index)
-            for old in {id(s.owner): s.owner for s in self.slots if s.is_replica and s.owner.index == index}.values():
-                self.drop(old, "replaced by a new pod of the same index")
-            self.slots += [EngineSlot(replica, client, _record(None, e, replica=index))
-                           for e, client in enumerate(replica.rollouts)]
-            self.log(f"rollout replica {index} joined: {len(replica.rollouts)} engine(s) take the current weights")
-        return admitted
+        re-joined replaces its old self), replicas that left are removed; returns the
+        admitted indices."""
+        self._take_changes()
+        ready = self._ready()
+        with self._membership:
+            for index, states in ready.items():
+                replica = self.pending.pop(index)
+                for old in self._admitted(index):
+                    self.drop(old, "replaced by a new pod of the same index")
+                # one that outlived a restart of the gang holds the last conductor's weights: its
+                # version goes on from there (each sync checks it took exactly one more)
+                self.slots += [EngineSlot(replica, client, _record(None, e, replica=index,
+                                                                   weight_version=state.get("weight_version") or 0))
+                               for e, (client, state) in enumerate(zip(replica.rollouts, states))]
+                self.log(f"rollout replica {index} joined: {len(replica.rollouts)} engine(s) take the current weights")
+        return list(ready)
 
     def wait_for_replicas(self, count: int, timeout: float) -> None:
         """At the start: give the spec's replicas until `timeout` to join with ready engines,
         so the first sync admits them; the job starts without those that miss it."""
         deadline = time.monotonic() + timeout
-        ready: list[int] = []
+        ready: dict[int, list[dict[str, Any]]] = {}
         while len(ready) < count and time.monotonic() < deadline:
-            self._take_joined()
+            self._take_changes()
             ready = self._ready()
             time.sleep(0.5)
         if len(ready) < count:
             self.log(f"{len(ready)} of {count} rollout replica(s) ready; the others join when they are")
 
-    def drop(self, replica: ReplicaWorkers, reason: str) -> None:
-        gone = [s for s in self.slots if s.owner is replica]
-        if not gone:
-            return
-        self.slots = [s for s in self.slots if s.owner is not replica]
-        self.lost += gone
-        self.log(f"rollout replica {replica.index} lost ({reason}); the job goes on without it")
+    def drop(self, replica: ReplicaWorkers, reason: str, departure: Departure = Departure.LOST) -> None:
+        with self._membership:
+            gone = [s for s in self.slots if s.owner is replica]
+            if not gone:
+                return
+            self.slots = [s for s in self.slots if s.owner is not replica]
+            self.departed += [(slot, departure) for slot in gone]
+        self.log(f"rollout replica {replica.index} {departure.value} ({reason}); the job goes on without it")
+
+    def drop_failed(self, slot: EngineSlot, err: BaseException, step: str = "") -> None:
+        """A replica whose engine call failed is dropped: as left when it is being scaled down
+        (it refuses calls as draining, or it already told the gang it left), else as lost."""
+        with self._membership:
+            self._take_changes()  # a replica that drained and exited refuses connections, having left
+            if not any(s.owner is slot.owner for s in self.slots):
+                return
+            if is_draining(err):
+                self.drop(slot.owner, "scaled down", Departure.LEFT)
+            else:
+                self.drop(slot.owner, f"{slot.client.name}{' failed ' + step if step else ''}: {err}")
 
     def count_served(self) -> None:
         """Start counting each engine's prompts afresh (an iteration's rollout)."""
-        for slot in self.slots + self.lost:
+        for slot in self.slots + [slot for slot, _ in self.departed]:
             slot.served = 0
 
-    def take_lost(self) -> list[EngineSlot]:
-        lost, self.lost = self.lost, []
-        return lost
+    def take_departed(self) -> list[tuple[EngineSlot, Departure]]:
+        departed, self.departed = self.departed, []
+        return departed
 
     # --- work ----------------------------------------------------------------------------
     def shares(self, count: int, slots: list[EngineSlot] | None = None) -> list[tuple[int, int]]:
@@ -138,6 +188,7 @@ class EngineRoster:
                    timeout: float) -> list[T]:
         """`call(slot, start, end)` on every engine's share at once. A replica that fails is
         dropped and its share split over the engines left, until every prompt is answered."""
+        self._take_changes()  # no call to a replica known to have left
         pending = [(slot, lo, hi) for slot, (lo, hi) in zip(self.slots, self.shares(count)) if hi > lo]
         out: list[T] = []
         deadline = time.monotonic() + timeout
@@ -154,7 +205,7 @@ class EngineRoster:
                 if err is None:
                     out += future.result()
                 elif slot.is_replica:
-                    self.drop(slot.owner, f"{slot.client.name}: {err}")
+                    self.drop_failed(slot, err)
                     unanswered.append((lo, hi))
                 else:
                     raise PodFailed(phase, f"pod {slot.owner.index}: {err}") from err

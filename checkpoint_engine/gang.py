@@ -1,19 +1,26 @@
-"""The gang: pod 0's checkpoint engine conducts; every other pod's checkpoint engine joins it
-and relays its commands to its own pod's trainer and rollout engine.
+"""The gang: pod 0's checkpoint engine conducts; every other pod's checkpoint engine, and
+every rollout replica's, joins it and relays its commands to its own pod's workers.
 
 Pod 0 listens on the gang port (SEESAW_GANG_PORT on SEESAW_RENDEZVOUS, the headless
 Service's name for pod 0). A follower binds a port of its own, joins with its URL, and
-serves `/trainer/<route>` and `/rollout/<route>` for the conductor, so the conductor speaks
-to every pod's workers through the same WorkerClient. Every phase runs on all pods at
-once and is a barrier: a pod that fails or does not finish in the phase's time is named.
+serves `/trainer/<route>` and `/rollout-<e>/<route>` for the conductor, so the conductor
+speaks to every pod's workers through the same WorkerClient. Every phase runs on all gang
+pods at once and is a barrier: a pod that fails or does not finish in the phase's time is
+named.
+
+A rollout replica (spec.rollout.replicas) outlives the gang: it re-joins when pod 0's gang
+server changes (a restarted gang's new conductor), and on SIGTERM (scale-down) it refuses
+new calls, finishes those under way and tells the gang it left.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
@@ -93,15 +100,22 @@ def on_each_guarded(items: list, work: Callable[[Any], T]) -> list[T | Exception
 
 # --- pod 0: accept the followers ---------------------------------------------------------------
 class GangServer:
-    """Pod 0's gang port: followers join with their URL; `wait_for` returns them all."""
+    """Pod 0's gang port: followers join with their URL; `wait_for` returns them all. Rollout
+    replicas join and leave at any time; the conductor takes their news at each sync."""
 
     def __init__(self, port: int, expected: int) -> None:
         self.expected = expected
+        # a restarted gang's conductor has a new one: the rollout replicas that outlived the
+        # old gang see it change and join again
+        self.id = uuid.uuid4().hex
         self.joined: dict[int, str] = {}
         self.new_replicas: dict[int, str] = {}  # joined (or re-joined) since the conductor last took them
+        self.left_replicas: set[tuple[int, str]] = set()  # (index, relay URL) scaled down since last taken
         self._changed = threading.Condition()
         app = web.Application()
         app.router.add_post("/join", self._join)
+        app.router.add_post("/leave", self._leave)
+        app.router.add_get("/gang", self._identity)
         self._loop = asyncio.new_event_loop()
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
@@ -111,21 +125,43 @@ class GangServer:
     async def _join(self, request: web.Request) -> web.Response:
         body = await request.json()
         if body.get("replica") is not None:  # a rollout replica: welcome at any time
+            index, url = int(body["replica"]), str(body["url"])
             with self._changed:
-                self.new_replicas[int(body["replica"])] = str(body["url"])
-            return web.json_response({"ok": True})
+                self.new_replicas[index] = url
+                self.left_replicas.discard((index, url))
+            return web.json_response({"ok": True, "id": self.id})
         index = int(body["pod"])
         if not 0 < index <= self.expected:
             return web.json_response({"error": f"pod index {index} is not a follower of a {self.expected + 1}-pod gang"}, status=400)
         with self._changed:
             self.joined[index] = str(body["url"])
             self._changed.notify_all()
+        return web.json_response({"ok": True, "id": self.id})
+
+    async def _leave(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("replica") is None:
+            return web.json_response({"error": "only a rollout replica leaves the gang: body.replica is missing"}, status=400)
+        index, url = int(body["replica"]), str(body["url"])
+        with self._changed:
+            self.left_replicas.add((index, url))
+            if self.new_replicas.get(index) == url:  # it left before the conductor took its join
+                del self.new_replicas[index]
         return web.json_response({"ok": True})
+
+    async def _identity(self, _: web.Request) -> web.Response:
+        return web.json_response({"id": self.id})
 
     def take_new_replicas(self) -> dict[int, str]:
         """The rollout replicas that joined since the last call: index -> relay URL."""
         with self._changed:
             taken, self.new_replicas = self.new_replicas, {}
+            return taken
+
+    def take_left(self) -> set[tuple[int, str]]:
+        """The rollout replicas that left (scaled down) since the last call: (index, relay URL)."""
+        with self._changed:
+            taken, self.left_replicas = self.left_replicas, set()
             return taken
 
     def wait_for(self, timeout: float) -> dict[int, str]:
@@ -140,6 +176,8 @@ class GangServer:
             return dict(self.joined)
 
     def close(self) -> None:
+        """Stop listening (the port is free for another gang server) and stop the loop."""
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
@@ -161,77 +199,205 @@ def follower_workers(joined: dict[int, str], engines: int) -> list[PodWorkers]:
             for index, url in sorted(joined.items())]
 
 
-# --- pods 1..N-1: join, then relay ------------------------------------------------------------
-def _relay_app(env: WorkerEnv, finished: threading.Event, score: Callable[[str, list], list[float]]) -> web.Application:
-    workers = {f"rollout-{e}": WorkerClient(f"rollout engine {e}", url) for e, url in enumerate(env.rollout_urls)}
-    if env.replica is None:  # a rollout replica has no trainer
-        workers["trainer"] = WorkerClient("trainer", env.trainer_url)
+# --- pods 1..N-1 and rollout replicas: join, then relay ---------------------------------------
+HEARTBEAT_SECONDS = 2.0  # how often a rollout replica checks that pod 0's gang is the one it joined
+DRAINING = "is draining (scaled down): it takes no new calls"
 
-    async def relay(request: web.Request) -> web.Response:
-        worker = workers.get(request.match_info["worker"])
+
+def is_draining(err: BaseException) -> bool:
+    """Whether an engine call failed because its rollout replica is being scaled down (the
+    relay's 503 answer; WorkerClient keeps only its message)."""
+    return DRAINING in str(err)
+
+
+class Relay:
+    """A follower's HTTP server: relays the conductor's calls to its pod's workers and scores
+    its pod's samples, on an event loop of its own, while `follow` waits in the main thread."""
+
+    def __init__(self, env: WorkerEnv, me: str, score: Callable[[str, list], list[float]],
+                 log: Callable[[str], None]) -> None:
+        self.workers = {f"rollout-{e}": WorkerClient(f"rollout engine {e}", url) for e, url in enumerate(env.rollout_urls)}
+        if env.replica is None:  # a rollout replica has no trainer
+            self.workers["trainer"] = WorkerClient("trainer", env.trainer_url)
+        self.me, self.score, self.log = me, score, log
+        self.ended = threading.Event()  # the conductor finished the job, or a scaled-down replica drained
+        self.outcome = "the conductor finished the job"
+        self.draining: asyncio.Task | None = None  # a rollout replica told to stop (SIGTERM)
+        self.refusal: str | None = None  # while draining: the answer to every new call
+        self.in_flight = 0  # calls being relayed; only the event loop touches it
+        self.loop = asyncio.new_event_loop()
+        # on closing, answers being written go out; a call still under way then is abandoned
+        self.runner = web.AppRunner(self._app(), shutdown_timeout=5.0)
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 ** 3)
+        app.router.add_post("/gang/finish", self._finish)
+        app.router.add_post("/gang/score", self._score_samples)
+        app.router.add_get("/{worker}/healthz", self._health)
+        app.router.add_post("/{worker}/{route:.+}", self._relay)
+        return app
+
+    def serve(self, host: str) -> str:
+        """Listen on a port of our own, in a thread of its own; returns the URL to join with."""
+        self.loop.run_until_complete(self.runner.setup())
+        with socket.socket() as probe:  # on one machine every pod shares the host's ports
+            probe.bind(("0.0.0.0", 0))
+            port = probe.getsockname()[1]
+        self.loop.run_until_complete(web.TCPSite(self.runner, "0.0.0.0", port).start())
+        threading.Thread(target=self.loop.run_forever, name="relay", daemon=True).start()
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        """Stop serving."""
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result()
+
+    # --- routes (on the relay's event loop) ---------------------------------------------
+    async def _relay(self, request: web.Request) -> web.Response:
+        worker = self.workers.get(request.match_info["worker"])
         if worker is None:
             return web.json_response({"error": f"no worker {request.match_info['worker']!r}"}, status=404)
-        route = "/" + request.match_info["route"]
-        body = await request.json() if request.can_read_body else {}
+        if self.refusal:
+            return web.json_response({"error": self.refusal}, status=503)
+        self.in_flight += 1  # from here on a drain waits for this call
         try:
-            result = await asyncio.to_thread(worker.call, route, body, RELAY_TIMEOUT)
+            body = await request.json() if request.can_read_body else {}
+            result = await asyncio.to_thread(worker.call, "/" + request.match_info["route"], body, RELAY_TIMEOUT)
         except (WorkerError, WorkerUnavailable, TimeoutError) as err:
             return web.json_response({"error": str(err)}, status=500)
+        finally:
+            self.in_flight -= 1
         return web.json_response(result, dumps=json.dumps)
 
-    async def health(request: web.Request) -> web.Response:
-        worker = workers.get(request.match_info["worker"])
+    async def _health(self, request: web.Request) -> web.Response:
+        if self.refusal:  # never admitted again while it drains
+            return web.json_response({"ready": False, "error": self.refusal}, status=503)
+        worker = self.workers.get(request.match_info["worker"])
         state = await asyncio.to_thread(worker.health) if worker else None
         state = state or {"ready": False, "error": None}
         return web.json_response(state, status=200 if state.get("ready") else 503)
 
-    async def finish(_: web.Request) -> web.Response:
-        finished.set()
+    async def _finish(self, _: web.Request) -> web.Response:
+        self.ended.set()
         return web.json_response({"ok": True})
 
-    async def score_samples(request: web.Request) -> web.Response:
+    async def _score_samples(self, request: web.Request) -> web.Response:
         body = await request.json()
         try:
-            return web.json_response(await asyncio.to_thread(score, body["split"], body["items"]))
+            return web.json_response(await asyncio.to_thread(self.score, body["split"], body["items"]))
         except Exception as err:  # a verifier's failure reaches the conductor, named
             return web.json_response({"error": f"scoring failed: {type(err).__name__}: {err}"}, status=500)
 
-    app = web.Application(client_max_size=1024 ** 3)
-    app.router.add_post("/gang/finish", finish)
-    app.router.add_post("/gang/score", score_samples)
-    app.router.add_get("/{worker}/healthz", health)
-    app.router.add_post("/{worker}/{route:.+}", relay)
-    return app
+    # --- a rollout replica's scale-down -------------------------------------------------
+    def begin_drain(self, leave: Callable[[], None]) -> None:
+        """From a signal handler: start the drain on the relay's loop (the handler must not block)."""
+        self.loop.call_soon_threadsafe(self._start_drain, leave)
+
+    def _start_drain(self, leave: Callable[[], None]) -> None:
+        if self.draining is None:  # a second signal changes nothing
+            self.draining = self.loop.create_task(self._drain(leave))
+
+    async def _drain(self, leave: Callable[[], None]) -> None:
+        """Refuse new calls, let those under way finish, tell pod 0's gang, end. A replica
+        whose engines no longer answer failed before it was told to stop: it says nothing,
+        and its calls are refused as failed, so the conductor counts it lost, not scaled down."""
+        alive = await asyncio.to_thread(self._engines_answer)
+        if alive:
+            self.refusal, self.outcome = f"{self.me} {DRAINING}", "left the gang (scaled down)"
+        else:
+            self.refusal = f"{self.me} is stopping: its rollout engine(s) do not answer"
+            self.outcome = "stopped without leaving: its rollout engine(s) do not answer (the conductor counts it lost)"
+        self.log(f"{self.me}: told to stop; {self.in_flight} call(s) under way finish first")
+        while self.in_flight:
+            await asyncio.sleep(0.1)
+        if alive:
+            await asyncio.to_thread(leave)
+        self.ended.set()
+
+    def _engines_answer(self) -> bool:
+        return all(worker.health() is not None for worker in self.workers.values())
+
+
+def _join(gang_url: str, body: dict[str, Any]) -> str:
+    """Join pod 0's gang; returns the gang's id."""
+    response = requests.post(f"{gang_url}/join", json=body, timeout=5)
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def _join_within(gang_url: str, body: dict[str, Any], timeout: float) -> str:
+    """Join, retrying while pod 0 starts; the last error once `timeout` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _join(gang_url, body)
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _stay_joined(relay: Relay, gang_url: str, join: dict[str, Any], gang_id: str) -> None:
+    """A rollout replica until its relay ends: the operator keeps it across a restart of the
+    gang, whose new conductor has a new gang server (a new id); join that one, so its next
+    sync admits this replica. While pod 0 does not answer, wait quietly."""
+    unreachable = False
+    while not relay.ended.wait(HEARTBEAT_SECONDS):
+        if relay.draining:
+            continue
+        try:
+            seen = requests.get(f"{gang_url}/gang", timeout=5).json()["id"]
+            if seen != gang_id:
+                gang_id = _join(gang_url, join)
+                relay.log(f"{relay.me} re-joined the gang at {gang_url} (a new conductor)")
+            elif unreachable:
+                relay.log(f"{relay.me}: the gang at {gang_url} answers again")
+            unreachable = False
+        except (requests.RequestException, ValueError, KeyError) as err:
+            if not unreachable:
+                relay.log(f"{relay.me}: the gang at {gang_url} does not answer ({str(err).splitlines()[0][:200]}); "
+                          f"it joins again when pod 0 is back")
+            unreachable = True
+
+
+def _leave(relay: Relay, gang_url: str, body: dict[str, Any]) -> None:
+    """Tell pod 0's gang this replica left; best effort (pod 0 may be restarting, and a new
+    conductor never knew it)."""
+    try:
+        requests.post(f"{gang_url}/leave", json=body, timeout=5).raise_for_status()
+    except requests.RequestException as err:
+        relay.log(f"{relay.me}: could not tell the gang at {gang_url} that it left: {str(err).splitlines()[0][:200]}")
+
+
+def _drain_on_signal(relay: Relay, leave: Callable[[], None]) -> None:
+    """Kubernetes stops a scaled-down pod with SIGTERM to this container (its rollout container,
+    a native sidecar, stops only after this one exits): drain, then leave."""
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: relay.begin_drain(leave))
 
 
 def follow(env: WorkerEnv, log: Callable[[str], None], score: Callable[[str, list], list[float]]) -> int:
-    """A follower's checkpoint engine: join pod 0's gang, relay (and score its pod's samples)
-    until told the job finished."""
-    finished = threading.Event()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(_relay_app(env, finished, score))
-    loop.run_until_complete(runner.setup())
-    with socket.socket() as probe:  # a port of our own: on one machine every pod shares the host's ports
-        probe.bind(("0.0.0.0", 0))
-        port = probe.getsockname()[1]
-    loop.run_until_complete(web.TCPSite(runner, "0.0.0.0", port).start())
-    threading.Thread(target=loop.run_forever, name="relay", daemon=True).start()
-    url = f"http://{env.pod_ip}:{port}"
+    """A follower's checkpoint engine: join pod 0's gang and relay (and score its pod's
+    samples) until the conductor finishes the job. A rollout replica also re-joins a new
+    conductor's gang, and ends early, having left, when it is scaled down (SIGTERM)."""
     me, join = ((f"pod {env.pod_index}", {"pod": env.pod_index}) if env.replica is None
                 else (f"rollout replica {env.replica}", {"replica": env.replica}))
-    deadline = time.monotonic() + env.spec["timeouts"]["startupSeconds"]
-    while True:
-        try:
-            requests.post(f"{env.gang_url}/join", json=dict(join, url=url), timeout=5).raise_for_status()
-            break
-        except requests.RequestException as err:
-            if time.monotonic() > deadline:
-                log(f"FAILED: {me} could not join the gang at {env.gang_url}: {err}")
-                return 1
-            time.sleep(0.5)
+    relay = Relay(env, me, score, log)
+    url = relay.serve(env.pod_ip)
+    join = dict(join, url=url)
+    try:
+        gang_id = _join_within(env.gang_url, join, env.spec["timeouts"]["startupSeconds"])
+    except requests.RequestException as err:
+        log(f"FAILED: {me} could not join the gang at {env.gang_url}: {err}")
+        return 1
+    if env.replica is not None:  # once joined: a replica stopped before has nothing to leave
+        _drain_on_signal(relay, lambda: _leave(relay, env.gang_url, join))
     log(f"{me} joined the gang at {env.gang_url}; relaying at {url}")
-    finished.wait()
-    log(f"{me}: the conductor finished the job")
+    if env.replica is None:  # a gang pod: the operator restarts the whole gang, never this pod alone
+        relay.ended.wait()
+    else:
+        _stay_joined(relay, env.gang_url, join, gang_id)
+    relay.close()
+    log(f"{me}: {relay.outcome}")
     return 0
 
 

@@ -77,7 +77,9 @@ def main() -> int:
     try:
         summary = conductor.run()
     except Exception as err:  # a phase's error, or one between phases (writing a checkpoint): the job fails, said so
-        release_followers(conductor.pods + conductor.roster.replicas())
+        # the gang restarts; the rollout replicas outlive it and join its next conductor (the
+        # operator deletes them when the job ends)
+        release_followers(conductor.pods)
         if not isinstance(err, PhaseError):
             logging.exception("the conductor failed between phases")
         message = str(err) if isinstance(err, PhaseError) else f"{type(err).__name__}: {err}"

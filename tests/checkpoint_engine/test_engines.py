@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from seesaw.checkpoint_engine.engines import EngineRoster
-from seesaw.checkpoint_engine.gang import PodFailed, PodWorkers
+from seesaw.checkpoint_engine.gang import DRAINING, PodFailed, PodWorkers
 from seesaw.checkpoint_engine.phases import Phase
+from seesaw.rpc import WorkerError
 
 
 class Engine:
@@ -14,9 +15,10 @@ class Engine:
 
     def __init__(self, name: str, fails: bool = False, ready: bool = True) -> None:
         self.name, self.fails, self.ready = name, fails, ready
+        self.weight_version = 0
 
     def health(self):
-        return {"ready": self.ready}
+        return {"ready": self.ready, "weight_version": self.weight_version}
 
 
 class Gang:
@@ -24,9 +26,14 @@ class Gang:
 
     def __init__(self) -> None:
         self.new: dict[int, str] = {}
+        self.left: set[tuple[int, str]] = set()
 
     def take_new_replicas(self):
         taken, self.new = self.new, {}
+        return taken
+
+    def take_left(self):
+        taken, self.left = self.left, set()
         return taken
 
 
@@ -60,7 +67,7 @@ def test_a_failed_replicas_prompts_go_to_the_other_engines_exactly_once(monkeypa
     assert sorted(i for _, i in answered) == list(range(9)), "every prompt answered once"
     assert {name for name, i in answered if 6 <= i < 9} == {"pod 0's rollout engine", "rollout replica 0's rollout engine"}
     assert [s.record.get("replica") for s in roster.slots] == [None, 0]
-    assert [s.record["replica"] for s in roster.take_lost()] == [1]
+    assert [(s.record["replica"], why.value) for s, why in roster.take_departed()] == [(1, "lost")]
     assert any(line.startswith("rollout replica 1 lost (rollout replica 1's rollout engine: connection refused)")
                for line in lines)
     assert "3 prompt(s) re-issued to the other engines" in lines
@@ -83,3 +90,60 @@ def test_a_replica_waits_for_its_engines_and_a_rejoined_one_replaces_the_old(mon
     assert roster.admit_replicas() == [1]
     assert roster.slots[2].owner is not old and roster.slots[2].owner.relay_url == "http://r1-new"
     assert "rollout replica 1 lost (replaced by a new pod of the same index); the job goes on without it" in lines
+
+
+def departed(roster):
+    return [(slot.record["replica"], why.value) for slot, why in roster.take_departed()]
+
+
+def test_a_replica_that_left_is_removed_at_the_next_admit_but_not_its_newer_pod(monkeypatch):
+    roster, lines, loading = roster_with_replicas(monkeypatch)
+    roster.gang.left = {(0, "http://r0")}
+    assert roster.admit_replicas() == []
+    assert [s.record.get("replica") for s in roster.slots] == [None, 1]
+    assert "rollout replica 0 left (scaled down); the job goes on without it" in lines
+    # replica 1's new pod joined and was admitted before its old pod's leave came in
+    roster.gang.new = {1: "http://r1-new"}
+    assert roster.admit_replicas() == [1]
+    roster.gang.left = {(1, "http://r1")}
+    roster.admit_replicas()
+    assert [s.owner.relay_url for s in roster.slots if s.is_replica] == ["http://r1-new"]
+    assert departed(roster) == [(0, "left"), (1, "lost")], "the old replica 1 was replaced, once"
+    # one that leaves while its engines still load is never admitted
+    loading.add(2)
+    roster.gang.new = {2: "http://r2"}
+    roster.admit_replicas()
+    roster.gang.left = {(2, "http://r2")}
+    roster.pending[2].rollouts[0].ready = True
+    assert roster.admit_replicas() == [] and 2 not in roster.pending
+
+
+def test_a_draining_replicas_prompts_are_reissued_and_it_is_recorded_as_left(monkeypatch):
+    roster, lines, _ = roster_with_replicas(monkeypatch)
+
+    def answer_or_leave(slot, lo, hi):
+        replica = slot.record.get("replica")
+        if replica == 0:  # drained and exited during the call: its leave came in, its port refuses
+            roster.gang.left.add((0, "http://r0"))
+            raise ConnectionError("connection refused")
+        if replica == 1:  # the relay's answer to a new call while it drains
+            raise WorkerError(f"{slot.client.name} failed /generate: rollout replica 1 {DRAINING}")
+        return answer(slot, lo, hi)
+
+    answered = roster.run_shares(9, answer_or_leave, Phase.ROLLOUT, timeout=30)
+    assert sorted(i for _, i in answered) == list(range(9)), "every prompt answered once"
+    assert {name for name, _ in answered} == {"pod 0's rollout engine"}
+    assert departed(roster) == [(0, "left"), (1, "left")]
+    assert "rollout replica 1 left (scaled down); the job goes on without it" in lines
+    assert not any(" lost " in line for line in lines)
+
+
+def test_a_replica_that_outlived_a_gang_restart_goes_on_from_its_weight_version(monkeypatch):
+    roster, _, loading = roster_with_replicas(monkeypatch)
+    loading.add(2)
+    roster.gang.new = {2: "http://r2"}
+    roster.admit_replicas()
+    engine = roster.pending[2].rollouts[0]
+    engine.ready, engine.weight_version = True, 7  # synced 7 times by the last gang's conductor
+    assert roster.admit_replicas() == [2]
+    assert roster.slots[-1].record["weight_version"] == 7, "the sync expects version 8 from it, not 1"
