@@ -36,9 +36,10 @@ bench: install
 bench-cycles: install
 	$(PY) bench/cycles.py
 
-# 1 pod against 2 on this machine (phase seconds, peak memory); SEEDS=3 adds accuracy over seeds
+# 1 pod against 2, and 0/1/2 rollout replicas, on this machine (phase seconds, rollout tokens/s,
+# peak memory); SEEDS=3 adds accuracy over seeds; ONLY=pods or ONLY=replicas runs one part
 bench-scale: install
-	$(PY) bench/scale.py --seeds $(or $(SEEDS),0)
+	$(PY) bench/scale.py --seeds $(or $(SEEDS),0) $(if $(ONLY),--only $(ONLY))
 
 # One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).
 # Megatron vs CPU loss parity, CUDA IPC hand-off and offload/onload against their floors.
