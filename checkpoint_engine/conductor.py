@@ -32,6 +32,10 @@ MiB = 1024 * 1024
 EVAL_SAMPLES = 4
 PROBE_PROMPTS = 16
 GANG_MARGIN = 1.0  # seconds: the gang names a late pod before the phase's own timeout fires
+# How long a ready gang waits for the rollout replicas before its first iteration. Replicas
+# load the model as the gang's engines do, so they are ready about as soon; one that is not
+# (queued by Kueue, unschedulable) joins at a later sync instead of holding the job up.
+REPLICA_START_GRACE = 120.0
 # Largest per-token |log-prob difference| between an engine and the trainer on the probe
 # batch, by dtype: well above kernel and reduction-order noise, far below what wrong or
 # stale weights give (nats).
@@ -137,7 +141,8 @@ class Conductor:
                         del pending[name]
                 time.sleep(0.5)
             if self.spec["rollout"]["replicas"]:
-                self.roster.wait_for_replicas(self.spec["rollout"]["replicas"], self.machine.remaining() - GANG_MARGIN)
+                self.roster.wait_for_replicas(self.spec["rollout"]["replicas"],
+                                              min(REPLICA_START_GRACE, self.machine.remaining() - GANG_MARGIN))
 
         self.machine.run(Phase.STARTING, 0, poll)
 
