@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install demo test bench bench-cycles bench-scale bench-gpu images render lint clean
+.PHONY: install apiserver demo test bench bench-cycles bench-scale bench-gpu images render lint clean
 
 install: $(STAMP)
 
@@ -26,7 +26,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: install
 	$(VENV)/bin/seesaw run $(JOB) --summary-json runs/summary.json
 
-test: install
+# The upstream apiextensions-apiserver and etcd, built once from Debian's packages into a
+# cache outside the repository (a few minutes cold; nothing when cached).
+include tools/apiserver.mk
+apiserver:
+	APISERVER_VERSION=$(APISERVER_VERSION) GO_PACKAGE=$(APISERVER_GO_PACKAGE) tools/build_apiserver.sh
+
+test: install apiserver
 	$(VENV)/bin/pytest
 
 bench: install

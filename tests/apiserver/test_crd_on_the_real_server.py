@@ -1,0 +1,123 @@
+"""The RLJob CRD on the upstream Kubernetes API server: it installs (its CEL rules compile
+within the cost budget), the examples are accepted and defaulted as seesaw.spec defaults
+them, the scale subresource moves spec.rollout.replicas, and the rules refuse what they must."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from seesaw.spec import API_GROUP, API_VERSION, PLURAL, crd, load_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def call(server, method: str, path: str, body: Any = None, content_type: str = "application/json",
+         **query: str) -> tuple[int, dict]:
+    answer = server.session.request(method, f"{server.url}{path}", json=body, params=query,
+                                    headers={"Content-Type": content_type}, timeout=30)
+    return answer.status_code, answer.json() if answer.content else {}
+
+
+def jobs(namespace: str) -> str:
+    return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}"
+
+
+@pytest.fixture(scope="module")
+def installed(server):
+    status, body = call(server, "POST", CRDS, crd())
+    assert status == 201, body.get("message", body)
+    name = crd()["metadata"]["name"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        conditions = {c["type"]: c for c in (call(server, "GET", f"{CRDS}/{name}")[1].get("status") or {}).get("conditions") or []}
+        if conditions.get("Established", {}).get("status") == "True":
+            break
+        time.sleep(0.2)
+    # the custom resource's endpoint answers a moment after Established
+    while call(server, "GET", jobs("default"))[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return conditions
+
+
+def integral(value: Any) -> Any:
+    """JSON as the server writes it back: 60.0 is 60."""
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def test_the_crd_installs_and_its_cel_rules_compile(installed):
+    assert installed["Established"]["status"] == "True"
+    assert installed["NamesAccepted"]["status"] == "True"
+    assert "NonStructuralSchema" not in installed
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_is_accepted_and_defaulted_as_seesaw_spec_defaults_it(server, installed, example):
+    manifest = load_manifest(example)  # seesaw's own defaults
+    raw = yaml.safe_load(example.read_text())
+    status, created = call(server, "POST", jobs("examples"), raw, fieldValidation="Strict")
+    assert status == 201, created.get("message", created)
+    assert integral(created["spec"]) == integral(manifest["spec"])
+
+
+def new_job(server, name: str) -> dict:
+    raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
+    raw["metadata"] = {"name": name}
+    status, created = call(server, "POST", jobs("scale"), raw)
+    assert status == 201, created.get("message", created)
+    return created
+
+
+def test_the_scale_subresource_moves_rollout_replicas_and_reads_the_status(server, installed):
+    created = new_job(server, "elastic")
+    path = f"{jobs('scale')}/elastic"
+    status, scale = call(server, "PATCH", f"{path}/scale", {"spec": {"replicas": 3}}, "application/merge-patch+json")
+    assert status == 200, scale.get("message", scale)
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3
+    job = call(server, "GET", path)[1]
+    assert job["spec"]["rollout"]["replicas"] == 3
+    assert job["metadata"]["generation"] == created["metadata"]["generation"] + 1
+    selector = "seesaw.dev/job=elastic,app.kubernetes.io/component=rollout-replica"
+    status, _ = call(server, "PATCH", f"{path}/status", {"status": {"rollout": {"replicas": 2, "readyReplicas": 1,
+                                                                               "desiredReplicas": 3, "selector": selector}}},
+                     "application/merge-patch+json")
+    assert status == 200
+    scale = call(server, "GET", f"{path}/scale")[1]
+    assert scale["status"] == {"replicas": 2, "selector": selector}
+    status, refused = call(server, "PATCH", f"{path}/scale", {"spec": {"replicas": 300}}, "application/merge-patch+json")
+    assert status == 422 and "spec.rollout.replicas" in refused["message"], refused
+
+
+def test_spec_rollout_is_immutable_except_its_replicas(server, installed):
+    new_job(server, "fixed")
+    path = f"{jobs('scale')}/fixed"
+    status, _ = call(server, "PATCH", path, {"spec": {"rollout": {"replicas": 2}}}, "application/merge-patch+json")
+    assert status == 200
+    status, refused = call(server, "PATCH", path, {"spec": {"rollout": {"temperature": 0.5}}}, "application/merge-patch+json")
+    assert status == 422, refused
+    assert "spec.rollout is immutable except spec.rollout.replicas" in refused["message"]
+    status, refused = call(server, "PATCH", path, {"spec": {"rl": {"iterations": 7}}}, "application/merge-patch+json")
+    assert status == 422 and "spec.rl is immutable" in refused["message"], refused
+
+
+def test_the_name_and_cross_field_rules_are_enforced_by_the_server(server, installed):
+    raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
+    raw["metadata"] = {"name": "a" * 53}
+    status, refused = call(server, "POST", jobs("rules"), raw)
+    assert status == 422 and "metadata.name must be a DNS label of at most 52 characters" in refused["message"], refused
+    raw["metadata"] = {"name": "experts"}
+    raw["spec"]["cluster"] = {"nodes": 1, "gpusPerNode": 2}
+    raw["spec"]["trainer"] = dict(raw["spec"].get("trainer") or {}, expertParallel=4)
+    status, refused = call(server, "POST", jobs("rules"), raw)
+    assert status == 422 and "trainer.expertParallel must not exceed the total GPU count" in refused["message"], refused
