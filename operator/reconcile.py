@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
-import re
 from typing import Any
 
 from seesaw import pod_contract
@@ -20,8 +19,6 @@ from seesaw.operator.conditions import get_condition, iso, is_true, parse_time, 
 from seesaw.spec import SpecError, restart_backoff_seconds, validate_manifest
 
 Obj = dict[str, Any]
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-MAX_NAME = 52
 PVC_HINT = "set spec.checkpoint.pvc to a PersistentVolumeClaim to keep checkpoints when the pods go"
 # Container and pod failure reasons that mean the pod is not coming back by itself.
 # DisruptionTarget reasons that mean a higher-priority workload took the pod's place.
@@ -252,11 +249,7 @@ class _Round:
 
     def fail_if_spec_invalid(self) -> bool:
         """A spec the API server let through but that cannot run fails the job, named."""
-        name = self.job["metadata"]["name"]
         try:
-            if len(name) > MAX_NAME or not NAME_RE.match(name):
-                raise SpecError("metadata.name", f"must be a DNS label of at most {MAX_NAME} characters "
-                                f"(pods are named <name>-<index>), got {name!r}")
             resolved = validate_manifest({k: self.job[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.job})
         except SpecError as err:
             self.add_initial_conditions()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,35 @@ def _unknown_fields(schema: dict[str, Any], value: Any, path: str) -> list[str]:
     return found
 
 
+TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_NAME = 52  # pods are named <name>-<index>, replicas <name>-rollout-<r>
+INT64 = 2 ** 63
+
+
+def _as_the_server_reads_it(schema: dict[str, Any], value: Any, path: str) -> Any:
+    """What the API server makes of a value before validating it: a null is dropped (and
+    then defaulted), an integral float in an integer field is that integer (60.0 is 60);
+    an integer beyond 64 bits is refused."""
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        return {k: _as_the_server_reads_it(props.get(k, {}), v, f"{path}.{k}") for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_as_the_server_reads_it(schema.get("items") or {}, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if schema.get("type") == "integer" and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if schema.get("type") == "integer" and isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
+        raise SpecError(path, f"expected an integer of at most 64 bits, got {value}")
+    return value
+
+
+def _check_name(metadata: Any) -> None:
+    name = (metadata or {}).get("name") if isinstance(metadata, dict) else None
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME or not NAME_RE.match(name)):
+        raise SpecError("metadata.name", f"must be a DNS label of at most {MAX_NAME} characters (lower-case letters, "
+                        f"digits, '-', starting with a letter): pods are named <name>-<index>, got {name!r}")
+
+
 def _check_rules(spec: dict[str, Any]) -> None:
     """Cross-field rules: the Python side of the CRD's x-kubernetes-validations (CEL)."""
     gpus = spec["cluster"]["gpusPerNode"]
@@ -133,6 +163,8 @@ def _check_rules(spec: dict[str, Any]) -> None:
             "spec.trainer",
             f"tensorParallel * pipelineParallel ({model_parallel}) must divide the total GPU count ({total})",
         )
+    if gpus and trainer["expertParallel"] > total:
+        raise SpecError("spec.trainer.expertParallel", f"must not exceed the total GPU count ({total}), got {trainer['expertParallel']}")
 
 
 def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
@@ -145,9 +177,17 @@ def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
         raise SpecError("kind", f"expected {KIND}, got {doc.get('kind')!r}", source)
     doc = spec_reads.plain(doc)
     schema = crd_version_schema()
-    unknown = _unknown_fields(schema["properties"]["spec"], doc.get("spec"), "spec")
-    if unknown:
-        raise SpecError(unknown[0], "unknown field (not in the RLJob schema)", source)
+    try:
+        unknown = [key for key in doc if key not in TOP_LEVEL]
+        unknown += _unknown_fields(schema["properties"]["spec"], doc.get("spec"), "spec")
+        if unknown:
+            raise SpecError(unknown[0], "unknown field (not in the RLJob schema)")
+        _check_name(doc.get("metadata"))
+        # status belongs to the status subresource: the server discards it on create
+        body = {k: v for k, v in doc.items() if k not in ("metadata", "status")}
+        doc = {**_as_the_server_reads_it(schema, body, ""), **({"metadata": doc["metadata"]} if "metadata" in doc else {})}
+    except SpecError as err:
+        raise SpecError(err.field.lstrip("."), err.problem, source) from None
     resolved = apply_defaults(schema, doc)
     validator = jsonschema.Draft4Validator(schema)
     errors = sorted(validator.iter_errors(resolved), key=lambda e: (len(e.absolute_path), _field_path(e)))

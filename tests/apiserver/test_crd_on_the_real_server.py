@@ -3,46 +3,25 @@ within the cost budget), the examples are accepted and defaulted as seesaw.spec 
 them, the scale subresource moves spec.rollout.replicas, and the rules refuse what they must."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from seesaw.spec import API_GROUP, API_VERSION, PLURAL, crd, load_manifest
+from seesaw.spec import API_GROUP, API_VERSION, PLURAL, load_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 def call(server, method: str, path: str, body: Any = None, content_type: str = "application/json",
          **query: str) -> tuple[int, dict]:
-    answer = server.session.request(method, f"{server.url}{path}", json=body, params=query,
-                                    headers={"Content-Type": content_type}, timeout=30)
-    return answer.status_code, answer.json() if answer.content else {}
+    return server.call(method, path, body, content_type, **query)
 
 
 def jobs(namespace: str) -> str:
     return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}"
-
-
-@pytest.fixture(scope="module")
-def installed(server):
-    status, body = call(server, "POST", CRDS, crd())
-    assert status == 201, body.get("message", body)
-    name = crd()["metadata"]["name"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        conditions = {c["type"]: c for c in (call(server, "GET", f"{CRDS}/{name}")[1].get("status") or {}).get("conditions") or []}
-        if conditions.get("Established", {}).get("status") == "True":
-            break
-        time.sleep(0.2)
-    # the custom resource's endpoint answers a moment after Established
-    while call(server, "GET", jobs("default"))[0] != 200 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return conditions
 
 
 def integral(value: Any) -> Any:
@@ -121,3 +100,38 @@ def test_the_name_and_cross_field_rules_are_enforced_by_the_server(server, insta
     raw["spec"]["trainer"] = dict(raw["spec"].get("trainer") or {}, expertParallel=4)
     status, refused = call(server, "POST", jobs("rules"), raw)
     assert status == 422 and "trainer.expertParallel must not exceed the total GPU count" in refused["message"], refused
+
+
+IMMUTABLE_CHANGES = {
+    "model": {"dtype": "bfloat16"}, "images": {"pullPolicy": "Always"}, "cluster": {"nodes": 2},
+    "trainer": {"microBatchSize": 64}, "rl": {"iterations": 7}, "prompts": {"digits": 5},
+    "reward": {"type": "code"}, "weightSync": {"bucketMiB": 8}, "checkpoint": {"everyIterations": 3},
+    "timeouts": {"startupSeconds": 999}, "rollout": {"maxTokens": 16},
+}
+
+
+@pytest.mark.parametrize("block", sorted(IMMUTABLE_CHANGES))
+def test_every_immutable_block_refuses_an_update_naming_itself(server, installed, block):
+    name = f"immutable-{block.lower()}"
+    new_job(server, name)
+    status, refused = call(server, "PATCH", f"{jobs('scale')}/{name}", {"spec": {block: IMMUTABLE_CHANGES[block]}},
+                           "application/merge-patch+json")
+    assert status == 422, refused
+    assert f"spec.{block}: Invalid value" in refused["message"] and f"spec.{block} is immutable" in refused["message"]
+
+
+def test_managed_by_cannot_be_added_changed_or_removed(server, installed):
+    new_job(server, "unmanaged")
+    path = f"{jobs('scale')}/unmanaged"
+    status, refused = call(server, "PATCH", path, {"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}},
+                           "application/merge-patch+json")
+    assert status == 422 and "spec.managedBy is immutable" in refused["message"], refused
+    raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
+    raw["metadata"] = {"name": "managed"}
+    raw["spec"]["managedBy"] = "kueue.x-k8s.io/multikueue"
+    assert call(server, "POST", jobs("scale"), raw)[0] == 201
+    status, refused = call(server, "PATCH", f"{jobs('scale')}/managed", {"spec": {"managedBy": None}},
+                           "application/merge-patch+json")
+    assert status == 422 and "spec.managedBy is immutable" in refused["message"], refused
+    status, _ = call(server, "PATCH", f"{jobs('scale')}/managed", {"spec": {"suspend": True}}, "application/merge-patch+json")
+    assert status == 200, "the mutable fields still change"

@@ -16,10 +16,12 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 def _pinned() -> dict[str, str]:
@@ -106,6 +108,28 @@ class RealAPIServer:
         self.session.trust_env = False  # else REQUESTS_CA_BUNDLE in the environment overrides verify
         self._wait_ready(timeout)
         return self
+
+    def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+             **query: str) -> tuple[int, dict]:
+        """One REST call as the administrator: (status code, JSON body)."""
+        answer = self.session.request(method, f"{self.url}{path}", json=body, params=query,
+                                      headers={"Content-Type": content_type}, timeout=30)
+        return answer.status_code, answer.json() if answer.content else {}
+
+    def install_crd(self, crd: dict, plural_path: str, timeout: float = 30.0) -> dict[str, dict]:
+        """Create the CRD, wait until it is Established and `plural_path` answers; its conditions."""
+        status, body = self.call("POST", CRDS, crd)
+        if status != 201:
+            raise AssertionError(f"the API server refused the CRD: {status} {body.get('message', body)}")
+        deadline = time.monotonic() + timeout
+        conditions: dict[str, dict] = {}
+        while time.monotonic() < deadline:
+            got = self.call("GET", f"{CRDS}/{crd['metadata']['name']}")[1]
+            conditions = {c["type"]: c for c in (got.get("status") or {}).get("conditions") or []}
+            if conditions.get("Established", {}).get("status") == "True" and self.call("GET", plural_path)[0] == 200:
+                break
+            time.sleep(0.2)
+        return conditions
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.workdir / f"{name}.log").open("wb")

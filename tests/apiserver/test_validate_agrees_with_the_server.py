@@ -1,0 +1,110 @@
+"""`seesaw validate` against the upstream API server, manifest by manifest: the same verdict,
+and for a refusal the same field named. The corpus is generated from the CRD's schema (a
+wrong type, each bound, each enum) plus what the schema alone does not say: each CEL rule,
+unknown fields inside and outside spec, nulls, integral floats, an integer beyond int64,
+the name rule, and status on create."""
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from seesaw.spec import API_GROUP, API_VERSION, PLURAL, SpecError, crd_version_schema, validate_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
+_names = itertools.count()
+
+
+def with_value(path: str, value: Any, base: dict | None = None) -> dict:
+    """The base manifest with `path` (dotted, from the root) set to `value`."""
+    manifest = copy.deepcopy(base or BASE)
+    *parents, last = path.split(".")
+    node = manifest
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return manifest
+
+
+WRONG_TYPE = {"integer": "three", "number": "fast", "string": 7, "boolean": "yes", "object": "x", "array": "x"}
+
+
+def schema_cases(schema: dict, path: str) -> Iterator[tuple[str, dict]]:
+    """For every field of spec: a value of the wrong type; below its minimum, above its
+    maximum; outside its enum."""
+    for name, sub in (schema.get("properties") or {}).items():
+        here = f"{path}.{name}"
+        kind = sub.get("type")
+        if kind in WRONG_TYPE:
+            yield f"{here}:type", with_value(here, WRONG_TYPE[kind])
+        if "minimum" in sub:
+            low = sub["minimum"] if sub.get("exclusiveMinimum") else sub["minimum"] - 1
+            yield f"{here}:minimum", with_value(here, low if kind == "integer" else float(low) - (0 if sub.get("exclusiveMinimum") else 0.5))
+        if "maximum" in sub:
+            yield f"{here}:maximum", with_value(here, sub["maximum"] + 1)
+        if "enum" in sub:
+            yield f"{here}:enum", with_value(here, "not-" + str(sub["enum"][0]))
+        if "maxLength" in sub:
+            yield f"{here}:maxLength", with_value(here, "x" * (sub["maxLength"] + 1))
+        if kind == "object" and sub.get("properties"):
+            yield from schema_cases(sub, here)
+
+
+def rule_cases() -> Iterator[tuple[str, dict]]:
+    gpu = {"nodes": 1, "gpusPerNode": 4}
+    yield "cel:rollout-tp-exceeds-gpus", with_value("spec.rollout.tensorParallel", 8, with_value("spec.cluster", gpu))
+    yield "cel:rollout-tp-divides-gpus", with_value("spec.rollout.tensorParallel", 3, with_value("spec.cluster", gpu))
+    yield "cel:engines-times-tp", with_value("spec.rollout.enginesPerPod", 3, with_value("spec.rollout.tensorParallel", 2, with_value("spec.cluster", gpu)))
+    yield "cel:trainer-tp-pp-divides", with_value("spec.trainer.tensorParallel", 3, with_value("spec.cluster", gpu))
+    yield "cel:expert-parallel", with_value("spec.trainer.expertParallel", 8, with_value("spec.cluster", gpu))
+    yield "cel:model-path-or-generate", with_value("spec.model", {"dtype": "float32"})
+    yield "cel:replicas-need-mooncake", with_value("spec.rollout.replicas", 1, with_value("spec.weightSync.channel", "cuda-ipc"))
+    yield "cel:name-too-long", with_value("metadata.name", "a" * 53)
+    yield "cel:name-not-a-label", with_value("metadata.name", "Tiny_Reverse")
+
+
+def other_cases() -> Iterator[tuple[str, dict]]:
+    yield "ok:base", copy.deepcopy(BASE)
+    yield "ok:null-is-dropped-then-defaulted", with_value("spec.rollout.temperature", None)
+    yield "ok:integral-float", with_value("spec.rl.iterations", 60.0)
+    yield "ok:status-on-create-is-discarded", with_value("status", {"phase": "Bogus"})
+    yield "unknown:inside-spec", with_value("spec.rl.iteratons", 5)
+    yield "unknown:outside-spec", with_value("specs", {"rl": {}})
+    yield "int64:overflow", with_value("spec.rl.seed", 2 ** 64)
+    yield "required:model", {k: v for k, v in copy.deepcopy(BASE).items() if k != "spec"} | {"spec": {"cluster": {"nodes": 1}}}
+
+
+CASES = dict(itertools.chain(schema_cases(crd_version_schema()["properties"]["spec"], "spec"), rule_cases(), other_cases()))
+
+
+def server_verdict(server, manifest: dict) -> tuple[bool, str]:
+    """(accepted, what the server said)."""
+    manifest = copy.deepcopy(manifest)
+    name = manifest["metadata"]["name"]
+    if not name.startswith("a" * 10) and name == BASE["metadata"]["name"]:
+        manifest["metadata"]["name"] = f"case-{next(_names)}"
+    status, body = server.call("POST", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/differential/{PLURAL}", manifest,
+                        fieldValidation="Strict")
+    if status == 201:
+        return True, ""
+    causes = [c.get("field", "") for c in (body.get("details") or {}).get("causes") or []]
+    return False, f"{status} {body.get('message', '')} causes={causes}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_seesaw_validate_agrees_with_the_api_server(server, installed, case):
+    manifest = CASES[case]
+    accepted, said = server_verdict(server, manifest)
+    try:
+        validate_manifest(copy.deepcopy(manifest))
+        ours, field = True, ""
+    except SpecError as err:
+        ours, field = False, err.field
+    assert ours == accepted, f"server {'accepted' if accepted else 'refused: ' + said}; seesaw {'accepted' if ours else 'refused ' + field}"
+    if not accepted:
+        assert field and field in said, f"seesaw names {field!r}; the server said {said}"
