@@ -32,7 +32,9 @@ include tools/apiserver.mk
 apiserver:
 	APISERVER_VERSION=$(APISERVER_VERSION) GO_PACKAGE=$(APISERVER_GO_PACKAGE) tools/build_apiserver.sh
 
-test: install apiserver
+# A failed server build does not stop the suite: only tests/apiserver then fail, saying why.
+test: install
+	@$(MAKE) --no-print-directory apiserver || echo "make apiserver failed: the tests on the real API server will fail" >&2
 	$(VENV)/bin/pytest
 
 bench: install
