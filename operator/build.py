@@ -5,6 +5,7 @@ one against the upstream Kubernetes schemas, so what is reviewed is what runs.
 """
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from typing import Any
@@ -453,8 +454,10 @@ def queue_name(job: Obj) -> str | None:
     return (job["metadata"].get("labels") or {}).get(c.KUEUE_QUEUE_LABEL) or None
 
 
-def gang_group_name(job: Obj) -> str:
-    return f"{job_name(job)}-gang"
+def gang_group_name(job: Obj, attempt: int) -> str:
+    """Each gang attempt is a pod group of its own: the last one's pods hold Kueue's finalizer
+    (and their names) until its Workload ends, so the next gang cannot be its replacement."""
+    return f"{job_name(job)}-gang-{attempt}"
 
 
 def _queue(job: Obj, meta: Obj, group: str | None, total: int) -> None:
@@ -507,7 +510,7 @@ def build_pod(job: Obj, index: int, attempt: int = 0, resume_from: str | None = 
         meta["annotations"]["scheduling.k8s.io/group-name"] = pod_group_name(job)
     elif cluster["gangScheduling"] == "coscheduling":
         meta["labels"]["scheduling.x-k8s.io/pod-group"] = pod_group_name(job)
-    _queue(job, meta, gang_group_name(job), num_pods(job))
+    _queue(job, meta, gang_group_name(job, attempt), num_pods(job))
     pod_spec: Obj = {
         "restartPolicy": "Never",
         "hostname": pod_name(job, index),
@@ -552,7 +555,7 @@ def build_replica_pod(job: Obj, replica: int) -> Obj:
         "automountServiceAccountToken": False,
         # Scale-down: the checkpoint engine stops taking prompts, lets the ones in flight
         # finish, leaves the gang and exits (checkpoint_engine/gang.py).
-        "terminationGracePeriodSeconds": int(spec["timeouts"]["rolloutSeconds"]),
+        "terminationGracePeriodSeconds": max(1, math.ceil(spec["timeouts"]["rolloutSeconds"])),
         "enableServiceLinks": False,
         "securityContext": {"fsGroup": 10001},
         "initContainers": [_server_container(job, env, c.CONTAINER_ROLLOUT, images["rollout"], c.ROLLOUT_MODULE,

@@ -95,11 +95,16 @@ def _container_failure(statuses: list[Obj]) -> tuple[str, str] | None:
 
 
 def _preemption(conditions: dict[str, Obj]) -> str:
-    """Kueue marks the pods it stops (TerminationTarget); the scheduler those it preempts."""
-    for type_, reasons in ((c.KUEUE_TERMINATION_CONDITION, None), ("DisruptionTarget", _PREEMPTION_REASONS)):
-        cond = conditions.get(type_) or {}
-        if cond.get("status") == "True" and (reasons is None or cond.get("reason") in reasons):
-            return f"{cond.get('reason') or type_}: {cond.get('message') or 'preempted'}"
+    """Why Kueue or the scheduler preempted the pod, or "". Kueue marks every pod it stops
+    (TerminationTarget) but also when its Workload is deleted or no longer matches: only an
+    eviction for preemption is one; the scheduler marks the pods it preempts (DisruptionTarget)."""
+    kueue = conditions.get(c.KUEUE_TERMINATION_CONDITION) or {}
+    scheduler = conditions.get("DisruptionTarget") or {}
+    for cond, preempted in ((kueue, kueue.get("reason") == "Preempted" or (
+                                kueue.get("reason") == "WorkloadEvicted" and "preempt" in (kueue.get("message") or "").lower())),
+                            (scheduler, scheduler.get("reason") in _PREEMPTION_REASONS)):
+        if cond.get("status") == "True" and preempted:
+            return f"{cond['reason']}: {cond.get('message') or 'preempted'}"
     return ""
 
 
@@ -229,9 +234,18 @@ class _Round:
         self.events.append(Event("Warning", reason, message))
         if queue_name(self.job):
             # Kueue would otherwise hold the quota, waiting for replacement pods.
-            self.plan.unretriable_pods = [v.name for v in self.views if not v.terminating]
+            self.plan.unretriable_pods = [v.name for v in self.views]
         self.delete_live()
+        if "rollout" in self.status:
+            self.count_replicas()
         _ttl(self.plan, self.job, self.now)
+
+    def finish_queued_group(self, gang: list[PodView]) -> None:
+        """Under Kueue, a gang's pods hold its finalizer until their group's Workload ends;
+        the next gang is a new group (build.gang_group_name), so mark this one's pods so that
+        Kueue ends the old Workload and lets them go instead of waiting for replacements."""
+        if queue_name(self.job):
+            self.plan.unretriable_pods += [v.name for v in gang]
 
     def add_initial_conditions(self) -> None:
         for type_, reason, msg in _initial_conditions():
@@ -276,6 +290,7 @@ class _Round:
         if not self.spec["suspend"]:
             return False
         self.plan.delete_pods += [v.name for v in self.views if not v.terminating]
+        self.finish_queued_group(self.gang_views)
         self.status.pop("attempt", None)
         kept = "checkpoints kept" if self.spec["checkpoint"].get("pvc") else "checkpoints lost with them (no spec.checkpoint.pvc)"
         message = f"spec.suspend is true: pods removed, {kept}"
@@ -329,6 +344,7 @@ class _Round:
                                          f"the prompts it has, then leaves"))
             elif view.phase == "Failed":  # Succeeded: pod 0's conductor released it, the job is over
                 self.plan.delete_pods.append(view.name)
+                self.status.setdefault("rollout", {})["lastFailureTime"] = iso(self.now)
                 why = view.failure_message or "its pod failed"
                 self.events.append(Event("Warning", c.REASON_ROLLOUT_REPLICA_FAILED,
                                          f"rollout replica {view.replica} (pod {view.name}): {why}; replacing it, "
@@ -346,6 +362,11 @@ class _Round:
         missing = [r for r in range(desired) if r not in present]
         if not missing:
             return
+        # a replica that fails at once is not re-created in a tight loop
+        wait = self.spec["failurePolicy"]["backoffSeconds"] - _since((self.status.get("rollout") or {}).get("lastFailureTime"), self.now)
+        if wait > 0:
+            self.plan.requeue_after = min(self.plan.requeue_after or wait, wait)
+            return
         self.plan.create_replicas = missing
         self.plan.ensure_children = True
         before = (self.old_status.get("rollout") or {}).get("desiredReplicas") or 0
@@ -355,20 +376,24 @@ class _Round:
                                      f"re-creating rollout replica(s) {replaced}: their pods were gone"))
 
     def count_replicas(self) -> None:
-        desired = desired_replicas({"spec": self.spec}) if not self.spec.get("suspend") else 0
-        alive = [v for v in self.replica_views if not v.terminating and v.phase not in ("Succeeded", "Failed")]
-        self.status["rollout"] = {
+        """status.rollout, as the scale subresource reads it: the pods being deleted this round
+        no longer count."""
+        desired = desired_replicas({"spec": self.spec}) if self.spec else 0
+        alive = [v for v in self.replica_views if not v.terminating and v.phase not in ("Succeeded", "Failed")
+                 and v.name not in self.plan.delete_pods]
+        self.status.setdefault("rollout", {}).update({
             "desiredReplicas": desired,
             "replicas": len(alive),
             "readyReplicas": sum(v.ready and v.phase == "Running" for v in alive),
             "selector": replica_selector(self.job),
-        }
+        })
 
     def remove_stale_pods_if_needed(self) -> bool:
         """Pods of an earlier attempt go before the next gang starts."""
         if not self.stale:
             return False
         self.plan.delete_pods += [v.name for v in self.stale if not v.terminating]
+        self.finish_queued_group(self.stale)
         self.count(self.current)
         self.move_to(c.PENDING, c.REASON_RESTARTING if self.attempt else c.REASON_PODS_PENDING,
                      f"waiting for {len(self.stale)} pod(s) of the previous attempt to terminate")
@@ -412,6 +437,7 @@ class _Round:
             self.events.append(Event("Warning", c.REASON_CHECKPOINT_LOST,
                                      f"{count}: {lost}, so the run starts from the beginning; {PVC_HINT}"))
         self.plan.delete_pods += [v.name for v in self.current if not v.terminating]
+        self.finish_queued_group(self.current)
         self.move_to(c.PENDING, c.REASON_RESTARTING, text, warning=not preempted)
         self.count([])
         if not preempted:
@@ -433,6 +459,7 @@ class _Round:
         self.events.append(Event("Normal", c.REASON_SUCCEEDED, message))
         self.delete_live(keep=leader.name)
         self.count(self.current)
+        self.count_replicas()
         _ttl(self.plan, self.job, self.now)
         return True
 
@@ -503,14 +530,16 @@ def _initial_conditions() -> list[tuple[str, str, str]]:
 
 def _find_failure(current: list[PodView], status: Obj, attempt: int, n_pods: int,
                   non_retryable: list[str]) -> tuple[str, str, bool] | None:
+    # A preemption first: the gang's other pods fail because of it (pod 0 loses a follower).
+    for view in sorted(current, key=lambda v: v.index):
+        if view.preempted and (view.terminating or view.phase == "Failed"):
+            return c.REASON_PREEMPTED, f"pod {view.name} was preempted ({view.preempted})", True
     for view in sorted(current, key=lambda v: v.index):
         if view.failure_reason and (view.phase == "Failed" or view.failure_reason in _WAITING_FAILURES):
             if view.failure_reason in non_retryable:
                 return view.failure_reason, f"pod {view.name}: {view.failure_message}", False
             if view.phase == "Failed" or view.failure_reason == "CrashLoopBackOff":
                 return view.failure_reason, f"pod {view.name} failed: {view.failure_message}", True
-        if view.preempted and (view.terminating or view.phase == "Failed"):
-            return c.REASON_PREEMPTED, f"pod {view.name} was preempted ({view.preempted})", True
         if view.terminating and view.phase not in ("Succeeded", "Failed"):
             # Only pods of an earlier attempt are deleted by the operator: this one was
             # evicted, preempted or deleted by someone else.

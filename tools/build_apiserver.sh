@@ -24,7 +24,7 @@ mkdir -p "$WORK/apt/lists/partial" "$WORK/apt/archives/partial" "$WORK/debs" "$W
 echo "deb [trusted=yes] http://deb.debian.org/debian sid main" > "$WORK/apt/sources.list"
 APT=(-o "Dir::Etc::SourceList=$WORK/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
      -o "Dir::State::Lists=$WORK/apt/lists" -o "Dir::Cache=$WORK/apt" -o "Dir::Cache::archives=$WORK/apt/archives"
-     -o APT::Architecture=amd64 -o Acquire::Languages=none -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+     -o "APT::Architecture=$(dpkg --print-architecture)" -o Acquire::Languages=none -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
 
 echo "apiserver: reading Debian sid's package lists"
 apt-get "${APT[@]}" update -qq

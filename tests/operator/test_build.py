@@ -191,7 +191,8 @@ def test_kueue_labels_put_the_gang_in_one_pod_group_and_each_replica_alone():
     spec["metadata"] = dict(spec["metadata"], labels={c.KUEUE_QUEUE_LABEL: "team-a"})
     gang = build.build_pod(spec, 2)
     assert gang["metadata"]["labels"][c.KUEUE_QUEUE_LABEL] == "team-a"
-    assert gang["metadata"]["labels"][c.KUEUE_GROUP_LABEL] == "math-gang"
+    assert gang["metadata"]["labels"][c.KUEUE_GROUP_LABEL] == "math-gang-0"
+    assert build.build_pod(spec, 2, attempt=1)["metadata"]["labels"][c.KUEUE_GROUP_LABEL] == "math-gang-1"
     assert gang["metadata"]["annotations"][c.KUEUE_GROUP_TOTAL_ANNOTATION] == "3"
     replica = build.build_replica_pod(spec, 0)
     assert replica["metadata"]["labels"][c.KUEUE_QUEUE_LABEL] == "team-a"

@@ -107,7 +107,7 @@ def preempt(cluster, ns: str, pod: str) -> None:
     """What Kueue does to the pods of a workload it preempts: mark them, then delete them."""
     current = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods/{pod}")
     conditions = (current.get("status") or {}).get("conditions") or []
-    conditions.append({"type": c.KUEUE_TERMINATION_CONDITION, "status": "True", "reason": "Preempted",
+    conditions.append({"type": c.KUEUE_TERMINATION_CONDITION, "status": "True", "reason": "WorkloadEvicted",
                        "message": "Preempted to accommodate a workload (UID: x) due to prioritization in the ClusterQueue"})
     cluster.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod}/status", {"status": {"conditions": conditions}},
                     "application/merge-patch+json")
@@ -127,7 +127,7 @@ def test_a_queued_job_carries_kueue_labels_and_a_preempted_gang_resumes_from_its
         if c.LABEL_REPLICA in labels:  # a replica is a workload of its own: queued and preempted alone
             assert c.KUEUE_GROUP_LABEL not in labels and c.KUEUE_GROUP_TOTAL_ANNOTATION not in annotations
         else:  # the gang is one pod group, admitted all or nothing
-            assert labels[c.KUEUE_GROUP_LABEL] == "queued-gang" and annotations[c.KUEUE_GROUP_TOTAL_ANNOTATION] == "2"
+            assert labels[c.KUEUE_GROUP_LABEL] == "queued-gang-0" and annotations[c.KUEUE_GROUP_TOTAL_ANNOTATION] == "2"
     checkpoint = "/checkpoints/iteration-000004"
     reporter_for(env, ns, "queued").progress(4, "checkpoint", {"path": checkpoint})
     gang, replicas = by_role(cluster, ns, "queued")
@@ -142,11 +142,16 @@ def test_a_queued_job_carries_kueue_labels_and_a_preempted_gang_resumes_from_its
     for pod in cluster.pods(ns, "queued"):
         if pod["metadata"]["name"] in new_gang:
             assert pod["metadata"]["labels"][c.LABEL_ATTEMPT] == "1"
-            assert pod["metadata"]["labels"][c.KUEUE_GROUP_LABEL] == "queued-gang"  # Kueue's replacement pods
+            assert pod["metadata"]["labels"][c.KUEUE_GROUP_LABEL] == "queued-gang-1"  # a new group: a new Workload
             for container in pod["spec"]["containers"] + pod["spec"]["initContainers"]:
                 assert env_of(container)[pod_contract.RESUME_FROM] == checkpoint
     # maxRestarts is 0: a preemption is not a failure
     assert job["status"]["restarts"] == 0 and job["status"]["phase"] == c.RUNNING
+    if env.fake:  # the preempted gang's pods were told to Kueue: finish their Workload, no replacements
+        marked = env.fake.call(lambda: {e.obj["metadata"]["uid"] for e in env.fake.store.history
+                                        if e.resource == ("", "pods") and (e.obj["metadata"].get("annotations") or {})
+                                        .get(c.KUEUE_RETRIABLE_ANNOTATION) == "false"})
+        assert set(gang.values()) <= marked
     (event,) = [e for e in cluster.events(ns, "queued") if e["reason"] == c.REASON_PREEMPTED]
     assert "from the checkpoint of iteration 4" in event["message"] and "not counted as a restart" in event["message"]
     assert c.REASON_RESTARTING not in reasons(cluster, ns, "queued")

@@ -177,7 +177,7 @@ def test_a_failed_replica_is_replaced_without_restarting_the_gang():
     assert plan.delete_pods == ["j-rollout-1"] and plan.status["restarts"] == 0 and not plan.create_pods
     warning = next(e for e in plan.events if e.reason == c.REASON_ROLLOUT_REPLICA_FAILED)
     assert warning.type == "Warning" and "exited with code 1" in warning.message and "replacing it" in warning.message
-    gone = decide(job(plan.status, rollout={"replicas": 2}), [pod(0), pod(1), replica(0)], NOW)
+    gone = decide(job(plan.status, rollout={"replicas": 2}), [pod(0), pod(1), replica(0)], NOW + dt.timedelta(minutes=11))
     assert gone.create_replicas == [1] and not gone.delete_pods
     assert any(e.reason == c.REASON_ROLLOUT_REPLICA_REPLACED for e in gone.events)
 
@@ -192,7 +192,7 @@ def test_a_gang_restart_keeps_the_rollout_replicas():
 def test_kueue_preempting_the_gang_recreates_it_without_counting_a_restart():
     spec = {"rollout": {"replicas": 1}, "failurePolicy": {"maxRestarts": 0}, "checkpoint": {"pvc": "ckpt"}}
     status = {**_running(1, **spec), "lastCheckpoint": CHECKPOINT}
-    evicted = {"conditions": [{"type": "TerminationTarget", "status": "True", "reason": "Preempted",
+    evicted = {"conditions": [{"type": "TerminationTarget", "status": "True", "reason": "WorkloadEvicted",
                                "message": "Preempted to accommodate a higher priority Workload"}]}
     pods = [pod(0, deleting=True, **evicted), pod(1, deleting=True, **evicted), replica(0)]
     plan = decide(job(status, **spec), pods, NOW)
@@ -216,3 +216,38 @@ def test_a_replica_released_at_the_end_of_the_run_is_not_replaced():
     plan = decide(job(status, rollout={"replicas": 2}), [pod(0), pod(1), replica(0, phase="Succeeded", ready=False), replica(1)], NOW)
     assert not plan.delete_pods and not plan.create_replicas
     assert not [e for e in plan.events if e.reason == c.REASON_ROLLOUT_REPLICA_FAILED]
+
+
+def test_a_preempted_follower_is_a_preemption_even_when_pod_0_failed_first():
+    spec = {"failurePolicy": {"maxRestarts": 0}}
+    status = _running(0, **spec)
+    evicted = {"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}]}
+    plan = decide(job(status, **spec), [pod(0, phase="Failed"), pod(1, deleting=True, **evicted)], NOW)
+    assert plan.status["phase"] == c.PENDING and plan.status["preemptions"] == 1 and plan.status["restarts"] == 0
+
+
+def test_kueue_stopping_pods_for_another_reason_is_not_a_preemption():
+    spec = {"failurePolicy": {"maxRestarts": 0}}
+    status = _running(0, **spec)
+    deleted = {"conditions": [{"type": "TerminationTarget", "status": "True", "reason": "WorkloadDeleted",
+                               "message": "The workload is deleted"}]}
+    plan = decide(job(status, **spec), [pod(0, deleting=True, **deleted), pod(1, deleting=True, **deleted)], NOW)
+    assert plan.status["phase"] == c.FAILED and "preemptions" not in plan.status
+
+
+def test_a_failed_replica_is_recreated_after_the_backoff_only():
+    spec = {"rollout": {"replicas": 1}, "failurePolicy": {"backoffSeconds": 30}}
+    status = _running(1, **spec)
+    failed = decide(job(status, **spec), [pod(0), pod(1), replica(0, phase="Failed", ready=False)], NOW)
+    assert failed.delete_pods == ["j-rollout-0"] and failed.status["rollout"]["lastFailureTime"] == "2030-01-01T12:00:00Z"
+    soon = decide(job(failed.status, **spec), [pod(0), pod(1)], NOW + dt.timedelta(seconds=10))
+    assert soon.create_replicas == [] and 19 < soon.requeue_after <= 20
+    later = decide(job(soon.status, **spec), [pod(0), pod(1)], NOW + dt.timedelta(seconds=31))
+    assert later.create_replicas == [0]
+
+
+def test_a_finished_job_reports_no_replica_left():
+    status = _running(2)
+    plan = decide(job(status, rollout={"replicas": 2}), [pod(0, phase="Succeeded"), pod(1), replica(0), replica(1)], NOW)
+    assert plan.status["phase"] == c.SUCCEEDED and {"j-rollout-0", "j-rollout-1"} <= set(plan.delete_pods)
+    assert plan.status["rollout"]["replicas"] == 0 and plan.status["rollout"]["readyReplicas"] == 0

@@ -73,6 +73,13 @@ class RealAPIServer:
         self.session = requests.Session()
 
     def start(self, timeout: float = 120.0) -> "RealAPIServer":
+        try:
+            return self._start(timeout)
+        except BaseException:  # nothing left running when the start fails or is interrupted
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> "RealAPIServer":
         bin_dir = binaries()
         certs = self.workdir / "certs"
         certs.mkdir(parents=True, exist_ok=True)
@@ -132,8 +139,8 @@ class RealAPIServer:
         return conditions
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = (self.workdir / f"{name}.log").open("wb")
-        self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        with (self.workdir / f"{name}.log").open("wb") as log:
+            self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
     def log_tail(self, name: str = "apiserver", lines: int = 40) -> str:
         path = self.workdir / f"{name}.log"
