@@ -20,6 +20,8 @@ from typing import Any
 
 import requests
 
+from seesaw.supervise import die_with_parent
+
 REPO = Path(__file__).resolve().parents[2]
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
@@ -140,7 +142,9 @@ class RealAPIServer:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with (self.workdir / f"{name}.log").open("wb") as log:
-            self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            # they die with the test process, even when it is killed
+            self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                                   preexec_fn=die_with_parent))
 
     def log_tail(self, name: str = "apiserver", lines: int = 40) -> str:
         path = self.workdir / f"{name}.log"
