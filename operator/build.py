@@ -475,9 +475,20 @@ def _queue(job: Obj, meta: Obj, group: str | None, total: int) -> None:
         meta["annotations"][c.KUEUE_GROUP_TOTAL_ANNOTATION] = str(total)
 
 
-def _placement(job: Obj, pod_spec: Obj) -> None:
-    """Where the job's pods may go: one per node, the cluster fields, the scheduler."""
+def _pod(job: Obj, meta: Obj, containers_and_more: Obj) -> Obj:
+    """A pod of the job, gang or replica: what both have in common, and where they may go
+    (one per node, the cluster fields, the scheduler)."""
     cluster = job["spec"]["cluster"]
+    meta["annotations"]["kubectl.kubernetes.io/default-container"] = c.CONTAINER_CHECKPOINT_ENGINE
+    pod_spec: Obj = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account_name(job),
+        "enableServiceLinks": False,
+        "securityContext": {"fsGroup": 10001},
+        **containers_and_more,
+    }
+    if int(cluster["gpusPerNode"]) and cluster["gpuSharing"] == "dra":
+        pod_spec["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": claim_template_name(job)}]
     if num_pods(job) + desired_replicas(job) > 1:
         # One pod per node: each pod takes a whole node's GPUs.
         term = {"labelSelector": {"matchLabels": selector_labels(job)}, "topologyKey": "kubernetes.io/hostname"}
@@ -489,6 +500,7 @@ def _placement(job: Obj, pod_spec: Obj) -> None:
             pod_spec[key] = cluster[key]
     if scheduler_name(job):
         pod_spec["schedulerName"] = scheduler_name(job)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
 
 
 def build_pod(job: Obj, index: int, attempt: int = 0, resume_from: str | None = None,
@@ -505,36 +517,28 @@ def build_pod(job: Obj, index: int, attempt: int = 0, resume_from: str | None = 
         c.LABEL_POD_INDEX: str(index),
         c.LABEL_ATTEMPT: str(attempt),
     })
-    meta["annotations"] = {"kubectl.kubernetes.io/default-container": c.CONTAINER_CHECKPOINT_ENGINE}
+    meta["annotations"] = {}
     if cluster["gangScheduling"] == "volcano":
         meta["annotations"]["scheduling.k8s.io/group-name"] = pod_group_name(job)
     elif cluster["gangScheduling"] == "coscheduling":
         meta["labels"]["scheduling.x-k8s.io/pod-group"] = pod_group_name(job)
     _queue(job, meta, gang_group_name(job, attempt), num_pods(job))
-    pod_spec: Obj = {
-        "restartPolicy": "Never",
+    return _pod(job, meta, {
         "hostname": pod_name(job, index),
         "subdomain": service_name(job),
-        "serviceAccountName": service_account_name(job),
         # Only pod 0's checkpoint engine talks to the API server (status reporting).
         "automountServiceAccountToken": index == 0,
         # CUDA IPC between the trainer and rollout containers needs each side to see the
         # other's processes; without a shared PID namespace opening the handles fails.
         "shareProcessNamespace": True,
         "terminationGracePeriodSeconds": 120,
-        "enableServiceLinks": False,
-        "securityContext": {"fsGroup": 10001},
         "initContainers": [
             _server_container(job, env, c.CONTAINER_TRAINER, images["trainer"], c.TRAINER_MODULE, c.TRAINER_PORT),
             _server_container(job, env, c.CONTAINER_ROLLOUT, images["rollout"], c.ROLLOUT_MODULE, c.ROLLOUT_PORT),
         ],
         "containers": [_checkpoint_engine_container(job, engine_env)],
         "volumes": _volumes(job),
-    }
-    if int(cluster["gpusPerNode"]) and cluster["gpuSharing"] == "dra":
-        pod_spec["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": claim_template_name(job)}]
-    _placement(job, pod_spec)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+    })
 
 
 def build_replica_pod(job: Obj, replica: int) -> Obj:
@@ -544,29 +548,20 @@ def build_replica_pod(job: Obj, replica: int) -> Obj:
     the gang's PodGroup or Kueue pod group: each replica is queued, preempted and replaced
     on its own."""
     spec = job["spec"]
-    cluster, images = spec["cluster"], spec["images"]
     env = _replica_env(job, replica)
     meta = metadata(job, replica_pod_name(job, replica), c.COMPONENT_ROLLOUT_REPLICA, {c.LABEL_REPLICA: str(replica)})
-    meta["annotations"] = {"kubectl.kubernetes.io/default-container": c.CONTAINER_CHECKPOINT_ENGINE}
+    meta["annotations"] = {}
     _queue(job, meta, None, 1)
-    pod_spec: Obj = {
-        "restartPolicy": "Never",
-        "serviceAccountName": service_account_name(job),
+    return _pod(job, meta, {
         "automountServiceAccountToken": False,
         # Scale-down: the checkpoint engine stops taking prompts, lets the ones in flight
         # finish, leaves the gang and exits (checkpoint_engine/gang.py).
         "terminationGracePeriodSeconds": max(1, math.ceil(spec["timeouts"]["rolloutSeconds"])),
-        "enableServiceLinks": False,
-        "securityContext": {"fsGroup": 10001},
-        "initContainers": [_server_container(job, env, c.CONTAINER_ROLLOUT, images["rollout"], c.ROLLOUT_MODULE,
+        "initContainers": [_server_container(job, env, c.CONTAINER_ROLLOUT, spec["images"]["rollout"], c.ROLLOUT_MODULE,
                                               c.ROLLOUT_PORT, replica=True)],
         "containers": [_checkpoint_engine_container(job, env, replica=True)],
         "volumes": _volumes(job, replica=True),
-    }
-    if int(cluster["gpusPerNode"]) and cluster["gpuSharing"] == "dra":
-        pod_spec["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": claim_template_name(job)}]
-    _placement(job, pod_spec)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+    })
 
 
 def build_pods(job: Obj, attempt: int = 0, resume_from: str | None = None) -> list[Obj]:

@@ -177,10 +177,9 @@ class _Round:
         self.plan = Plan(status=self.status)
         self.generation = int(job["metadata"].get("generation") or 0)
         self.status["observedGeneration"] = self.generation
-        views = [observe_pod(pod) for pod in pods]
-        self.views = views
-        self.replica_views = [v for v in views if v.replica is not None]
-        self.gang_views = [v for v in views if v.replica is None]
+        self.views = [observe_pod(pod) for pod in pods]
+        self.replica_views = [v for v in self.views if v.replica is not None]
+        self.gang_views = [v for v in self.views if v.replica is None]
         self.spec: Obj = {}
         self.n_pods = 0
         self.current: list[PodView] = []  # the gang pods of the current attempt
@@ -194,6 +193,11 @@ class _Round:
     @property
     def restarts(self) -> int:
         return int(self.status.get("restarts") or 0)
+
+    @property
+    def desired_replicas(self) -> int:
+        """spec.rollout.replicas (0 until the spec is known to be valid)."""
+        return desired_replicas({"spec": self.spec}) if self.spec else 0
 
     @property
     def attempt(self) -> int:
@@ -232,9 +236,7 @@ class _Round:
             self.condition(c.COND_RESTARTING, False, reason, "no further restart")
         self.status.setdefault("completionTime", iso(self.now))
         self.events.append(Event("Warning", reason, message))
-        if queue_name(self.job):
-            # Kueue would otherwise hold the quota, waiting for replacement pods.
-            self.plan.unretriable_pods = [v.name for v in self.views]
+        self.finish_queued_group(self.views)  # Kueue would otherwise hold the quota
         self.delete_live()
         if "rollout" in self.status:
             self.count_replicas()
@@ -330,7 +332,7 @@ class _Round:
         """Rollout replicas follow spec.rollout.replicas (kubectl scale): the highest indices
         beyond it are deleted (each finishes its prompts first, then leaves the gang), and one
         whose pod failed is deleted to be replaced; none of it touches the gang."""
-        desired = desired_replicas({"spec": self.spec})
+        desired = self.desired_replicas
         before = (self.old_status.get("rollout") or {}).get("desiredReplicas")
         if before is not None and before != desired:
             self.events.append(Event("Normal", c.REASON_ROLLOUT_SCALED, f"rollout replicas: {before} -> {desired}"))
@@ -357,7 +359,7 @@ class _Round:
         there before is a replacement, said in an event."""
         if self.status.get("phase") in c.FINISHED or self.status.get("attempt") is None:
             return
-        desired = desired_replicas({"spec": self.spec})
+        desired = self.desired_replicas
         present = {v.replica for v in self.replica_views}
         missing = [r for r in range(desired) if r not in present]
         if not missing:
@@ -378,11 +380,10 @@ class _Round:
     def count_replicas(self) -> None:
         """status.rollout, as the scale subresource reads it: the pods being deleted this round
         no longer count."""
-        desired = desired_replicas({"spec": self.spec}) if self.spec else 0
         alive = [v for v in self.replica_views if not v.terminating and v.phase not in ("Succeeded", "Failed")
                  and v.name not in self.plan.delete_pods]
         self.status.setdefault("rollout", {}).update({
-            "desiredReplicas": desired,
+            "desiredReplicas": self.desired_replicas,
             "replicas": len(alive),
             "readyReplicas": sum(v.ready and v.phase == "Running" for v in alive),
             "selector": replica_selector(self.job),
@@ -512,8 +513,9 @@ class _Round:
             if self.old_status.get("phase") != c.RUNNING:
                 self.move_to(c.INITIALIZING, c.REASON_PODS_STARTING, message)
         else:
+            current = {v.name for v in self.current}
             message = f"{running} of {n_pods} pod(s) running" + _unschedulable(
-                [p for p in self.pods if (v := observe_pod(p)).replica is None and v.attempt == self.attempt])
+                [p for p in self.pods if p["metadata"]["name"] in current])
             self.condition(c.COND_READY, False, c.REASON_PODS_PENDING, message)
             self.move_to(c.PENDING, c.REASON_PODS_PENDING, message)
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 
 from real_apiserver import RealAPIServer
-from seesaw.spec import API_GROUP, API_VERSION, PLURAL, crd
-
-
-def jobs(namespace: str) -> str:
-    return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}"
+from seesaw.operator import constants as c
+from seesaw.operator.kube import collection_path
+from seesaw.spec import crd
 
 
 @pytest.fixture(scope="module")
@@ -21,4 +19,4 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def installed(server: RealAPIServer) -> dict[str, dict]:
     """The RLJob CRD's conditions once the server serves it."""
-    return server.install_crd(crd(), jobs("default"))
+    return server.install_crd(crd(), collection_path(c.RLJOB_API_VERSION, c.RLJOB_KIND, "default"))

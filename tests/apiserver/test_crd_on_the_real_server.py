@@ -9,19 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from seesaw.spec import API_GROUP, API_VERSION, PLURAL, load_manifest
+from seesaw.operator import constants as c
+from seesaw.operator.kube import collection_path
+from seesaw.spec import load_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 
-def call(server, method: str, path: str, body: Any = None, content_type: str = "application/json",
-         **query: str) -> tuple[int, dict]:
-    return server.call(method, path, body, content_type, **query)
-
-
 def jobs(namespace: str) -> str:
-    return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}"
+    return collection_path(c.RLJOB_API_VERSION, c.RLJOB_KIND, namespace)
 
 
 def integral(value: Any) -> Any:
@@ -45,7 +42,7 @@ def test_the_crd_installs_and_its_cel_rules_compile(installed):
 def test_every_example_is_accepted_and_defaulted_as_seesaw_spec_defaults_it(server, installed, example):
     manifest = load_manifest(example)  # seesaw's own defaults
     raw = yaml.safe_load(example.read_text())
-    status, created = call(server, "POST", jobs("examples"), raw, fieldValidation="Strict")
+    status, created = server.call("POST", jobs("examples"), raw, fieldValidation="Strict")
     assert status == 201, created.get("message", created)
     assert integral(created["spec"]) == integral(manifest["spec"])
 
@@ -53,7 +50,7 @@ def test_every_example_is_accepted_and_defaulted_as_seesaw_spec_defaults_it(serv
 def new_job(server, name: str) -> dict:
     raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
     raw["metadata"] = {"name": name}
-    status, created = call(server, "POST", jobs("scale"), raw)
+    status, created = server.call("POST", jobs("scale"), raw)
     assert status == 201, created.get("message", created)
     return created
 
@@ -61,44 +58,44 @@ def new_job(server, name: str) -> dict:
 def test_the_scale_subresource_moves_rollout_replicas_and_reads_the_status(server, installed):
     created = new_job(server, "elastic")
     path = f"{jobs('scale')}/elastic"
-    status, scale = call(server, "PATCH", f"{path}/scale", {"spec": {"replicas": 3}}, "application/merge-patch+json")
+    status, scale = server.call("PATCH", f"{path}/scale", {"spec": {"replicas": 3}}, "application/merge-patch+json")
     assert status == 200, scale.get("message", scale)
     assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3
-    job = call(server, "GET", path)[1]
+    job = server.call("GET", path)[1]
     assert job["spec"]["rollout"]["replicas"] == 3
     assert job["metadata"]["generation"] == created["metadata"]["generation"] + 1
     selector = "seesaw.dev/job=elastic,app.kubernetes.io/component=rollout-replica"
-    status, _ = call(server, "PATCH", f"{path}/status", {"status": {"rollout": {"replicas": 2, "readyReplicas": 1,
+    status, _ = server.call("PATCH", f"{path}/status", {"status": {"rollout": {"replicas": 2, "readyReplicas": 1,
                                                                                "desiredReplicas": 3, "selector": selector}}},
                      "application/merge-patch+json")
     assert status == 200
-    scale = call(server, "GET", f"{path}/scale")[1]
+    scale = server.call("GET", f"{path}/scale")[1]
     assert scale["status"] == {"replicas": 2, "selector": selector}
-    status, refused = call(server, "PATCH", f"{path}/scale", {"spec": {"replicas": 300}}, "application/merge-patch+json")
+    status, refused = server.call("PATCH", f"{path}/scale", {"spec": {"replicas": 300}}, "application/merge-patch+json")
     assert status == 422 and "spec.rollout.replicas" in refused["message"], refused
 
 
 def test_spec_rollout_is_immutable_except_its_replicas(server, installed):
     new_job(server, "fixed")
     path = f"{jobs('scale')}/fixed"
-    status, _ = call(server, "PATCH", path, {"spec": {"rollout": {"replicas": 2}}}, "application/merge-patch+json")
+    status, _ = server.call("PATCH", path, {"spec": {"rollout": {"replicas": 2}}}, "application/merge-patch+json")
     assert status == 200
-    status, refused = call(server, "PATCH", path, {"spec": {"rollout": {"temperature": 0.5}}}, "application/merge-patch+json")
+    status, refused = server.call("PATCH", path, {"spec": {"rollout": {"temperature": 0.5}}}, "application/merge-patch+json")
     assert status == 422, refused
     assert "spec.rollout is immutable except spec.rollout.replicas" in refused["message"]
-    status, refused = call(server, "PATCH", path, {"spec": {"rl": {"iterations": 7}}}, "application/merge-patch+json")
+    status, refused = server.call("PATCH", path, {"spec": {"rl": {"iterations": 7}}}, "application/merge-patch+json")
     assert status == 422 and "spec.rl is immutable" in refused["message"], refused
 
 
 def test_the_name_and_cross_field_rules_are_enforced_by_the_server(server, installed):
     raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
     raw["metadata"] = {"name": "a" * 53}
-    status, refused = call(server, "POST", jobs("rules"), raw)
+    status, refused = server.call("POST", jobs("rules"), raw)
     assert status == 422 and "metadata.name must be a DNS label of at most 52 characters" in refused["message"], refused
     raw["metadata"] = {"name": "experts"}
     raw["spec"]["cluster"] = {"nodes": 1, "gpusPerNode": 2}
     raw["spec"]["trainer"] = dict(raw["spec"].get("trainer") or {}, expertParallel=4)
-    status, refused = call(server, "POST", jobs("rules"), raw)
+    status, refused = server.call("POST", jobs("rules"), raw)
     assert status == 422 and "trainer.expertParallel must not exceed the total GPU count" in refused["message"], refused
 
 
@@ -114,7 +111,7 @@ IMMUTABLE_CHANGES = {
 def test_every_immutable_block_refuses_an_update_naming_itself(server, installed, block):
     name = f"immutable-{block.lower()}"
     new_job(server, name)
-    status, refused = call(server, "PATCH", f"{jobs('scale')}/{name}", {"spec": {block: IMMUTABLE_CHANGES[block]}},
+    status, refused = server.call("PATCH", f"{jobs('scale')}/{name}", {"spec": {block: IMMUTABLE_CHANGES[block]}},
                            "application/merge-patch+json")
     assert status == 422, refused
     assert f"spec.{block}: Invalid value" in refused["message"] and f"spec.{block} is immutable" in refused["message"]
@@ -123,15 +120,15 @@ def test_every_immutable_block_refuses_an_update_naming_itself(server, installed
 def test_managed_by_cannot_be_added_changed_or_removed(server, installed):
     new_job(server, "unmanaged")
     path = f"{jobs('scale')}/unmanaged"
-    status, refused = call(server, "PATCH", path, {"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}},
+    status, refused = server.call("PATCH", path, {"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}},
                            "application/merge-patch+json")
     assert status == 422 and "spec.managedBy is immutable" in refused["message"], refused
     raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
     raw["metadata"] = {"name": "managed"}
     raw["spec"]["managedBy"] = "kueue.x-k8s.io/multikueue"
-    assert call(server, "POST", jobs("scale"), raw)[0] == 201
-    status, refused = call(server, "PATCH", f"{jobs('scale')}/managed", {"spec": {"managedBy": None}},
+    assert server.call("POST", jobs("scale"), raw)[0] == 201
+    status, refused = server.call("PATCH", f"{jobs('scale')}/managed", {"spec": {"managedBy": None}},
                            "application/merge-patch+json")
     assert status == 422 and "spec.managedBy is immutable" in refused["message"], refused
-    status, _ = call(server, "PATCH", f"{jobs('scale')}/managed", {"spec": {"suspend": True}}, "application/merge-patch+json")
+    status, _ = server.call("PATCH", f"{jobs('scale')}/managed", {"spec": {"suspend": True}}, "application/merge-patch+json")
     assert status == 200, "the mutable fields still change"
