@@ -3,13 +3,16 @@ within the cost budget), the examples are accepted and defaulted as seesaw.spec 
 them, the scale subresource moves spec.rollout.replicas, and the rules refuse what they must."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from seesaw.checkpoint_engine.status_reporter import METRICS, RESULT
 from seesaw.operator import constants as c
+from seesaw.operator.reconcile import decide
 from seesaw.operator.kube import collection_path
 from seesaw.spec import load_manifest
 
@@ -132,3 +135,23 @@ def test_managed_by_cannot_be_added_changed_or_removed(server, installed):
     assert status == 422 and "spec.managedBy is immutable" in refused["message"], refused
     status, _ = server.call("PATCH", f"{jobs('scale')}/managed", {"spec": {"suspend": True}}, "application/merge-patch+json")
     assert status == 200, "the mutable fields still change"
+
+
+def test_every_status_field_the_operator_and_the_reporter_write_is_kept(server, installed):
+    """The server prunes what the schema does not declare, silently: write each status the
+    code writes through the status subresource and read it back whole."""
+    created = new_job(server, "status")
+    job = {**created, "spec": created["spec"] | {"activeDeadlineSeconds": 10}}
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    failed_pod = {"metadata": {"name": "status-0", "labels": {c.LABEL_POD_INDEX: "0", c.LABEL_ATTEMPT: "0"}},
+                  "status": {"phase": "Failed", "reason": "Evicted"}}
+    reporter = {"iteration": 3, "podPhase": "train", "lastProgressTime": "2030-01-01T00:00:00Z",
+                "metrics": {field: 1.5 for field in METRICS.values()} | {"syncBytes": 5},
+                "result": {field: 0.5 for field in RESULT.values()},
+                "lastCheckpoint": {"iteration": 3, "path": "/c", "time": "2030-01-01T00:00:00Z"}}
+    for written in (decide(job, [], now).status, decide(job, [failed_pod], now).status, reporter):
+        status, current = server.call("GET", f"{jobs('scale')}/status")
+        status, stored = server.call("PUT", f"{jobs('scale')}/status/status",
+                                     {**current, "status": written})
+        assert status == 200, stored.get("message", stored)
+        assert integral(stored["status"]) == integral(written), "the API server pruned part of this status"

@@ -5,11 +5,9 @@ client). It keeps what a controller's correctness depends on: resourceVersions a
 conflicts (stale resourceVersion, existing name), generation bumps on spec changes, list
 and watch (with resume from a resourceVersion), the status subresource, merge and JSON
 patches, label and field selectors, finalizers with deletionTimestamp, graceful pod
-deletion, and owner-reference garbage collection. CustomResourceDefinitions created
-through the API become served resources, with their structural schema's defaulting,
-pruning and validation, their `self.x == oldSelf.x` transition rules (alone or joined by
-`&&`) and their scale subresource; other CEL rules are not evaluated (the operator checks
-those itself). Every request is recorded with the
+deletion, and owner-reference garbage collection. It serves built-in resources only:
+CustomResourceDefinitions and RLJobs live on the real Kubernetes API server, and
+tests/fakes/api_router.py puts one endpoint in front of both. Every request is recorded with the
 bearer token's identity, for the RBAC test.
 
 The fake kubelet schedules pods, starts them (or fails the image pull), and lets a test
@@ -28,7 +26,6 @@ import threading
 import uuid
 from typing import Any, Callable
 
-import jsonschema
 from aiohttp import web
 
 Obj = dict[str, Any]
@@ -46,10 +43,6 @@ class Resource:
     kind: str
     namespaced: bool = True
     status_subresource: bool = False
-    schema: Obj | None = None  # openAPIV3Schema of a CRD version
-    short_names: tuple[str, ...] = ()
-    printer_columns: tuple[Obj, ...] = ()
-    scale: Obj | None = None  # a CRD's scale subresource (specReplicasPath, ...)
 
     @property
     def api_version(self) -> str:
@@ -73,8 +66,6 @@ BUILTINS = [
     Resource("resource.k8s.io", "v1", "resourceclaims", "ResourceClaim", status_subresource=True),
     Resource("scheduling.volcano.sh", "v1beta1", "podgroups", "PodGroup", status_subresource=True),
     Resource("scheduling.x-k8s.io", "v1alpha1", "podgroups", "PodGroup", status_subresource=True),
-    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
-             namespaced=False, status_subresource=True),
 ]
 
 
@@ -130,7 +121,7 @@ def match_fields(selector: str | None, obj: Obj) -> bool:
     return True
 
 
-# --- patches and schemas ------------------------------------------------------------------------------
+# --- patches ------------------------------------------------------------------------------
 def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
@@ -188,102 +179,38 @@ def json_patch(target: Obj, ops: list[Obj]) -> Obj:
     return doc
 
 
-def default_and_prune(schema: Obj, value: Any) -> Any:
-    """Structural defaulting and pruning, as the API server applies a CRD's schema."""
-    if isinstance(value, list):
-        return [default_and_prune(schema.get("items", {}), v) for v in value] if "items" in schema else value
-    if not isinstance(value, dict) or schema.get("type") != "object":
-        return value
-    props = schema.get("properties")
-    out = {}
-    for key, item in value.items():
-        if props is not None and key in props:
-            out[key] = default_and_prune(props[key], item)
-        elif "additionalProperties" in schema and isinstance(schema["additionalProperties"], dict):
-            out[key] = default_and_prune(schema["additionalProperties"], item)
-        elif schema.get("x-kubernetes-preserve-unknown-fields") or (props is None and "additionalProperties" not in schema):
-            out[key] = item
-        # else: pruned
-    for key, sub in (props or {}).items():
-        if key not in out and "default" in sub:
-            out[key] = default_and_prune(sub, copy.deepcopy(sub["default"]))
-    return out
+@dataclasses.dataclass
+class ResourcePath:
+    """What a REST path names: /api/v1/namespaces/NS/pods/NAME/status and the like."""
+    group: str
+    version: str
+    namespace: str | None
+    plural: str
+    name: str | None
+    subresource: str
 
+    @classmethod
+    def parse(cls, path: str) -> "ResourcePath | None":
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["api"] and len(parts) >= 3:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        namespace = None
+        if len(rest) > 2 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        return cls(group, version, namespace, rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else "")
 
-def _openapi_to_jsonschema(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        out = {k: _openapi_to_jsonschema(v) for k, v in schema.items()
-               if not k.startswith("x-kubernetes") and k not in ("format",)}
-        if out.get("exclusiveMinimum") is True:
-            out["exclusiveMinimum"] = out.pop("minimum")
-        elif out.get("exclusiveMinimum") is False:
-            out.pop("exclusiveMinimum")
-        if out.get("exclusiveMaximum") is True:
-            out["exclusiveMaximum"] = out.pop("maximum")
-        elif out.get("exclusiveMaximum") is False:
-            out.pop("exclusiveMaximum")
-        return out
-    if isinstance(schema, list):
-        return [_openapi_to_jsonschema(v) for v in schema]
-    return schema
-
-
-_TRANSITION = re.compile(r"^\s*self((?:\.\w+)*)\s*==\s*oldSelf((?:\.\w+)*)\s*$")
-
-
-def _at(value: Any, dotted: str) -> Any:
-    for part in filter(None, dotted.split(".")):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def transition_errors(schema: Obj, new: Any, old: Any, path: str) -> list[str]:
-    """The CRD's immutability rules (`self.x == oldSelf.x`, `self == oldSelf`, and such
-    comparisons joined by `&&`)."""
-    errors = []
-    for rule in schema.get("x-kubernetes-validations", []):
-        matches = [_TRANSITION.match(term) for term in rule.get("rule", "").split("&&")]
-        if not all(matches) or old is None or new is None:
-            continue
-        if any(_at(new, m.group(1)) != _at(old, m.group(2)) for m in matches):
-            field = path + (rule.get("fieldPath") or matches[0].group(1))
-            errors.append(f"{field}: Invalid value: \"object\": {rule.get('message', rule['rule'])}")
-    for key, sub in (schema.get("properties") or {}).items():
-        if isinstance(new, dict) and isinstance(old, dict) and key in new and key in old:
-            errors += transition_errors(sub, new[key], old[key], f"{path}.{key}")
-    return errors
-
-
-def _age(timestamp: str | None) -> str:
-    if not timestamp:
-        return "<unknown>"
-    seconds = int((dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
-
-
-def table(res: Resource, items: list[Obj], rv: int) -> Obj:
-    """What `kubectl get` asks for: a server-side Table from the CRD's printer columns."""
-    columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0},
-               *[{"name": col["name"], "type": col["type"], "format": col.get("format", ""),
-                  "description": col.get("description", ""), "priority": col.get("priority", 0)}
-                 for col in res.printer_columns]]
-    rows = []
-    for obj in items:
-        cells: list[Any] = [obj["metadata"]["name"]]
-        for col in res.printer_columns:
-            value: Any = obj
-            for part in col["jsonPath"].strip(".").split("."):
-                value = value.get(part) if isinstance(value, dict) else None
-            if col["type"] == "date":
-                value = _age(value)
-            cells.append(value)
-        rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                                "metadata": obj["metadata"]}})
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": str(rv)},
-            "columnDefinitions": columns, "rows": rows}
+    def call(self, request: web.Request) -> "Call":
+        """The request as the request log records it: who, which verb, on what."""
+        who = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or "anonymous"
+        watching = request.query.get("watch") in ("true", "1")
+        verb = {"GET": "watch" if watching else ("get" if self.name else "list"), "POST": "create", "PUT": "update",
+                "PATCH": "patch", "DELETE": "delete" if self.name else "deletecollection"}[request.method]
+        resource = f"{self.plural}/{self.subresource}" if self.subresource else self.plural
+        return Call(who, verb, self.group, resource, self.namespace)
 
 
 # --- the store ---------------------------------------------------------------------------------------------
@@ -354,22 +281,6 @@ class Store:
                 if key == res.key and (namespace is None or ns == namespace)
                 and match_labels(labels, o["metadata"].get("labels") or {}) and match_fields(fields, o)]
 
-    # schema handling for custom resources
-    def _admit(self, res: Resource, obj: Obj, old: Obj | None) -> Obj:
-        if res.schema is None:
-            return obj
-        kept = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
-        body = default_and_prune(res.schema, {k: v for k, v in obj.items() if k not in kept})
-        body = {**kept, **body}
-        validator = jsonschema.Draft4Validator(_openapi_to_jsonschema(res.schema))
-        errors = sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
-        problems = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: Invalid value: {e.message}" for e in errors]
-        if old is not None:
-            problems += transition_errors(res.schema.get("properties", {}).get("spec", {}), body.get("spec"), old.get("spec"), "spec")
-        if problems:
-            raise ApiError(422, "Invalid", f'{res.kind}.{res.group} "{obj["metadata"].get("name")}" is invalid: ' + "; ".join(problems))
-        return body
-
     def create(self, res: Resource, namespace: str | None, obj: Obj) -> Obj:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -384,32 +295,10 @@ class Store:
         if key in self.objects:
             raise ApiError(409, "AlreadyExists", f'{self._name(res)} "{name}" already exists')
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
-        if res.status_subresource and res.schema is not None:
-            obj.pop("status", None)
-        obj = self._admit(res, obj, None)
-        meta = obj["metadata"]
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(), resourceVersion=self._bump(), generation=1)
         self.objects[key] = obj
-        if res.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
-            self._serve_crd(obj)
         self._emit(res, "ADDED", obj)
         return copy.deepcopy(obj)
-
-    def _serve_crd(self, crd: Obj) -> None:
-        spec = crd["spec"]
-        for version in spec["versions"]:
-            if version.get("served", True) and version.get("storage", False):
-                res = Resource(spec["group"], version["name"], spec["names"]["plural"], spec["names"]["kind"],
-                               namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-                               status_subresource="status" in (version.get("subresources") or {}),
-                               schema=(version.get("schema") or {}).get("openAPIV3Schema"),
-                               short_names=tuple(spec["names"].get("shortNames", ())),
-                               printer_columns=tuple(version.get("additionalPrinterColumns", ())),
-                               scale=(version.get("subresources") or {}).get("scale"))
-                self.resources[res.key] = res
-        crd["status"] = {"conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                                         "lastTransitionTime": now_iso()}],
-                         "acceptedNames": spec["names"], "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")]}
 
     def replace(self, res: Resource, namespace: str | None, name: str, new: Obj, subresource: str = "") -> Obj:
         old = self.get(res, namespace, name)
@@ -436,7 +325,6 @@ class Store:
             if old["metadata"].get("deletionTimestamp") and len(result["metadata"].get("finalizers") or []) > \
                     len(old["metadata"].get("finalizers") or []):
                 raise ApiError(422, "Forbidden", "no new finalizers can be added if the object is being deleted")
-        result = self._admit(res, result, old if subresource != "status" else None)
         if result == old:
             return copy.deepcopy(old)
         strip = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status")}  # noqa: E731
@@ -460,37 +348,6 @@ class Store:
             if not rv:
                 new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         return self.replace(res, namespace, name, new, subresource)
-
-    # the scale subresource: an autoscaling/v1 Scale read from and written to the paths the CRD names
-    def get_scale(self, res: Resource, namespace: str | None, name: str) -> Obj:
-        obj = self.get(res, namespace, name)
-        paths = res.scale or {}
-        status: Obj = {"replicas": _at(obj, paths.get("statusReplicasPath", "")) or 0}
-        if paths.get("labelSelectorPath") and _at(obj, paths["labelSelectorPath"]):
-            status["selector"] = _at(obj, paths["labelSelectorPath"])
-        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                "metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                             if k in obj["metadata"]},
-                "spec": {"replicas": _at(obj, paths["specReplicasPath"]) or 0}, "status": status}
-
-    def write_scale(self, res: Resource, namespace: str | None, name: str, content_type: str, body: Any,
-                    merge: bool) -> Obj:
-        scale = self.get_scale(res, namespace, name)
-        scale = (json_patch(scale, body) if "json-patch" in content_type else merge_patch(scale, body)) if merge else body
-        replicas = (scale.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or replicas < 0:
-            raise ApiError(422, "Invalid", f"Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas!r}: "
-                                           "must be greater than or equal to 0")
-        obj = self.get(res, namespace, name)
-        *parents, last = res.scale["specReplicasPath"].strip(".").split(".")
-        target = obj
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[last] = replicas
-        rv = (scale.get("metadata") or {}).get("resourceVersion")
-        obj["metadata"]["resourceVersion"] = rv or obj["metadata"]["resourceVersion"]
-        self.replace(res, namespace, name, obj)
-        return self.get_scale(res, namespace, name)
 
     def delete(self, res: Resource, namespace: str | None, name: str, grace: Callable[[Obj], bool] | None = None) -> Obj:
         obj = self.get(res, namespace, name)
@@ -538,7 +395,6 @@ class FakeKubeAPI:
         self.port = 0
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self.serve_peering = False
 
     # lifecycle
     def start(self) -> "FakeKubeAPI":
@@ -606,7 +462,7 @@ class FakeKubeAPI:
             raise
 
     def _discovery(self, parts: list[str]) -> web.Response | None:
-        served = [r for r in self.store.resources.values() if self.serve_peering or r.group != "kopf.dev"]
+        served = list(self.store.resources.values())
         if parts == ["api"]:
             return web.json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
         if parts == ["apis"]:
@@ -632,13 +488,10 @@ class FakeKubeAPI:
             if (r.group, r.version) == group_version:
                 verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
                 items.append({"name": r.plural, "singularName": r.kind.lower(), "namespaced": r.namespaced,
-                              "kind": r.kind, "verbs": verbs, "shortNames": list(r.short_names)})
+                              "kind": r.kind, "verbs": verbs})
                 if r.status_subresource:
                     items.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced,
                                   "kind": r.kind, "verbs": ["get", "patch", "update"]})
-                if r.scale:
-                    items.append({"name": f"{r.plural}/scale", "singularName": "", "namespaced": r.namespaced,
-                                  "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
         if not items:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         gv = group_version[1] if not group_version[0] else f"{group_version[0]}/{group_version[1]}"
@@ -650,37 +503,20 @@ class FakeKubeAPI:
             found = self._discovery(parts)
             if found is not None:
                 return found
-        who = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or "anonymous"
-        if parts[:1] == ["api"]:
-            group, version, rest = "", parts[1], parts[2:]
-        elif parts[:1] == ["apis"] and len(parts) >= 3:
-            group, version, rest = parts[1], parts[2], parts[3:]
-        else:
+        target = ResourcePath.parse(request.path)
+        if target is None:
             raise ApiError(404, "NotFound", f"no route for {request.path}")
-        namespace = None
-        if len(rest) >= 2 and rest[0] == "namespaces" and (len(rest) > 2):
-            namespace, rest = rest[1], rest[2:]
-        plural, name, subresource = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else "")
-        res = self.store.find(group, version, plural)
+        group, namespace, plural, name, subresource = (target.group, target.namespace, target.plural, target.name,
+                                                       target.subresource)
+        res = self.store.find(group, target.version, plural)
         query = request.query
         watching = query.get("watch") in ("true", "1")
-        verb = {"GET": "watch" if watching else ("get" if name else "list"), "POST": "create", "PUT": "update",
-                "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}[request.method]
-        self.store.calls.append(Call(who, verb, group, f"{plural}/{subresource}" if subresource else plural, namespace))
+        self.store.calls.append(target.call(request))
         if watching:
             return await self._watch(request, res, namespace, query)
-        if subresource == "scale" and res.scale:
-            if request.method == "GET":
-                return web.json_response(self.store.get_scale(res, namespace, name))
-            body = await request.json()
-            return web.json_response(self.store.write_scale(res, namespace, name, request.content_type, body,
-                                                            merge=request.method == "PATCH"))
         if request.method == "GET" and name:
             obj = self.store.get(res, namespace, name)
             return web.json_response(obj)
-        if request.method == "GET" and "as=Table" in request.headers.get("Accept", "") and res.printer_columns:
-            items = self.store.list(res, namespace, query.get("labelSelector"), query.get("fieldSelector"))
-            return web.json_response(table(res, items, self.store.rv))
         if request.method == "GET":
             items = self.store.list(res, namespace, query.get("labelSelector"), query.get("fieldSelector"))
             return web.json_response({"apiVersion": res.api_version, "kind": f"{res.kind}List",

@@ -1,6 +1,7 @@
 """Test harness for the operator: the cluster as kubectl sees it, the operator process, and
-the environment they run in (the fake API server, or a real cluster when
-SEESAW_E2E_KUBECONFIG names a kubeconfig)."""
+the environment they run in: RLJobs on the real Kubernetes API server and everything else on
+the fake one, behind one router (tests/fakes/api_router.py), or a real cluster when
+SEESAW_E2E_KUBECONFIG names a kubeconfig."""
 from __future__ import annotations
 
 import copy
@@ -17,7 +18,9 @@ import yaml
 from kubernetes import config
 from kubernetes.client.rest import ApiException
 
+from fakes.api_router import APIRouter
 from fakes.kube_api import FakeKubeAPI
+from real_apiserver import RealAPIServer
 from seesaw.checkpoint_engine.status_reporter import StatusReporter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,38 +170,74 @@ class Operator:
 
 
 class Environment:
-    def __init__(self, cluster: Cluster, operator: Operator, fake: FakeKubeAPI | None, workdir: Path) -> None:
-        self.cluster, self.operator, self.fake, self.workdir = cluster, operator, fake, workdir
+    def __init__(self, cluster: Cluster, operator: Operator | None, workdir: Path, fake: FakeKubeAPI | None = None,
+                 real: RealAPIServer | None = None, router: APIRouter | None = None) -> None:
+        self.cluster, self.operator, self.workdir = cluster, operator, workdir
+        self.fake, self.real, self.router = fake, real, router
 
 
-def install_crd(cluster: Cluster) -> None:
-    crd = yaml.safe_load(CRD_PATH.read_text())
+def install_crd(cluster: Cluster, crd: Obj | None = None) -> None:
+    """Create a CRD (the RLJob's by default) and wait until the server serves its resource."""
+    crd = crd or yaml.safe_load(CRD_PATH.read_text())
     try:
         cluster.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     except ApiException as err:
         if err.status != 409:
             raise
+    group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+    version = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
+
+    def served() -> bool:
+        try:
+            return cluster.request("GET", f"/apis/{group}/{version}/{plural}") is not None
+        except ApiException:
+            return False
+    cluster.wait(f"{plural}.{group} to be served", served)
+
+
+def start_fake_and_real(workdir: Path) -> Environment:
+    """The fake API server, the real one and the router in front of them, with kubeconfigs
+    for the user, the operator and pod 0's status reporter; no operator yet."""
+    fake = FakeKubeAPI().start()
+    real = router = None
+    try:
+        real = RealAPIServer(workdir / "apiserver").start()
+        router = APIRouter(fake, real).start()
+    except BaseException:
+        if real:
+            real.stop()
+        fake.stop()
+        raise
+    for who in ("user", "operator", "status-reporter"):
+        name = "reporter" if who == "status-reporter" else who
+        (workdir / f"{name}.kubeconfig").write_text(yaml.safe_dump(router.kubeconfig(who)))
+    return Environment(Cluster(str(workdir / "user.kubeconfig")), None, workdir, fake, real, router)
 
 
 def start_environment(workdir: Path, operator_args: tuple[str, ...] = ("--standalone", "--all-namespaces")) -> Environment:
     workdir.mkdir(parents=True, exist_ok=True)
     if E2E_KUBECONFIG:
-        user = operator_kubeconfig = E2E_KUBECONFIG
-        fake = None
+        env = Environment(Cluster(E2E_KUBECONFIG), None, workdir)
+        operator_kubeconfig = E2E_KUBECONFIG
     else:
-        fake = FakeKubeAPI().start()
-        user, operator_kubeconfig = str(workdir / "user.kubeconfig"), str(workdir / "operator.kubeconfig")
-        Path(user).write_text(yaml.safe_dump(fake.kubeconfig("user")))
-        Path(operator_kubeconfig).write_text(yaml.safe_dump(fake.kubeconfig("operator")))
-        (workdir / "reporter.kubeconfig").write_text(yaml.safe_dump(fake.kubeconfig("status-reporter")))
-    cluster = Cluster(user)
-    install_crd(cluster)
-    operator = Operator(operator_kubeconfig, workdir, operator_args).start()
-    return Environment(cluster, operator, fake, workdir)
+        env = start_fake_and_real(workdir)
+        operator_kubeconfig = str(workdir / "operator.kubeconfig")
+    try:
+        install_crd(env.cluster)
+    except BaseException:
+        stop_environment(env)
+        raise
+    env.operator = Operator(operator_kubeconfig, workdir, operator_args).start()
+    return env
 
 
 def stop_environment(env: Environment) -> None:
-    env.operator.stop()
+    if env.operator:
+        env.operator.stop()
+    if env.router:
+        env.router.stop()
+    if env.real:
+        env.real.stop()
     if env.fake:
         env.fake.stop()
 

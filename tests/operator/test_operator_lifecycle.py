@@ -101,7 +101,6 @@ def test_two_operators_with_kopf_peering_act_once(tmp_path):
     env = start_environment(tmp_path / "a", operator_args=("--peering=seesaw", "--priority=100", "--all-namespaces"))
     second = None
     try:
-        env.fake.serve_peering = True
         for crd in peering_crds:
             if crd:
                 env.cluster.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)

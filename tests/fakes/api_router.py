@@ -1,0 +1,182 @@
+"""One API endpoint in front of two servers: the custom resources on the real Kubernetes API
+server, everything else on the fake.
+
+The upstream apiextensions-apiserver (tests/support/real_apiserver.py) serves
+CustomResourceDefinitions and custom resources for real: RLJobs, their status and scale
+subresources, kopf's peering objects, with the real schema validation, CEL, conflicts,
+finalizers and watches. It serves no Pods, Events or Services and has no garbage collector;
+those stay on the fake (tests/fakes/kube_api.py), which also plays the kubelet. A client
+(the operator, kubectl, a test) sees one cluster:
+
+- requests for the groups the real server serves go there, as its administrator (the
+  caller's bearer token still names the caller in the fake's request log, for the RBAC test);
+- everything else goes to the fake, token and all;
+- `/apis` lists both servers' groups (the real server answers it only behind an aggregator);
+- when an RLJob is deleted on the real server, the fake deletes what it owns, as the
+  garbage collector of a cluster would.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from fakes.kube_api import FakeKubeAPI, ResourcePath
+from real_apiserver import CRDS, RealAPIServer
+
+# the groups of the custom resources a test installs, and the API that installs them
+REAL_GROUPS = {"apiextensions.k8s.io", "seesaw.dev", "kopf.dev"}
+# the kind that owns objects on the fake (its pods, services, config maps, ...)
+OWNERS = "/apis/seesaw.dev/v1alpha1/rljobs"
+FORWARDED_HEADERS = ("Content-Type", "Accept", "Authorization")
+
+
+class APIRouter:
+    """An HTTP server on 127.0.0.1:<port>, in a thread of its own."""
+
+    def __init__(self, fake: FakeKubeAPI, real: RealAPIServer) -> None:
+        self.fake, self.real = fake, real
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._garbage_collector: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kubeconfig(self, token: str, namespace: str = "default") -> dict[str, Any]:
+        config = self.fake.kubeconfig(token, namespace)
+        config["clusters"][0]["cluster"]["server"] = self.url
+        return config
+
+    # lifecycle
+    def start(self) -> "APIRouter":
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self._start())
+            ready.set()
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="api-router", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the API router did not start")
+        return self
+
+    async def _start(self) -> None:
+        tls = ssl.create_default_context(cafile=self.real.session.verify)
+        tls.load_cert_chain(*self.real.session.cert)
+        no_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)  # watches stream for minutes
+        self._sessions = {"real": aiohttp.ClientSession(self.real.url, connector=aiohttp.TCPConnector(ssl=tls),
+                                                        timeout=no_timeout),
+                          "fake": aiohttp.ClientSession(self.fake.url, timeout=no_timeout)}
+        app = web.Application(client_max_size=16 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # a client that goes away cancels its handler, so a forwarded watch ends with its watcher
+        self._runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True, shutdown_timeout=2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._garbage_collector = asyncio.create_task(self._collect_garbage_across())
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            if self._garbage_collector:
+                self._garbage_collector.cancel()
+            for session in self._sessions.values():  # ends the forwarded watches still open
+                await session.close()
+            if self._runner:
+                await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(15)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    # routing
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and request.path.rstrip("/") == "/apis":
+            return await self._group_list()
+        target = ResourcePath.parse(request.path)
+        parts = [p for p in request.path.split("/") if p]
+        to_real = (parts[:1] == ["apis"] and len(parts) >= 2 and parts[1] in REAL_GROUPS
+                   or parts[:2] == ["openapi", "v3"])  # the custom resources' schemas, for kubectl
+        if to_real and target is not None:
+            call = target.call(request)
+            self.fake.loop.call_soon_threadsafe(self.fake.store.calls.append, call)
+        return await self._forward(request, "real" if to_real else "fake")
+
+    async def _forward(self, request: web.Request, server: str) -> web.StreamResponse:
+        headers = {k: request.headers[k] for k in FORWARDED_HEADERS if k in request.headers}
+        if server == "real":
+            headers.pop("Authorization", None)  # it answers to the client certificate
+        body = await request.read() if request.can_read_body else None
+        url = URL(request.raw_path, encoded=True)
+        async with self._sessions[server].request(request.method, url, data=body, headers=headers) as upstream:
+            response = web.StreamResponse(status=upstream.status, headers={
+                "Content-Type": upstream.headers.get("Content-Type", "application/json")})
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():  # a watch: each event as it comes
+                    await response.write(chunk)
+                await response.write_eof()
+            except (ConnectionResetError, aiohttp.ClientConnectionError):
+                pass  # the client went away, or the server ended the stream
+            return response
+
+    async def _group_list(self) -> web.Response:
+        """The fake's groups and the real server's (its own and every CRD's) in one APIGroupList."""
+        async with self._sessions["fake"].get("/apis") as answer:
+            groups = (await answer.json())["groups"]
+        served: dict[str, list[str]] = {"apiextensions.k8s.io": ["v1"]}
+        async with self._sessions["real"].get(CRDS) as answer:
+            for crd in (await answer.json())["items"]:
+                versions = [v["name"] for v in crd["spec"]["versions"] if v.get("served")]
+                served.setdefault(crd["spec"]["group"], []).extend(versions)
+        for name, versions in sorted(served.items()):
+            groups = [g for g in groups if g["name"] != name]
+            entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+            groups.append({"name": name, "versions": entries, "preferredVersion": entries[0]})
+        return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+    # garbage collection across the two servers
+    async def _collect_garbage_across(self) -> None:
+        """Watch RLJobs on the real server; when one is deleted, the fake deletes what it owns."""
+        session, resource_version = self._sessions["real"], ""
+        while True:
+            try:
+                if not resource_version:
+                    async with session.get(OWNERS) as listing:
+                        if listing.status != 200:  # the CRD is not installed yet
+                            await asyncio.sleep(0.2)
+                            continue
+                        resource_version = (await listing.json())["metadata"]["resourceVersion"]
+                query = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true"}
+                async with session.get(OWNERS, params=query) as watch:
+                    async for line in watch.content:
+                        event = json.loads(line)
+                        if event["type"] == "ERROR":  # 410 Gone: list again
+                            resource_version = ""
+                            break
+                        resource_version = event["object"]["metadata"]["resourceVersion"]
+                        if event["type"] == "DELETED":
+                            uid = event["object"]["metadata"]["uid"]
+                            await self.loop.run_in_executor(None, self.fake.call,
+                                                            lambda: self.fake.store._collect_garbage(uid))
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, ValueError, KeyError) as err:
+                print(f"api router: RLJob watch for garbage collection: {err!r}")
+                await asyncio.sleep(0.2)
