@@ -130,6 +130,15 @@ def reasons(cluster: Cluster, ns: str, name: str) -> list[str]:
     return [e["reason"] for e in cluster.events(ns, name)]
 
 
+def wait_reasons(cluster: Cluster, ns: str, name: str, *wanted: str) -> list[str]:
+    """The job's event reasons once every one wanted is among them: the operator posts a
+    round's events after its status patch, so a test that saw the status may be early."""
+    def found() -> list[str] | None:
+        seen = reasons(cluster, ns, name)
+        return seen if set(wanted) <= set(seen) else None
+    return cluster.wait(f"events {', '.join(wanted)} of {name}", found)
+
+
 def env_of(container: Obj) -> dict[str, Any]:
     return {e["name"]: e.get("value") for e in container["env"]}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.rest import ApiException
 
-from fakes.operator_env import condition, env_of, reasons, reporter_for, rljob
+from fakes.operator_env import condition, env_of, reasons, reporter_for, rljob, wait_reasons
 from seesaw import pod_contract
 from seesaw.operator import constants as c
 
@@ -64,7 +64,7 @@ def test_apply_creates_config_service_rbac_and_one_pod_per_node_then_running(env
     assert condition(job, c.COND_READY)["status"] == "True"
     assert {cond["type"] for cond in status["conditions"]} == set(c.CONDITION_TYPES)
     assert status["startTime"]
-    assert [r for r in reasons(cluster, ns, "gang") if r != c.REASON_PHASE_CHANGED] == [
+    assert [r for r in wait_reasons(cluster, ns, "gang", c.REASON_GANG_READY) if r != c.REASON_PHASE_CHANGED] == [
         c.REASON_PODS_CREATED, c.REASON_GANG_READY]
 
 
@@ -93,7 +93,7 @@ def test_progress_from_pod0_shows_in_status_and_pod0_exit_completes_the_job(env,
     assert job["status"]["completionTime"]
     # What still ran is removed; pod 0 stays for its logs.
     cluster.wait("pod 1 removed", lambda: [p["metadata"]["name"] for p in cluster.pods(ns, "prog")] == ["prog-0"])
-    assert c.REASON_SUCCEEDED in reasons(cluster, ns, "prog")
+    wait_reasons(cluster, ns, "prog", c.REASON_SUCCEEDED)
 
 
 def pod_envs(pod: dict) -> list[dict]:
@@ -150,7 +150,7 @@ def test_a_two_pod_gang_restarts_whole_once_from_the_pvc_checkpoint_then_fails_p
     assert created_pods(env, ns) == [("pair-0", "0"), ("pair-1", "0"), ("pair-0", "1"), ("pair-1", "1")]
     assert job["status"]["restarts"] == 1 and job["status"]["lastRestartTime"]
     assert condition(job, c.COND_RESTARTING)["status"] == "False"
-    assert reasons(cluster, ns, "pair").count(c.REASON_RESTARTING) == 1
+    assert wait_reasons(cluster, ns, "pair", c.REASON_RESTARTING).count(c.REASON_RESTARTING) == 1
     assert c.REASON_CHECKPOINT_LOST not in reasons(cluster, ns, "pair")
 
     # A second failure with maxRestarts 1 fails the job: no third gang.
@@ -162,8 +162,7 @@ def test_a_two_pod_gang_restarts_whole_once_from_the_pvc_checkpoint_then_fails_p
     assert job["status"]["restarts"] == 1 and job["status"]["reason"] == c.REASON_RESTART_LIMIT
     cluster.wait("no live pod", lambda: not cluster.live_pods(ns, "pair"))
     assert len(created_pods(env, ns)) == 4, "no pod of a third gang"
-    assert reasons(cluster, ns, "pair").count(c.REASON_RESTARTING) == 1
-    assert c.REASON_RESTART_LIMIT in reasons(cluster, ns, "pair")
+    assert wait_reasons(cluster, ns, "pair", c.REASON_RESTART_LIMIT).count(c.REASON_RESTARTING) == 1
 
 
 def test_a_non_retryable_reason_fails_at_once_without_restarts(env, ns, kubelet):
@@ -199,7 +198,7 @@ def test_suspend_removes_the_pods_resume_recreates_them_from_the_start_without_a
     assert all(pod_contract.RESUME_FROM not in values for pod in pods for values in pod_envs(pod))
     resumed = condition(job, c.COND_SUSPENDED)["message"]
     assert "iteration 2" in resumed and "emptyDir" in resumed and "spec.checkpoint.pvc" in resumed
-    assert {c.REASON_SUSPENDED, c.REASON_RESUMED} <= set(reasons(cluster, ns, "pause"))
+    wait_reasons(cluster, ns, "pause", c.REASON_SUSPENDED, c.REASON_RESUMED)
 
 
 def test_deleting_the_rljob_deletes_everything_it_owns(env, ns):

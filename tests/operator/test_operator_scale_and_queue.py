@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes.client.rest import ApiException
 
-from fakes.operator_env import env_of, reasons, reporter_for, rljob
+from fakes.operator_env import env_of, reasons, reporter_for, rljob, wait_reasons
 from seesaw import pod_contract
 from seesaw.operator import constants as c
 
@@ -69,8 +69,10 @@ def test_kubectl_scale_adds_and_removes_rollout_pods_without_touching_the_gang(e
     cluster.wait("replica pods gone", lambda: not [p for p in cluster.pods(ns, "elastic")
                                                    if c.LABEL_REPLICA in p["metadata"]["labels"]])
     assert by_role(cluster, ns, "elastic")[0] == gang and job["status"]["restarts"] == 0
-    scaled = [e["message"] for e in cluster.events(ns, "elastic") if e["reason"] == c.REASON_ROLLOUT_SCALED]
-    assert "rollout replicas: 1 -> 3" in scaled and "rollout replicas: 3 -> 0" in scaled
+    def scaled() -> list[str] | None:
+        messages = [e["message"] for e in cluster.events(ns, "elastic") if e["reason"] == c.REASON_ROLLOUT_SCALED]
+        return messages if "rollout replicas: 3 -> 0" in messages else None
+    assert "rollout replicas: 1 -> 3" in cluster.wait("the scale-down event", scaled)
 
     # the scale subresource moves replicas only: the rest of spec.rollout stays as it was
     with pytest.raises(ApiException) as refused:
@@ -97,6 +99,7 @@ def test_a_lost_rollout_pod_is_replaced_and_the_gang_goes_on(env, ns, kubelet):
     job = ready_replicas(cluster, ns, "keep", 2)
     assert by_role(cluster, ns, "keep")[0] == gang and job["status"]["restarts"] == 0
     assert job["status"]["phase"] == c.RUNNING
+    wait_reasons(cluster, ns, "keep", c.REASON_ROLLOUT_REPLICA_FAILED, c.REASON_ROLLOUT_REPLICA_REPLACED)
     events = {e["reason"]: e for e in cluster.events(ns, "keep")}
     assert "OOMKilled" in events[c.REASON_ROLLOUT_REPLICA_FAILED]["message"]
     assert events[c.REASON_ROLLOUT_REPLICA_FAILED]["type"] == "Warning"
@@ -152,6 +155,7 @@ def test_a_queued_job_carries_kueue_labels_and_a_preempted_gang_resumes_from_its
                                         if e.resource == ("", "pods") and (e.obj["metadata"].get("annotations") or {})
                                         .get(c.KUEUE_RETRIABLE_ANNOTATION) == "false"})
         assert set(gang.values()) <= marked
+    wait_reasons(cluster, ns, "queued", c.REASON_PREEMPTED)
     (event,) = [e for e in cluster.events(ns, "queued") if e["reason"] == c.REASON_PREEMPTED]
     assert "from the checkpoint of iteration 4" in event["message"] and "not counted as a restart" in event["message"]
     assert c.REASON_RESTARTING not in reasons(cluster, ns, "queued")
