@@ -248,8 +248,10 @@ class Conductor:
             scores = self._score(samples, [s.prompt_index for s in samples], "eval", len(prompts))
             return sum(scores) / max(1, len(scores))
 
-        return self.machine.run(Phase.EVAL, iteration, lambda: {
+        result = self.machine.run(Phase.EVAL, iteration, lambda: {
             "greedy": accuracy(1, 0.0), "sampled": accuracy(EVAL_SAMPLES, rollout["temperature"])})
+        self.on_progress(iteration, "evaluated", result)
+        return result
 
     def _score(self, samples: list[Sample], problem_indices: list[int], split: str, prompt_count: int) -> list[float]:
         """The verifier's score of each sample, computed on a gang pod: the one that generated

@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from transformers import AutoTokenizer
 
@@ -12,10 +13,13 @@ from seesaw import pod_contract
 from seesaw.checkpoint_engine.conductor import Conductor
 from seesaw.checkpoint_engine.gang import GangServer, follow, follower_workers, release_followers, rollout_clients
 from seesaw.checkpoint_engine.checkpoints import CheckpointError
+from seesaw.checkpoint_engine.job_metrics import JobMetrics
 from seesaw.checkpoint_engine.phases import PhaseError
 from seesaw.checkpoint_engine.scoring import score_items
+from seesaw.checkpoint_engine.tracking import Trackers, plan
 from seesaw.report import plot_run, write_summary
 from seesaw.rpc import WorkerClient
+from seesaw.spec import SpecError
 from seesaw.tasks import load_task
 from seesaw.worker_env import worker_env
 
@@ -27,6 +31,22 @@ def _progress_reporter():
     except ImportError:
         return None
     return reporter_from_env()
+
+
+def _observers(observers: list, log) -> Callable[[int, str, dict], None]:
+    """One progress callback for the status reporter, the trackers and the metrics; one that
+    fails is reported once and never stops training."""
+    broken: set[int] = set()
+
+    def progress(iteration: int, phase: str, metrics: dict) -> None:
+        for index, observer in enumerate(observers):
+            try:
+                observer.progress(iteration, phase, metrics)
+            except Exception as err:
+                if index not in broken:
+                    broken.add(index)
+                    log(f"WARNING: {type(observer).__name__} failed ({type(err).__name__}: {err}); training goes on")
+    return progress
 
 
 def _caused_by(err: BaseException, kind: type) -> bool:
@@ -60,6 +80,18 @@ def main() -> int:
             log(f"FAILED: {err}")
             return 1
     reporter = _progress_reporter()
+    try:
+        trackers = Trackers.start(plan(env.spec, run_dir), os.environ.get(pod_contract.JOB_NAME) or run_dir.name,
+                                  env.spec)
+    except SpecError as err:  # a tracker asked for and not installed: said before anything runs
+        log(f"FAILED: {err}; not retried: a restart would fail the same way")
+        if reporter:
+            reporter.failed(str(err))
+        return pod_contract.EXIT_UNRECOVERABLE
+    job_metrics = JobMetrics(restarts=int(os.environ.get(pod_contract.RESTART_ATTEMPT) or 0))
+    port = job_metrics.serve(int(os.environ.get(pod_contract.JOB_METRICS_PORT, pod_contract.DEFAULT_JOB_METRICS_PORT)))
+    log(f"prometheus metrics: http://{env.pod_ip}:{port}/metrics")
+    log(f"tracking: {trackers.describe()}")
     conductor = Conductor(
         spec=env.spec,
         task=load_task(env.spec),
@@ -68,7 +100,7 @@ def main() -> int:
         rollouts=rollout_clients("pod 0's " if env.num_pods > 1 else "", env.rollout_engines, lambda e: env.rollout_urls[e]),
         run_dir=run_dir,
         log=log,
-        on_progress=reporter.progress if reporter else None,
+        on_progress=_observers([o for o in (reporter, trackers, job_metrics) if o], log),
         resume_from=os.environ.get(pod_contract.RESUME_FROM) or None,
         followers=followers,
         gang=gang,
@@ -87,10 +119,12 @@ def main() -> int:
         log(f"FAILED: {message}" + ("; not retried: a restart would fail the same way" if unrecoverable else ""))
         if reporter:
             reporter.failed(message)
+        trackers.close()
         if conductor.history:
             plot_run([vars(m) for m in conductor.history], conductor.machine.timeline, None, None, plot_path)
         return pod_contract.EXIT_UNRECOVERABLE if unrecoverable else 1
     release_followers(conductor.pods + conductor.roster.replicas())
+    trackers.close()
     summary_path = Path(os.environ.get(pod_contract.SUMMARY_JSON) or run_dir / "summary.json")
     write_summary(summary, summary_path)
     plot_run(summary.history, conductor.machine.timeline,

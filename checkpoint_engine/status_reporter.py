@@ -111,6 +111,8 @@ class StatusReporter(NoopReporter):
         with self._lock:
             if phase == "iteration":
                 self._patch({"iteration": int(iteration), "metrics": _finite(metrics, METRICS)})
+            elif phase == "evaluated":  # held-out accuracy: the iteration's metrics carry it
+                return
             elif phase == "checkpoint":
                 self._patch({"iteration": int(iteration), "podPhase": "checkpoint",
                              "lastCheckpoint": {"iteration": int(iteration), "path": str(metrics.get("path", "")), "time": _now()}})

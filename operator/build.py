@@ -435,7 +435,7 @@ def _server_container(job: Obj, env: list[Obj], name: str, image: str, module: s
 
 def _checkpoint_engine_container(job: Obj, env: list[Obj], replica: bool = False) -> Obj:
     images = job["spec"]["images"]
-    return {
+    container = {
         "name": c.CONTAINER_CHECKPOINT_ENGINE,
         "image": images["checkpointEngine"],
         "imagePullPolicy": images["pullPolicy"],
@@ -446,6 +446,13 @@ def _checkpoint_engine_container(job: Obj, env: list[Obj], replica: bool = False
         "securityContext": {"allowPrivilegeEscalation": False},
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if not replica:  # pod 0's conducts: it serves the job's Prometheus metrics and feeds the trackers
+        container["ports"] = [{"name": c.METRICS_PORT_NAME, "containerPort": pod_contract.DEFAULT_JOB_METRICS_PORT,
+                               "protocol": "TCP"}]
+        secret = job["spec"]["logging"].get("secretName")
+        if secret:  # the trackers' credentials
+            container["envFrom"] = [{"secretRef": {"name": secret}}]
+    return container
 
 
 # --- Kueue (plain pods: https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/) ------------------------

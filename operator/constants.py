@@ -112,3 +112,6 @@ POD_LOST = "PodLost"
 REASON_NOT_SUSPENDED = "NotSuspended"
 REASON_NO_RESTART = "NoRestart"
 REASON_NOT_FINISHED = "NotFinished"
+
+# the port of pod 0's checkpoint engine that serves the job's Prometheus metrics
+METRICS_PORT_NAME = "metrics"

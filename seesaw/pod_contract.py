@@ -28,6 +28,7 @@ TRAINER_URL = "SEESAW_TRAINER_URL"
 ROLLOUT_URL = "SEESAW_ROLLOUT_URL"
 COLOCATED = "SEESAW_COLOCATED"            # 0 where trainer and rollout do not share a GPU
 CPU_THREADS = "SEESAW_CPU_THREADS"        # threads a CPU worker may use: its share of the pod's cores
+JOB_METRICS_PORT = "SEESAW_JOB_METRICS_PORT"  # pod 0's checkpoint engine serves Prometheus /metrics here
 
 # --- exit codes ------------------------------------------------------------------------------
 EXIT_UNRECOVERABLE = 3  # the checkpoint engine's: a restart would fail the same way (an unreadable checkpoint)
@@ -37,3 +38,4 @@ DEFAULT_TRAINER_PORT = 18100
 DEFAULT_ROLLOUT_PORT = 18200
 DEFAULT_GANG_PORT = 29500
 DEFAULT_TRAINER_DIST_PORT = 29510
+DEFAULT_JOB_METRICS_PORT = 9400

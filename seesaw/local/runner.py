@@ -193,6 +193,9 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         pc.NUM_PODS: str(nodes),
         pc.RENDEZVOUS: "127.0.0.1",
         pc.POD_IP: "127.0.0.1",
+        pc.JOB_NAME: run_dir.name,
+        # pod 0's Prometheus metrics: a free port unless the user chose one to scrape
+        pc.JOB_METRICS_PORT: os.environ.get(pc.JOB_METRICS_PORT) or str(free_port()),
         "PYTHONUNBUFFERED": "1",
     })
     engines = rollout_engines_per_pod(spec)

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from seesaw.checkpoint_engine import tracking
 from pod_helpers import kill_after_first_iteration, run_to_completion, tiny_manifest, vllm_and_transformers_logprobs
 
 pytestmark = pytest.mark.slow
@@ -100,3 +103,27 @@ def test_a_crashed_rollout_engine_fails_the_run_clearly_and_leaves_no_process(tm
     assert seconds < 60
     assert "FAILED" in text and "rollout" in text.split("FAILED", 1)[1][:300], text[-3000:]
     assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
+
+
+def test_every_iteration_is_in_tensorboard_and_prometheus_scraped_the_running_job(partial_rollout_run):
+    result, run_dir, _ = partial_rollout_run
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [m["iteration"] for m in metrics]
+    events = EventAccumulator(str(run_dir / "tensorboard"))  # TensorBoard's own reader
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == set(tracking.SCALARS) | set(tracking.HELD_OUT)
+    for tag in tracking.SCALARS:
+        assert [e.step for e in events.Scalars(tag)] == steps, tag
+    assert [e.value for e in events.Scalars("reward/mean")] == pytest.approx([m["mean_reward"] for m in metrics])
+    assert [e.step for e in events.Scalars("accuracy/heldout_sampled")] == [0, steps[-1]]
+
+    # scraped after the first iteration, while the job ran
+    assert "prometheus metrics: http://127.0.0.1:" in result.stdout
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(result.scraped_metrics) for s in family.samples}
+    assert samples[("seesaw_job_iteration", ())] >= 1
+    for phase in ("rollout", "train", "sync"):
+        assert samples[("seesaw_job_phase_seconds_count", (("phase", phase),))] >= 1
+    assert samples[("seesaw_job_sync_bytes_total", ())] >= metrics[0]["sync_bytes"]
+    assert 0 <= samples[("seesaw_job_heldout_accuracy", (("sampling", "sampled"),))] <= 1
+    assert samples[("seesaw_job_rollout_engines", ())] == 1

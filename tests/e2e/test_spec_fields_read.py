@@ -11,12 +11,13 @@ from pathlib import Path
 
 import yaml
 
+from seesaw.checkpoint_engine import tracking
 from seesaw.operator import constants as c
 from seesaw.operator.build import build_children, build_pod
 from seesaw.operator.handlers import _managed
 from seesaw.operator.reconcile import decide
 from seesaw.tasks import load_task
-from seesaw.spec import crd_version_schema, validate_manifest
+from seesaw.spec import SpecError, crd_version_schema, validate_manifest
 from seesaw.spec_reads import ENV, schema_leaves
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,10 +74,24 @@ def task_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
     load_task(validate_manifest(dict(base, spec=spec))["spec"])
 
 
+def tracking_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
+    """W&B and MLflow settings (the local run asks for neither), read before their packages are looked for."""
+    monkeypatch.setenv(ENV, str(reads))
+    base = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    logging = {"secretName": "trackers", "wandb": {"project": "rl", "entity": "team", "mode": "offline"},
+               "mlflow": {"trackingUri": "http://mlflow:5000", "experiment": "seesaw"}}
+    spec = validate_manifest(dict(base, spec=dict(base["spec"], logging=logging)))["spec"]
+    try:
+        tracking.plan(spec, tmp_path)
+    except SpecError:  # wandb or mlflow is not installed here: said after reading their fields
+        pass
+
+
 def test_every_spec_leaf_is_read_by_some_code_or_listed_with_its_reason(partial_rollout_run, monkeypatch, tmp_path):
     _, _, reads_file = partial_rollout_run
     operator_reads(monkeypatch, reads_file)
     task_reads(monkeypatch, reads_file, tmp_path)
+    tracking_reads(monkeypatch, reads_file, tmp_path)
     read = set(reads_file.read_text().split())
     leaves = schema_leaves(crd_version_schema()["properties"]["spec"])
     assert set(NOT_READ_HERE) <= leaves, "the allow-list names a field the schema no longer has"

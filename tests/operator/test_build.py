@@ -186,6 +186,18 @@ def test_a_rollout_replica_pod_has_no_trainer_and_asks_for_its_own_gpus():
     assert gang_env["SEESAW_ROLLOUT_REPLICAS"] == "2"
 
 
+def test_pod_zeros_checkpoint_engine_serves_metrics_and_gets_the_trackers_secret():
+    spec = job(cluster={"nodes": 2, "gpusPerNode": 0}, rollout={"replicas": 1}, logging={"secretName": "trackers"})
+    engine = containers(build.build_pod(spec, 0))[c.CONTAINER_CHECKPOINT_ENGINE]
+    assert engine["ports"] == [{"name": c.METRICS_PORT_NAME, "containerPort": 9400, "protocol": "TCP"}]
+    assert engine["envFrom"] == [{"secretRef": {"name": "trackers"}}]
+    replica = containers(build.build_replica_pod(spec, 0))[c.CONTAINER_CHECKPOINT_ENGINE]
+    assert "ports" not in replica and "envFrom" not in replica, "replicas conduct nothing: no metrics, no trackers"
+    for name, container in containers(build.build_pod(spec, 1)).items():  # the credentials go to the trackers only
+        assert "envFrom" not in container or name == c.CONTAINER_CHECKPOINT_ENGINE
+    assert "envFrom" not in containers(build.build_pod(job(cluster={"nodes": 1, "gpusPerNode": 0}), 0))[c.CONTAINER_CHECKPOINT_ENGINE]
+
+
 def test_kueue_labels_put_the_gang_in_one_pod_group_and_each_replica_alone():
     spec = job(cluster={"nodes": 3, "gpusPerNode": 0}, rollout={"replicas": 1})
     spec["metadata"] = dict(spec["metadata"], labels={c.KUEUE_QUEUE_LABEL: "team-a"})

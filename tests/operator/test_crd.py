@@ -66,7 +66,7 @@ def test_printer_column_paths_are_declared():
 
 def test_spec_fields_that_must_not_change_have_transition_rules():
     rules = [r["rule"] for r in crd_version_schema()["properties"]["spec"]["x-kubernetes-validations"]]
-    for field in ("model", "images", "cluster", "trainer", "rl", "checkpoint"):
+    for field in ("model", "images", "cluster", "trainer", "rl", "checkpoint", "logging"):
         assert f"self.{field} == oldSelf.{field}" in rules
     # spec.rollout: every field but replicas (the scale subresource's), one by one
     rollout_fields = set(crd_version_schema()["properties"]["spec"]["properties"]["rollout"]["properties"])
