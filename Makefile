@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo test bench bench-cycles bench-scale bench-gpu images render lint clean
+.PHONY: install apiserver demo test bench bench-cycles bench-scale bench-cpu-tipping bench-gpu images render lint clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ bench-cycles: install
 # peak memory); SEEDS=3 adds accuracy over seeds; ONLY=pods or ONLY=replicas runs one part
 bench-scale: install
 	$(PY) bench/scale.py --seeds $(or $(SEEDS),0) $(if $(ONLY),--only $(ONLY))
+
+# The demo with vLLM's idle spin against Seesaw's sleeping engine: phase seconds and who
+# holds the cores during the train phase, side by side
+bench-cpu-tipping: install
+	$(PY) bench/cpu_tipping.py
 
 # One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).
 # Megatron vs CPU loss parity, CUDA IPC hand-off and offload/onload against their floors.

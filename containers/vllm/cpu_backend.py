@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from seesaw.interfaces import MemoryReport, Sample, register
 from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE as MOONCAKE_BACKEND
+from seesaw.rollout.vllm_plugin import ASLEEP_SPIN_SECONDS, AWAKE_SPIN_SECONDS
 
 WORKER_EXTENSION = "seesaw.rollout.worker_extension.SeesawWorkerExtension"
 
@@ -73,10 +74,22 @@ class VLLMCPURollout:
     # --- memory ------------------------------------------------------------------------
     def sleep(self) -> MemoryReport:
         # vLLM's CPU worker has no sleep mode (it would only log a warning): nothing to free.
-        return MemoryReport(bytes=0, seconds=0.0)
+        # What a sleeping engine must stop is its worker spinning for the next step on the
+        # core the trainer is about to use.
+        started = time.perf_counter()
+        self._set_idle_spin(ASLEEP_SPIN_SECONDS)
+        return MemoryReport(bytes=0, seconds=time.perf_counter() - started)
 
     def wake_up(self, tags: Iterable[str] = ("weights", "kv_cache")) -> MemoryReport:
-        return MemoryReport(bytes=0, seconds=0.0)
+        started = time.perf_counter()
+        if "weights" in tags:  # the first of the two wake-up calls of a sync
+            self._set_idle_spin(AWAKE_SPIN_SECONDS)
+        return MemoryReport(bytes=0, seconds=time.perf_counter() - started)
+
+    def _set_idle_spin(self, seconds: float) -> None:
+        """In the worker (waiting for steps) and in the engine core (waiting for the worker)."""
+        self.llm.collective_rpc("seesaw_set_idle_spin", args=(seconds,))
+        self.llm.llm_engine.engine_core.call_utility("seesaw_set_idle_spin", seconds)
 
     # --- weights -----------------------------------------------------------------------
     def init_weight_channel(self, receiver_init: dict[str, Any]) -> None:

@@ -108,6 +108,12 @@ class SeesawWorkerExtension:
         engine = getattr(self, "weight_transfer_engine", None)
         return getattr(engine, "received_checksum", None)
 
+    def seesaw_set_idle_spin(self, seconds: float) -> int:
+        """The CPU build's sleep and wake-up: how long this worker spins for the next step."""
+        from seesaw.rollout import vllm_plugin
+
+        return vllm_plugin.set_idle_spin(seconds)
+
     def seesaw_device_memory(self) -> dict[str, int]:
         import torch
 
