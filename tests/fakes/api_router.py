@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import threading
 from typing import Any
 
 import aiohttp
@@ -28,6 +27,7 @@ from aiohttp import web
 from yarl import URL
 
 from fakes.kube_api import FakeKubeAPI, ResourcePath
+from fakes.threaded_server import ThreadedServer
 from real_apiserver import CRDS, RealAPIServer
 
 # the groups of the custom resources a test installs, and the API that installs them
@@ -37,73 +37,38 @@ OWNERS = "/apis/seesaw.dev/v1alpha1/rljobs"
 FORWARDED_HEADERS = ("Content-Type", "Accept", "Authorization")
 
 
-class APIRouter:
+class APIRouter(ThreadedServer):
     """An HTTP server on 127.0.0.1:<port>, in a thread of its own."""
 
+    name = "api-router"
+    # a client that goes away cancels its handler, so a forwarded watch ends with its watcher
+    runner_options = {"handler_cancellation": True, "shutdown_timeout": 2}
+
     def __init__(self, fake: FakeKubeAPI, real: RealAPIServer) -> None:
+        super().__init__()
         self.fake, self.real = fake, real
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._garbage_collector: asyncio.Task | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def kubeconfig(self, token: str, namespace: str = "default") -> dict[str, Any]:
         config = self.fake.kubeconfig(token, namespace)
         config["clusters"][0]["cluster"]["server"] = self.url
         return config
 
-    # lifecycle
-    def start(self) -> "APIRouter":
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self._start())
-            ready.set()
-            self.loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="api-router", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the API router did not start")
-        return self
-
-    async def _start(self) -> None:
+    async def _started(self) -> None:
         tls = ssl.create_default_context(cafile=self.real.session.verify)
         tls.load_cert_chain(*self.real.session.cert)
         no_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)  # watches stream for minutes
         self._sessions = {"real": aiohttp.ClientSession(self.real.url, connector=aiohttp.TCPConnector(ssl=tls),
                                                         timeout=no_timeout),
                           "fake": aiohttp.ClientSession(self.fake.url, timeout=no_timeout)}
-        app = web.Application(client_max_size=16 * 2**20)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # a client that goes away cancels its handler, so a forwarded watch ends with its watcher
-        self._runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True, shutdown_timeout=2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._garbage_collector = asyncio.create_task(self._collect_garbage_across())
 
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            if self._garbage_collector:
-                self._garbage_collector.cancel()
-            for session in self._sessions.values():  # ends the forwarded watches still open
-                await session.close()
-            if self._runner:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(15)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if self._thread:
-            self._thread.join(10)
+    async def _stopping(self) -> None:
+        if self._garbage_collector:
+            self._garbage_collector.cancel()
+        for session in self._sessions.values():  # ends the forwarded watches still open
+            await session.close()
 
     # routing
     async def _handle(self, request: web.Request) -> web.StreamResponse:

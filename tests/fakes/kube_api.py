@@ -22,11 +22,12 @@ import datetime as dt
 import itertools
 import json
 import re
-import threading
 import uuid
 from typing import Any, Callable
 
 from aiohttp import web
+
+from fakes.threaded_server import ThreadedServer
 
 Obj = dict[str, Any]
 
@@ -385,64 +386,29 @@ class Store:
 
 
 # --- HTTP -------------------------------------------------------------------------------------------------------
-class FakeKubeAPI:
+class FakeKubeAPI(ThreadedServer):
     """The API server, on 127.0.0.1:<port>, in a thread of its own."""
 
+    name = "fake-kube-api"
+
     def __init__(self) -> None:
+        super().__init__()
         self.store = Store()
         self.kubelet = FakeKubelet(self)
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
 
-    # lifecycle
-    def start(self) -> "FakeKubeAPI":
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self._start())
-            ready.set()
-            self.loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-kube-api", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=16 * 2**20)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async def _started(self) -> None:
         self.kubelet.start()
 
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            self.kubelet.stop()
-            for queue in list(self.store.watchers):
-                queue.put_nowait(None)
-            if self._runner:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if self._thread:
-            self._thread.join(10)
+    async def _stopping(self) -> None:
+        self.kubelet.stop()
+        for queue in list(self.store.watchers):
+            queue.put_nowait(None)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on the server's loop (the store is not thread-safe)."""
         async def run() -> Any:
             return fn()
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def kubeconfig(self, token: str, namespace: str = "default") -> Obj:
         return {
