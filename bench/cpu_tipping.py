@@ -43,9 +43,8 @@ def _role(process: psutil.Process) -> str:
         return "gone"
     if name.startswith("VLLM::") or "seesaw.rollout" in command:
         return "rollout engine"
-    if "seesaw.trainer" in command or "torch" in command:
-        return "trainer"
-    return "trainer" if "multiprocessing" in command else "other"
+    # the trainer's launcher and the rank process it spawns
+    return "trainer" if "seesaw.trainer" in command or "multiprocessing" in command else "other"
 
 
 def one_run(keep_spinning: str, iterations: int, workdir: Path) -> dict:

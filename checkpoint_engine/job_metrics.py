@@ -12,10 +12,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from seesaw.checkpoint_engine.phases import Phase
+
 # rollout and train take seconds to hours; sync sub-second to minutes
 PHASE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 TIMED_PHASES = {"rollout": "rollout_seconds", "train": "train_seconds", "sync": "sync_seconds"}
-IN_POD_PHASES = ("starting", "sync", "eval", "rollout", "train", "checkpoint", "done", "failed")
+IN_POD_PHASES = tuple(phase.value for phase in Phase)
 
 
 class JobMetrics:
@@ -78,14 +80,3 @@ class JobMetrics:
         versions = [e["weight_version"] for e in serving if "weight_version" in e]
         if versions:
             self.weight_version.set(min(versions))
-        if m.get("eval_accuracy") is not None:
-            self.heldout_accuracy.labels("sampled").set(m["eval_accuracy"])
-            self.heldout_accuracy.labels("greedy").set(m["eval_greedy_accuracy"])
-
-    def close(self) -> None:
-        pass
-
-
-def exported_names(metrics: JobMetrics) -> set[str]:
-    """Every sample name the registry exposes (with _total, _bucket, _sum, _count)."""
-    return {sample.name for family in metrics.registry.collect() for sample in family.samples}

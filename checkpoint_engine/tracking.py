@@ -139,6 +139,7 @@ def plan(spec: dict[str, Any], run_dir: Path) -> TrackingPlan:
     not a crash after the first iteration."""
     logging = spec["logging"]
     root = Path(spec["checkpoint"]["path"]) if spec["checkpoint"].get("pvc") else run_dir
+    # each setting read here, by name: what the trackers take effect from
     wandb = logging.get("wandb")
     if wandb is not None:
         wandb = {"project": wandb["project"], "entity": wandb.get("entity"), "mode": wandb["mode"]}
