@@ -549,6 +549,8 @@ class Conductor:
     def _record(self, metrics: IterationMetrics, total: int) -> None:
         with self.metrics_path.open("a") as out:
             out.write(json.dumps(asdict(metrics)) + "\n")
+        # observers first: once the line is in the log, the status, trackers and metrics have it
+        self.on_progress(metrics.iteration, "iteration", asdict(metrics))
         eval_part = f" | eval {metrics.eval_accuracy:.3f}" if metrics.eval_accuracy is not None else ""
         self.log(
             f"iter {metrics.iteration:>3}/{total} | rollout {metrics.rollout_seconds:5.2f}s train {metrics.train_seconds:5.2f}s "
@@ -556,4 +558,3 @@ class Conductor:
             f"len {metrics.mean_response_length:4.1f} | {metrics.rollout_tokens_per_second:6.0f} tok/s | "
             f"loss {metrics.loss:.4f}{eval_part}"
         )
-        self.on_progress(metrics.iteration, "iteration", asdict(metrics))

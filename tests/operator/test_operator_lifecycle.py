@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 
-from fakes.operator_env import Cluster, condition, rljob, start_environment, stop_environment
+from fakes.operator_env import Cluster, Operator, condition, install_crd, rljob, start_environment, stop_environment
 from seesaw.checkpoint_engine.status_reporter import StatusReporter
 from seesaw.operator import constants as c
 from seesaw.operator.permissions import OPERATOR_PERMISSIONS, STATUS_REPORTER_PERMISSIONS, grants
@@ -103,13 +103,12 @@ def test_two_operators_with_kopf_peering_act_once(tmp_path):
     try:
         for crd in peering_crds:
             if crd:
-                env.cluster.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+                install_crd(env.cluster, crd)  # the real server serves a new CRD a moment after it accepts it
         env.cluster.request("POST", "/apis/kopf.dev/v1/clusterkopfpeerings",
                             {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "seesaw"}})
         # The first operator started before peering existed; restart both with it in place.
         env.operator.stop()
         env.operator.start()
-        from fakes.operator_env import Operator
 
         env.cluster.wait("the leader to announce itself", lambda: any(
             peer.get("priority") == 100 for peer in (env.cluster.request(
