@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo test bench bench-cycles bench-scale bench-cpu-tipping bench-gpu images render lint clean
+.PHONY: install apiserver demo test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-gpu images render lint clean
 
 install: $(STAMP)
 
@@ -53,6 +53,18 @@ bench-scale: install
 # holds the cores during the train phase, side by side
 bench-cpu-tipping: install
 	$(PY) bench/cpu_tipping.py
+
+# Seesaw against TRL's GRPOTrainer on the demo job; TRL gets its own environment (its pins
+# differ from the project's), made once next to the bench's runs.
+TRL_VENV := runs/bench-peer/trl-venv
+bench-peer: install $(TRL_VENV)/.installed
+	$(PY) bench/peer.py --trl-python $(TRL_VENV)/bin/python $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
+
+$(TRL_VENV)/.installed: requirements/bench-peer.txt
+	[ -x $(TRL_VENV)/bin/python ] || $(PYTHON) -m venv $(TRL_VENV)
+	$(TRL_VENV)/bin/pip install -q torch==2.13.0
+	$(TRL_VENV)/bin/pip install -q -r requirements/bench-peer.txt
+	touch $@
 
 # One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).
 # Megatron vs CPU loss parity, CUDA IPC hand-off and offload/onload against their floors.

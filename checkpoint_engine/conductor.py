@@ -64,6 +64,12 @@ class IterationMetrics:
     engines: list[dict[str, Any]] = field(default_factory=list)
     eval_accuracy: float | None = None
     eval_greedy_accuracy: float | None = None
+    # where the iteration's time went: its wall time (held-out evaluation aside), the verifier's
+    # share of the rollout phase, and the trainer's own compute (log-prob recomputation and
+    # optimiser steps) inside the train phase; the rest of the wall is phase-switch overhead
+    iteration_seconds: float = 0.0
+    scoring_seconds: float = 0.0
+    trainer_compute_seconds: float = 0.0
 
 
 @dataclass
@@ -338,6 +344,7 @@ class Conductor:
                 tokens = sum(len(s.response_ids) for s in samples)
             seconds = time.perf_counter() - started
             correct = self._score(samples, problem_indices, "train", prompt_count)
+            scoring_seconds = time.perf_counter() - started - seconds
             penalty = rl["lengthPenalty"]
             bonus = add_length_rewards([s.prompt_index for s in samples], [len(s.response_ids) for s in samples],
                                        [c == 1.0 for c in correct],
@@ -345,6 +352,7 @@ class Conductor:
             for sample, score, extra in zip(samples, correct, bonus):
                 sample.reward = score + extra
             return samples, {"accuracy": statistics.fmean(correct) if correct else 0.0, "tokens": tokens, "seconds": seconds,
+                             "scoring_seconds": scoring_seconds,
                              "mean_length": statistics.fmean(len(s.response_ids) for s in samples) if samples else 0.0,
                              "correct": correct}
 
@@ -490,6 +498,7 @@ class Conductor:
         # a run resumed at its end checkpoints nothing new: the policy is the resumed checkpoint's
         exported = self.resumed / checkpoints.MODEL_DIR if self.resumed else ""
         for iteration in range(start, rl["iterations"] + 1):
+            started = time.perf_counter()
             self.roster.count_served()
             samples, rollout_stats = self.roll_out(iteration)
             train_stats = self.train(iteration, samples)
@@ -518,7 +527,10 @@ class Conductor:
                 engines=[dict(slot.record, prompts=slot.served) for slot in self.roster.slots]
                 + [dict(slot.record, prompts=slot.served, **{departure.value: True})
                    for slot, departure in self.roster.take_departed()],
+                scoring_seconds=rollout_stats["scoring_seconds"],
+                trainer_compute_seconds=train_stats["seconds"],
             )
+            metrics.iteration_seconds = time.perf_counter() - started
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)
                 metrics.eval_accuracy, metrics.eval_greedy_accuracy = evaluated["sampled"], evaluated["greedy"]

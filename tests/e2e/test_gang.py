@@ -50,26 +50,6 @@ def test_two_pods_roll_out_train_and_sync_as_one_job(tmp_path):
     assert "pod 1's trainer ready" in result.stdout and "pod 1's rollout engine ready" in result.stdout
 
 
-def test_a_killed_trainer_of_pod_1_restarts_the_gang_from_the_last_checkpoint(tmp_path):
-    job = two_pod_job(tmp_path, iterations=3, max_restarts=1)
-    code, text, _, leftovers = kill_after_first_iteration(
-        SEESAW, job, tmp_path, lambda p: "seesaw.trainer.server" in " ".join(p.cmdline())
-        and p.environ().get("SEESAW_POD_INDEX") == "1", timeout=600)
-    assert code == 0, text[-4000:]
-    assert "FAILED: pod 1's trainer was killed by SIGKILL" in text, text[-3000:]
-    assert "restarting the gang from" in text and "(restart 1 of 1)" in text, text[-3000:]
-    resumed_at = int(text.split("continuing at iteration ")[1].split()[0])
-    assert resumed_at >= 2, "the gang went on after the checkpoint of an iteration it finished"
-    run_dir = next((tmp_path / "runs").glob("tiny-reverse-2pods-*"))
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["iteration"] for m in metrics] == [1, 2, 3], "every iteration recorded exactly once"
-    set_aside = [json.loads(line) for path in run_dir.glob("metrics.attempt-*.jsonl")
-                 for line in path.read_text().splitlines()]
-    assert [m["iteration"] for m in set_aside][:resumed_at - 1] == list(range(1, resumed_at))
-    leftovers += processes_of_run(run_dir)
-    assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
-
-
 def test_a_gang_that_runs_out_of_restarts_prints_how_to_continue(tmp_path):
     job = two_pod_job(tmp_path, iterations=200)
     code, text, seconds, leftovers = kill_after_first_iteration(
@@ -103,7 +83,8 @@ def test_two_engines_in_one_pod_share_the_rollouts_and_both_prove_every_sync(tmp
         assert all(e["probe_max_abs_logprob_diff"] < 1e-4 for e in m["engines"])
 
 
-def test_two_trainer_ranks_per_pod_train_as_one_group_and_a_dead_rank_restarts_the_gang(tmp_path, monkeypatch):
+def test_two_trainer_ranks_per_pod_train_as_one_group_and_a_dead_rank_restarts_the_gang_from_its_checkpoint(
+        tmp_path, monkeypatch):
     monkeypatch.setenv(pc.TRAINER_PROCESSES, "2")  # as pods with two GPUs each: four trainer ranks in all
     job = two_pod_job(tmp_path, iterations=3, max_restarts=1)
     code, text, _, leftovers = kill_after_first_iteration(
@@ -117,11 +98,17 @@ def test_two_trainer_ranks_per_pod_train_as_one_group_and_a_dead_rank_restarts_t
     # output shows only the log's last lines, which the other rank's traceback may fill), and
     # the gang restarts
     assert "trainer rank 1 exited with code 137: stopping the pod's other trainer ranks" in pod_1, pod_1[-3000:]
-    assert "FAILED: pod 1's trainer" in text and "(restart 1 of 1)" in text, text[-3000:]
+    assert "FAILED: pod 1's trainer" in text and "restarting the gang from" in text and "(restart 1 of 1)" in text, \
+        text[-3000:]
+    resumed_at = int(text.split("continuing at iteration ")[1].split()[0])
+    assert resumed_at >= 2, "the gang went on after the checkpoint of an iteration it finished"
     logs = (run_dir / "trainer.log").read_text() + pod_1
     assert all(f"trainer rank {r} of 4" in logs for r in range(4)), "one group over both pods' ranks"
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [1, 2, 3], "every iteration recorded exactly once"
+    set_aside = [json.loads(line) for path in run_dir.glob("metrics.attempt-*.jsonl")
+                 for line in path.read_text().splitlines()]
+    assert [m["iteration"] for m in set_aside][:resumed_at - 1] == list(range(1, resumed_at))
     # the four replicas compared their checksums after every step (a mismatch stops the step)
     assert all(m["params_checksum"] for m in metrics) and len({m["params_checksum"] for m in metrics}) == 3
     assert all(m["rollout_trainer_logprob_diff"] < 1e-4 for m in metrics)

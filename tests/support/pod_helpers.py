@@ -67,9 +67,11 @@ def wait_ready(pod, clients: dict, timeout: float = 300) -> None:
 
 
 def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim,
-                               timeout: float = 120) -> tuple[int, str, float, list]:
+                               timeout: float = 120, interrupt_when=None) -> tuple[int, str, float, list]:
     """Run `seesaw run job`, SIGKILL the first child process `is_victim(process)` picks once the
-    first iteration is logged; returns (exit code, output, seconds from kill to exit, leftovers)."""
+    first iteration is logged; returns (exit code, output, seconds from kill to exit, leftovers).
+    With `interrupt_when(output so far)`, the run gets a SIGINT (Ctrl-C) once it is true:
+    a test of what happens after the kill need not wait for the job's last iteration."""
     import signal
     import subprocess
 
@@ -89,8 +91,14 @@ def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim,
         victim = next(p for p in children if is_victim(p))
         os.kill(victim.pid, signal.SIGKILL)
         started = time.monotonic()
-        output.extend(runner.stdout)
-        code = runner.wait(timeout=timeout)
+        for line in runner.stdout:
+            output.append(line)
+            if interrupt_when and interrupt_when("".join(output)):
+                runner.send_signal(signal.SIGINT)
+                interrupt_when = None
+            if time.monotonic() - started > timeout:
+                break
+        code = runner.wait(timeout=max(1.0, timeout - (time.monotonic() - started)))
         seconds = time.monotonic() - started
     finally:
         if runner.poll() is None:

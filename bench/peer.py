@@ -1,0 +1,209 @@
+"""Seesaw against TRL's GRPOTrainer on the same RL job, on this machine, in one run.
+
+The job is the demo (examples/tiny-reverse.yaml): the same generated model and SFT warm-up,
+training prompts, prompts per iteration, samples per prompt, maximum tokens, temperature,
+learning rate, optimiser steps per iteration and iterations. Seesaw runs it with
+`seesaw run`; TRL runs it in its own virtual environment (bench/peer_trl.py; `make
+bench-peer` makes the environment). The two sides alternate, round by round, so drift of
+the machine hits both alike. Both trained models are then scored by one evaluator (Hugging
+Face generate on the held-out prompts: greedy, and sampled at the job's temperature), so
+neither side's own evaluation decides.
+
+Each side's loss is its own: Seesaw's Kimi k1.5 mirror-descent loss (tau, mean-reward
+baseline), TRL's GRPO defaults (its loss_type and beta are printed).
+
+Prints median wall seconds per iteration (whole, and its rollout = generation with reward
+scoring, train and weight-sync parts; the rest is each loop's own time), held-out accuracy, and the TRL/Seesaw ratios; writes
+runs/bench-peer/peer.json and peer.png.
+
+Usage: python bench/peer.py --trl-python runs/bench-peer/trl-venv/bin/python [--iterations 60] [--rounds 3] [--vllm]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from seesaw.model.generate import prepare_model
+from seesaw.model.prompt import encode_prompt
+from seesaw.spec import load_manifest
+from seesaw.tasks import load_task
+from seesaw.tasks.base import exact_answer
+
+ROOT = Path(__file__).resolve().parents[1]
+SEESAW = str(Path(sys.executable).parent / "seesaw")
+JOB = ROOT / "examples" / "tiny-reverse.yaml"
+OUT = ROOT / "runs" / "bench-peer"
+PHASES = ("rollout", "train", "sync")
+EVAL_SAMPLES = 8
+
+
+def write_prompts(task, tokenizer, path: Path) -> None:
+    with path.open("w") as out:
+        for problem in task.train:
+            out.write(json.dumps({"prompt": problem.prompt, "answer": problem.answer,
+                                  "prompt_ids": encode_prompt(tokenizer, problem.prompt)}) + "\n")
+
+
+@torch.no_grad()
+def held_out_accuracy(model_dir: str | Path, problems, max_tokens: int, temperature: float, seed: int) -> dict[str, float]:
+    """Greedy and sampled exact-answer accuracy with Hugging Face generate: one evaluator for both sides."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    prompts = [encode_prompt(tokenizer, p.prompt) for p in problems]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
+    mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    result = {}
+    for name, k, sampling in (("greedy", 1, {"do_sample": False}),
+                              ("sampled", EVAL_SAMPLES, {"do_sample": True, "temperature": temperature, "top_k": 0,
+                                                         "top_p": 1.0})):
+        torch.manual_seed(seed)
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens, num_return_sequences=k,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
+        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        scores = [exact_answer(text, problems[i // k]) for i, text in enumerate(texts)]
+        result[name] = sum(scores) / len(scores)
+    return result
+
+
+def run_seesaw(iterations: int, seed: int, workdir: Path) -> dict:
+    summary_path = workdir / f"seesaw-summary-{seed}.json"
+    started = time.perf_counter()
+    done = subprocess.run([SEESAW, "run", str(JOB), "--iterations", str(iterations), "--seed", str(seed),
+                           "--workdir", str(workdir), "--summary-json", str(summary_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode:
+        raise SystemExit(f"seesaw run failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    summary = json.loads(summary_path.read_text())
+    run_dir = Path(summary["exported_model"]).parents[2]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {"model": summary["exported_model"], "wall_seconds": time.perf_counter() - started,
+            # rollout: generation and the verifier's scoring, as TRL's generation step has both
+            "iterations": [{"rollout_seconds": m["rollout_seconds"] + m["scoring_seconds"], "train_seconds": m["train_seconds"],
+                            "sync_seconds": m["sync_seconds"], "iteration_seconds": m["iteration_seconds"]}
+                           for m in metrics],
+            "own_eval": {"sampled": summary["accuracy_after"], "greedy": summary["greedy_accuracy_after"]}}
+
+
+def run_trl(trl_python: str, spec: dict, model_dir: Path, prompts: Path, iterations: int, seed: int, out: Path,
+            vllm: bool) -> dict:
+    rl, rollout = spec["rl"], spec["rollout"]
+    argv = [trl_python, str(ROOT / "bench" / "peer_trl.py"), "--model", str(model_dir), "--prompts", str(prompts),
+            "--out", str(out), "--iterations", str(iterations), "--seed", str(seed),
+            "--prompts-per-iteration", str(rl["promptsPerIteration"]), "--samples", str(rollout["samplesPerPrompt"]),
+            "--mini-batch-prompts", str(rl["miniBatchPrompts"]), "--micro-batch", str(spec["trainer"]["microBatchSize"]),
+            "--learning-rate", str(spec["trainer"]["optimizer"]["learningRate"]),
+            "--max-tokens", str(rollout["maxTokens"]), "--temperature", str(rollout["temperature"])]
+    # vLLM's CPU build pins the process's OpenMP threads to cores; colocated in TRL's
+    # process that pins the trainer's threads too (train steps 3-4x slower here). Seesaw's
+    # engines run unpinned where they share cores (seesaw/local/runner.py): the same for TRL.
+    env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND="nobind") if vllm else None
+    started = time.perf_counter()
+    done = subprocess.run(argv + (["--vllm"] if vllm else []), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"TRL failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    timings = json.loads((out / "timings.json").read_text())
+    return dict(timings, model=str(out / "model"), wall_seconds=time.perf_counter() - started)
+
+
+def per_iteration(runs: list[dict]) -> dict[str, float]:
+    """Median seconds of each phase over every round's iterations after the first (warm-up)."""
+    rows = [it for run in runs for it in run["iterations"][1:]]
+    medians = {p: statistics.median(it[f"{p}_seconds"] for it in rows) for p in PHASES}
+    medians["iteration"] = statistics.median(it["iteration_seconds"] for it in rows)
+    return medians
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sides = list(summary)
+    fig, (speed, accuracy) = plt.subplots(1, 2, figsize=(10, 4))
+    bottom = [0.0] * len(sides)
+    for phase in PHASES:
+        values = [summary[s]["seconds"][phase] for s in sides]
+        speed.bar(sides, values, bottom=bottom, label=phase)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    speed.set_ylabel("median seconds per iteration")
+    speed.legend()
+    width = 0.35
+    for offset, name in ((-width / 2, "greedy"), (width / 2, "sampled")):
+        accuracy.bar([i + offset for i in range(len(sides))], [summary[s]["accuracy"][name] for s in sides], width,
+                     label=name)
+    accuracy.axhline(summary[sides[0]]["accuracy_before"]["sampled"], color="grey", linestyle=":", label="before RL (sampled)")
+    accuracy.set_xticks(range(len(sides)), sides)
+    accuracy.set_ylabel("held-out accuracy (one evaluator)")
+    accuracy.set_ylim(0, 1)
+    accuracy.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trl-python", required=True, help="the python of TRL's virtual environment")
+    parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--vllm", action="store_true", help="TRL generates with vLLM in colocate mode")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    spec = load_manifest(JOB)["spec"]
+    task = load_task(spec)
+    model_dir = prepare_model(spec, task, OUT / ".cache" / "models", log=lambda line: print(line, flush=True))
+    prompts = OUT / "train-prompts.jsonl"
+    write_prompts(task, AutoTokenizer.from_pretrained(model_dir), prompts)
+    rollout = spec["rollout"]
+
+    def evaluate(model: str | Path, seed: int) -> dict[str, float]:
+        return held_out_accuracy(model, task.eval, rollout["maxTokens"], rollout["temperature"], seed)
+
+    before = evaluate(model_dir, 0)
+    runs: dict[str, list[dict]] = {"Seesaw": [], "TRL": []}
+    for round_ in range(args.rounds):
+        seed = round_ + 1
+        print(f"round {round_ + 1}/{args.rounds}: Seesaw ...", flush=True)
+        runs["Seesaw"].append(run_seesaw(args.iterations, seed, OUT))
+        print(f"round {round_ + 1}/{args.rounds}: TRL ...", flush=True)
+        runs["TRL"].append(run_trl(args.trl_python, spec, model_dir, prompts, args.iterations, seed,
+                                   OUT / f"trl-{seed}", args.vllm))
+        for side in runs:
+            runs[side][-1]["accuracy"] = evaluate(runs[side][-1]["model"], seed)
+            print(f"  {side}: {runs[side][-1]['wall_seconds']:.0f}s, held-out {runs[side][-1]['accuracy']}", flush=True)
+
+    summary = {side: {"seconds": per_iteration(side_runs),
+                      "accuracy": {k: statistics.fmean(r["accuracy"][k] for r in side_runs) for k in ("greedy", "sampled")},
+                      "accuracy_by_round": [r["accuracy"] for r in side_runs],
+                      "wall_seconds": [r["wall_seconds"] for r in side_runs],
+                      "accuracy_before": before}
+               for side, side_runs in runs.items()}
+    trl = runs["TRL"][0]
+    print(f"\nThe demo job, {args.iterations} iterations x {args.rounds} rounds; TRL {trl['generation']}, "
+          f"loss_type {trl['loss_type']}, beta {trl['beta']}; held-out accuracy before RL: "
+          f"{before['greedy']:.3f} greedy, {before['sampled']:.3f} sampled")
+    print(f"{'':8s} {'rollout':>8s} {'train':>8s} {'sync':>8s} {'iteration':>10s}   held-out greedy / sampled   wall (s)")
+    for side, row in summary.items():
+        s, a = row["seconds"], row["accuracy"]
+        print(f"{side:8s} {s['rollout']:8.3f} {s['train']:8.3f} {s['sync']:8.3f} {s['iteration']:10.3f}   "
+              f"{a['greedy']:.3f} / {a['sampled']:.3f}{'':15s}{statistics.median(row['wall_seconds']):.0f}")
+    ratios = {k: summary["TRL"]["seconds"][k] / max(summary["Seesaw"]["seconds"][k], 1e-9) for k in ("rollout", "train", "iteration")}
+    print("TRL / Seesaw seconds: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    (OUT / "peer.json").write_text(json.dumps({"summary": summary, "ratios": ratios, "runs": runs}, indent=1))
+    plot(summary, OUT / "peer.png")
+    print(f"wrote {OUT / 'peer.json'} and {OUT / 'peer.png'}")
+
+
+if __name__ == "__main__":
+    main()
