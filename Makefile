@@ -54,16 +54,18 @@ bench-scale: install
 bench-cpu-tipping: install
 	$(PY) bench/cpu_tipping.py
 
-# Seesaw against TRL's GRPOTrainer on the demo job; TRL gets its own environment (its pins
-# differ from the project's), made once next to the bench's runs.
+# Seesaw against TRL's GRPOTrainer (generating with vLLM in colocate mode) on the demo job;
+# TRL gets its own environment (its pins differ from the project's), made once next to the
+# bench's runs.
 TRL_VENV := runs/bench-peer/trl-venv
 bench-peer: install $(TRL_VENV)/.installed
-	$(PY) bench/peer.py --trl-python $(TRL_VENV)/bin/python $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
+	$(PY) bench/peer.py --trl-python $(TRL_VENV)/bin/python --vllm $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
 
 $(TRL_VENV)/.installed: requirements/bench-peer.txt
 	[ -x $(TRL_VENV)/bin/python ] || $(PYTHON) -m venv $(TRL_VENV)
 	$(TRL_VENV)/bin/pip install -q torch==2.13.0
 	$(TRL_VENV)/bin/pip install -q -r requirements/bench-peer.txt
+	$(TRL_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
 	touch $@
 
 # One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import psutil
 
+from seesaw.checkpoint_engine.tracking import switch_overhead_share
+
 ROOT = Path(__file__).resolve().parents[1]
 SEESAW = str(Path(sys.executable).parent / "seesaw")
 # name: (SEESAW_VLLM_KEEP_SPINNING, stop the engine in the train phase)
@@ -129,8 +131,7 @@ def one_run(keep_spinning: str, stop_engine: bool, iterations: int, workdir: Pat
     seconds = {p: [m[f"{p}_seconds"] for m in metrics] for p in PHASES}
     seconds["iteration"] = [m["iteration_seconds"] for m in metrics]
     seconds["trainer compute"] = [m["trainer_compute_seconds"] for m in metrics]
-    overhead = [(m["iteration_seconds"] - m["rollout_seconds"] - m["scoring_seconds"] - m["trainer_compute_seconds"])
-                / m["iteration_seconds"] for m in metrics]
+    overhead = [switch_overhead_share(m) for m in metrics]
     return {"seconds": seconds, "overhead_share": overhead,
             "train_core_share": {role: cpu["train"][role] / max(wall["train"], 1e-9) for role in ("rollout engine", "trainer")}}
 

@@ -133,8 +133,9 @@ def plot(summary: dict, path: Path) -> None:
     sides = list(summary)
     fig, (speed, accuracy) = plt.subplots(1, 2, figsize=(10, 4))
     bottom = [0.0] * len(sides)
-    for phase in PHASES:
-        values = [summary[s]["seconds"][phase] for s in sides]
+    for phase in PHASES + ("rest of the loop",):
+        values = [summary[s]["seconds"][phase] if phase in PHASES
+                  else max(0.0, summary[s]["seconds"]["iteration"] - b) for s, b in zip(sides, bottom)]
         speed.bar(sides, values, bottom=bottom, label=phase)
         bottom = [b + v for b, v in zip(bottom, values)]
     speed.set_ylabel("median seconds per iteration")
@@ -147,7 +148,7 @@ def plot(summary: dict, path: Path) -> None:
     accuracy.set_xticks(range(len(sides)), sides)
     accuracy.set_ylabel("held-out accuracy (one evaluator)")
     accuracy.set_ylim(0, 1)
-    accuracy.legend()
+    accuracy.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

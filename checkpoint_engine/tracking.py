@@ -24,6 +24,14 @@ def _sync_gb_per_second(m: dict[str, Any]) -> float:
 
 
 # tag -> its value from an iteration's metrics (the conductor's IterationMetrics)
+def switch_overhead_share(m: dict[str, Any]) -> float:
+    """The iteration's wall less generation, reward scoring and the trainer's own compute
+    (log-prob recomputation, optimiser steps), as a share of the wall: what toggling the pod
+    between rollout and training (sleep, wake-up, offload, onload, the sync) costs."""
+    work = m["rollout_seconds"] + m["scoring_seconds"] + m["trainer_compute_seconds"]
+    return (m["iteration_seconds"] - work) / m["iteration_seconds"] if m["iteration_seconds"] > 0 else math.nan
+
+
 SCALARS: dict[str, Callable[[dict[str, Any]], float]] = {
     "reward/mean": lambda m: m["mean_reward"],
     "accuracy/train": lambda m: m["accuracy"],
@@ -34,6 +42,8 @@ SCALARS: dict[str, Callable[[dict[str, Any]], float]] = {
     "phase_seconds/rollout": lambda m: m["rollout_seconds"],
     "phase_seconds/train": lambda m: m["train_seconds"],
     "phase_seconds/sync": lambda m: m["sync_seconds"],
+    "phase_seconds/iteration": lambda m: m["iteration_seconds"],
+    "phase_seconds/switch_overhead_share": switch_overhead_share,
     "sync/gb_per_second": _sync_gb_per_second,
     "rollout/tokens_per_second": lambda m: m["rollout_tokens_per_second"],
 }

@@ -22,7 +22,8 @@ def iteration(i: int, **changes) -> dict:
                "probe_share_of_sync": 0.1, "params_checksum": "x",
                "engines": [{"pod": 0, "engine": 0, "weight_version": i, "prompts": 4},
                            {"pod": None, "replica": 0, "engine": 0, "weight_version": i, "prompts": 4, "lost": True}],
-               "eval_accuracy": None, "eval_greedy_accuracy": None}
+               "eval_accuracy": None, "eval_greedy_accuracy": None,
+               "iteration_seconds": 2.5, "scoring_seconds": 0.05, "trainer_compute_seconds": 0.2}
     return metrics | changes
 
 
