@@ -94,7 +94,9 @@ def _local_reload(worker, model_file: str, repeats: int) -> list[float]:
 
 
 def _load_floor(model_dir: str, spec: dict, repeats: int, results: mp.Queue, log_path: str) -> None:
-    os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for stream in (1, 2):  # vLLM logs to stdout, its workers' loaders to stderr
+        os.dup2(log, stream)
     os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # a function, not a method name, goes to the worker
     from seesaw.rollout.cpu_backend import VLLMCPURollout
 
