@@ -43,5 +43,8 @@ def test_an_awake_reader_spins_for_the_next_message_and_a_sleeping_one_blocks(re
     vllm_plugin.set_idle_spin(vllm_plugin.ASLEEP_SPIN_SECONDS)
     reader.record_read()  # the sleep call itself was the last message
     sleeping = cpu_seconds_while_waiting(reader, 0.5)
-    assert spinning > 0.15, f"vLLM's reader should spin while awake (used {spinning:.3f} s of 0.5 s)"
-    assert sleeping < 0.05, f"a sleeping engine's reader spun {sleeping:.3f} s of 0.5 s"
+    # a spinning thread gets a core's share only when the machine is idle: the bounds hold
+    # on a machine busy with other work too (a spinning reader uses tens of times the CPU)
+    assert spinning > 0.05, f"vLLM's reader should spin while awake (used {spinning:.3f} s of 0.5 s)"
+    assert sleeping < min(0.05, spinning / 5), f"a sleeping engine's reader spun {sleeping:.3f} s of 0.5 s " \
+        f"(awake: {spinning:.3f} s)"

@@ -77,8 +77,11 @@ def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim,
 
     import psutil
 
+    # a shell starts background jobs with SIGINT ignored, and a child inherits that: give the
+    # run the default (Python's KeyboardInterrupt) so the Ctrl-C below reaches it
     runner = subprocess.Popen([seesaw, "run", str(job), "--workdir", str(cwd / "runs")], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, cwd=cwd)
+                              stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     output: list[str] = []
     try:
         for line in runner.stdout:
