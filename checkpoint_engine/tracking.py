@@ -23,7 +23,6 @@ def _sync_gb_per_second(m: dict[str, Any]) -> float:
     return m["sync_bytes"] / GB / m["sync_seconds"] if m["sync_seconds"] > 0 else math.nan
 
 
-# tag -> its value from an iteration's metrics (the conductor's IterationMetrics)
 def switch_overhead_share(m: dict[str, Any]) -> float:
     """The iteration's wall less generation, reward scoring and the trainer's own compute
     (log-prob recomputation, optimiser steps), as a share of the wall: what toggling the pod
@@ -32,6 +31,7 @@ def switch_overhead_share(m: dict[str, Any]) -> float:
     return (m["iteration_seconds"] - work) / m["iteration_seconds"] if m["iteration_seconds"] > 0 else math.nan
 
 
+# tag -> its value from an iteration's metrics (the conductor's IterationMetrics)
 SCALARS: dict[str, Callable[[dict[str, Any]], float]] = {
     "reward/mean": lambda m: m["mean_reward"],
     "accuracy/train": lambda m: m["accuracy"],

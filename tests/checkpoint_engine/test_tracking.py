@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seesaw.checkpoint_engine.job_metrics import JobMetrics
-from seesaw.checkpoint_engine.tracking import HELD_OUT, SCALARS, Trackers, plan
+from seesaw.checkpoint_engine.tracking import HELD_OUT, SCALARS, Trackers, plan, switch_overhead_share
 from seesaw.spec import SpecError, validate_manifest
 from pod_helpers import tiny_manifest
 
@@ -55,6 +55,12 @@ def test_every_scalar_at_every_iteration_and_held_out_accuracy_at_the_evaluation
     assert [v for _, v in logged["sync/gb_per_second"]] == pytest.approx([2.0] * 3)  # 0.5 GB in 0.25 s
     assert math.isnan(logged["logprob/rollout_vs_trainer_max_abs_diff"][1][1])  # undefined: a gap, not a lost step
     assert logged["accuracy/heldout_greedy"] == [(0, pytest.approx(0.25)), (3, pytest.approx(0.9))]
+
+
+def test_the_switch_overhead_is_the_wall_less_generation_scoring_and_the_trainers_compute():
+    # 2.5 s of wall: 1.5 generating, 0.05 scoring, 0.2 in the trainer's own steps
+    assert switch_overhead_share(iteration(1)) == pytest.approx((2.5 - 1.5 - 0.05 - 0.2) / 2.5)
+    assert math.isnan(switch_overhead_share(iteration(1, iteration_seconds=0.0)))  # a record from before it was timed
 
 
 def test_a_resumed_attempt_replaces_the_steps_the_lost_one_logged_after_the_checkpoint(tmp_path):

@@ -30,7 +30,7 @@ def test_a_killed_replica_is_replaced_and_the_job_goes_on(tmp_path):
 
     def replacement_served(text: str) -> bool:
         joined = text.split("rollout replica 1 joined")
-        return len(joined) == 3 and joined[2].count("\niter ") >= 3
+        return len(joined) >= 3 and joined[2].count("\niter ") >= 3  # a third join fails the count below
 
     code, text, _, leftovers = kill_after_first_iteration(
         SEESAW, job, tmp_path, lambda p: "seesaw.rollout.server" in " ".join(p.cmdline())
