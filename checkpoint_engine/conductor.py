@@ -24,6 +24,7 @@ from seesaw.interfaces import Sample
 from seesaw.model.prompt import encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
+from seesaw.rl.objectives import training_samples
 from seesaw.rl.sampling import make_sampler
 from seesaw.rpc import WorkerClient, WorkerError
 from seesaw.tasks import Problem, Task
@@ -70,6 +71,10 @@ class IterationMetrics:
     iteration_seconds: float = 0.0
     scoring_seconds: float = 0.0
     trainer_compute_seconds: float = 0.0
+    # the samples spec.rl.objective trained on (all of them for mirror descent; the
+    # selected ones for the long2short objectives) and mean held-out response tokens
+    trained_samples: int = 0
+    eval_mean_tokens: float | None = None
 
 
 @dataclass
@@ -88,6 +93,11 @@ class RunSummary:
     # per rollout engine: its pod, the prompts it served; weight version, checksum and probe difference after the last sync
     engines: list[dict[str, Any]] = field(default_factory=list)
     exported_model: str = ""  # the trained policy as a Hugging Face model directory
+    # mean response tokens on the held-out prompts, sampled (as accuracy_*) and greedy
+    mean_tokens_before: float = float("nan")
+    mean_tokens_after: float = float("nan")
+    greedy_mean_tokens_before: float = float("nan")
+    greedy_mean_tokens_after: float = float("nan")
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -244,18 +254,23 @@ class Conductor:
 
     def evaluate(self, iteration: int, problems: list[Problem]) -> dict[str, float]:
         """Held-out accuracy: greedy, and the policy's own (sampled at the rollout temperature,
-        `EVAL_SAMPLES` per prompt), which is what the RL objective is the expectation of."""
+        `EVAL_SAMPLES` per prompt), which is what the RL objective is the expectation of; and
+        the mean response tokens of each (what long2short trades accuracy against)."""
         rollout = self.spec["rollout"]
 
         prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
 
-        def accuracy(samples_per_prompt: int, temperature: float) -> float:
+        def measure(samples_per_prompt: int, temperature: float) -> tuple[float, float]:
             samples = self._generate(prompts, samples_per_prompt, rollout["maxTokens"], temperature)
             scores = self._score(samples, [s.prompt_index for s in samples], "eval", len(prompts))
-            return sum(scores) / max(1, len(scores))
+            tokens = sum(len(s.response_ids) for s in samples)
+            return sum(scores) / max(1, len(scores)), tokens / max(1, len(samples))
 
-        result = self.machine.run(Phase.EVAL, iteration, lambda: {
-            "greedy": accuracy(1, 0.0), "sampled": accuracy(EVAL_SAMPLES, rollout["temperature"])})
+        def work() -> dict[str, float]:
+            (greedy, greedy_tokens), (sampled, sampled_tokens) = measure(1, 0.0), measure(EVAL_SAMPLES, rollout["temperature"])
+            return {"greedy": greedy, "sampled": sampled, "greedy_tokens": greedy_tokens, "sampled_tokens": sampled_tokens}
+
+        result = self.machine.run(Phase.EVAL, iteration, work)
         self.on_progress(iteration, "evaluated", result)
         return result
 
@@ -357,13 +372,14 @@ class Conductor:
                              "correct": correct}
 
         samples, stats = self.machine.run(Phase.ROLLOUT, iteration, work)
+        correct = stats.pop("correct")
         per_prompt: dict[int, list[float]] = {}
-        for sample, score in zip(samples, stats.pop("correct")):
+        for sample, score in zip(samples, correct):
             per_prompt.setdefault(sample.prompt_index, []).append(score)
         indices = self.partial_indices if self.partial else chosen
         self.sampler.update([indices[i] for i in per_prompt], [statistics.fmean(v) for v in per_prompt.values()])
         stats["mean_reward"] = statistics.fmean(s.reward for s in samples) if samples else 0.0
-        return samples, stats
+        return training_samples(samples, correct, rl["objective"]), stats
 
     def train(self, iteration: int, samples: list[Sample]) -> dict[str, Any]:
         """The rollout engine frees its memory before the trainer takes its state back. Every
@@ -492,7 +508,8 @@ class Conductor:
             self.before = self.evaluate(0, self.task.eval)
         before = self.before
         self.log(f"held-out accuracy before RL: {before['sampled']:.3f} sampled (T={self.spec['rollout']['temperature']}), "
-                 f"{before['greedy']:.3f} greedy, on {len(self.task.eval)} prompts")
+                 f"{before['greedy']:.3f} greedy, on {len(self.task.eval)} prompts"
+                 + (f"; mean response {before['sampled_tokens']:.1f} tokens" if "sampled_tokens" in before else ""))
         every_eval = rl["evaluation"]["everyIterations"]
         every_ckpt = self.spec["checkpoint"]["everyIterations"]
         # a run resumed at its end checkpoints nothing new: the policy is the resumed checkpoint's
@@ -529,21 +546,25 @@ class Conductor:
                    for slot, departure in self.roster.take_departed()],
                 scoring_seconds=rollout_stats["scoring_seconds"],
                 trainer_compute_seconds=train_stats["seconds"],
+                trained_samples=len(samples),
             )
             metrics.iteration_seconds = time.perf_counter() - started
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)
                 metrics.eval_accuracy, metrics.eval_greedy_accuracy = evaluated["sampled"], evaluated["greedy"]
+                metrics.eval_mean_tokens = evaluated["sampled_tokens"]
             self.history.append(metrics)
             if staging:  # committed before the iteration is reported: whoever sees "iter N" can resume from N
                 exported = self.commit_checkpoint(staging, iteration) / checkpoints.MODEL_DIR
             self._record(metrics, rl["iterations"])
-        after = self.evaluate(rl["iterations"], self.task.eval)
+        # nothing trained (rl.iterations 0: an evaluation-only job): the policy is the one measured before
+        after = self.evaluate(rl["iterations"], self.task.eval) if rl["iterations"] else before
         self.machine.finish(rl["iterations"])
         diff = self.last_sync["probe_max_abs_logprob_diff"]
         self.log(f"held-out accuracy after RL: {after['sampled']:.3f} sampled (before {before['sampled']:.3f}), "
                  f"{after['greedy']:.3f} greedy (before {before['greedy']:.3f}); "
-                 f"vLLM vs trainer max |dlogp| on {len(self.probe['prompt_ids'])} probe sequences after the last sync: {diff:.2e}")
+                 + (f"mean response {after['sampled_tokens']:.1f} tokens; " if "sampled_tokens" in after else "")
+                 + f"vLLM vs trainer max |dlogp| on {len(self.probe['prompt_ids'])} probe sequences after the last sync: {diff:.2e}")
         sync_history = [m.sync_seconds for m in self.history]
         return RunSummary(
             accuracy_before=before["sampled"], accuracy_after=after["sampled"],
@@ -555,6 +576,9 @@ class Conductor:
                   "max_abs_logprob_diff": diff},
             pods=len(self.pods), trainer_ranks=self.trainer_ranks, engines=[dict(record) for record in self.roster.records],
             exported_model=str(exported),
+            # a checkpoint from before response lengths were measured has no length for "before"
+            mean_tokens_before=before.get("sampled_tokens", float("nan")), mean_tokens_after=after.get("sampled_tokens", float("nan")),
+            greedy_mean_tokens_before=before.get("greedy_tokens", float("nan")), greedy_mean_tokens_after=after.get("greedy_tokens", float("nan")),
             history=[asdict(m) for m in self.history],
         )
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
+from pathlib import Path
 
 from seesaw.spec import SpecError, load_manifest
 
@@ -17,6 +19,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from seesaw.local.runner import run_job
 
     return run_job(load_manifest(args.job), args)
+
+
+def _cmd_long2short(args: argparse.Namespace) -> int:
+    from seesaw.local.long2short import long2short, table, write_report
+
+    manifest = load_manifest(args.job)
+    name = manifest["metadata"]["name"]
+    workdir = Path(args.workdir)
+    out_dir = Path(args.out) if args.out else workdir / f"long2short-{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    points = long2short(manifest, workdir, out_dir, [m for m in args.methods.split(",") if m], args.iterations,
+                        long_model=Path(args.long_model) if args.long_model else None,
+                        short_model=Path(args.short_model) if args.short_model else None,
+                        merge_weight=args.merge_weight, length_penalty_weight=args.length_penalty,
+                        max_tokens_fraction=args.max_tokens_fraction, log=lambda line: print(line, flush=True))
+    data, png = write_report(points, out_dir, name)
+    print(f"\nlong2short of {name} (held-out prompts: accuracy sampled at the rollout temperature)")
+    print(table(points))
+    print(f"table: {data}\nplot: {png}")
+    return 0
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -43,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iterations", type=int, help="override spec.rl.iterations")
     run.add_argument("--resume-from", help="a checkpoint (latest.pt) of an earlier run to continue from")
     run.set_defaults(func=_cmd_run)
+
+    l2s = sub.add_parser("long2short", help="shorten a long-CoT policy by Kimi k1.5's four long2short methods, and compare them")
+    l2s.add_argument("job", help="the long-CoT RLJob: run first (unless --long-model), and the template of every method's job")
+    l2s.add_argument("--long-model", help="the long-CoT policy (a Hugging Face model directory) instead of running the job")
+    l2s.add_argument("--short-model", help="the short model merged with the long one (default: the shortest-rejection result)")
+    l2s.add_argument("--methods", default=",".join(("shortest-rejection", "dpo", "rl", "merge")),
+                     help="comma-separated: shortest-rejection, dpo, rl, merge (default: all four)")
+    l2s.add_argument("--iterations", type=int, default=10, help="iterations of each training method (default 10)")
+    l2s.add_argument("--merge-weight", type=float, default=0.5, help="the long model's weight in the merge (default 0.5)")
+    l2s.add_argument("--length-penalty", type=float, default=0.5, help="long2short RL's length penalty weight (default 0.5)")
+    l2s.add_argument("--max-tokens-fraction", type=float, default=0.5,
+                     help="long2short RL's rollout.maxTokens as a fraction of the long job's (default 0.5)")
+    l2s.add_argument("--workdir", default="runs", help="where the jobs' runs and the model cache go")
+    l2s.add_argument("--out", help="where the table, plot, summaries and merged model go (default: a new dir in the workdir)")
+    l2s.set_defaults(func=_cmd_long2short)
 
     render = sub.add_parser("render", help="print the Kubernetes objects the operator would create")
     render.add_argument("job")

@@ -156,6 +156,9 @@ def _check_rules(spec: dict[str, Any]) -> None:
     if spec["rollout"]["replicas"] and spec["weightSync"]["channel"] == "cuda-ipc":
         raise SpecError("spec.rollout.replicas", "rollout replicas take their weights over the Mooncake transfer engine; "
                         "weightSync.channel cuda-ipc cannot leave the pod (use auto, mooncake-tcp or mooncake-rdma)")
+    if spec["rl"]["objective"]["type"] != "mirror-descent" and spec["rl"]["partialRollout"]["enabled"]:
+        raise SpecError("spec.rl.objective.type", f"{spec['rl']['objective']['type']} compares a prompt's whole "
+                        "responses; turn rl.partialRollout off")
     model_parallel = trainer["tensorParallel"] * trainer["pipelineParallel"]
     total = gpus * spec["cluster"]["nodes"]
     if gpus and total % model_parallel:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
-from seesaw.rl.loss import kimi_policy_loss
+from seesaw.rl.objectives import objective_loss
 from seesaw.rl.training import MiniBatchStats, train_iteration
 from seesaw.trainer.distributed import join_trainer_group
 from seesaw.trainer.resharding import ModelLayout, Parallelism, hf_shapes, model_rules, _local_name, _placement
@@ -263,6 +263,7 @@ class MegatronTrainer:
         config.no_sync_func = self.model.no_sync
         config.grad_scale_func = self.optimizer.scale_loss
         self.micro_batch = trainer["microBatchSize"]
+        self.loss_function = objective_loss(spec["rl"]["objective"])
         self.steps = 0
         self.offloader: StateOffloader | None = None
         self.last_memory: dict[str, dict[str, float]] = {}
@@ -339,7 +340,7 @@ class MegatronTrainer:
         def policy_loss(output: torch.Tensor, batch: MicroBatch):
             lp, mask = response_logprobs(self._token_logprobs(output, batch.targets), batch)
             old = batch.old_logprobs.cuda()
-            stats = kimi_policy_loss(lp, old, mask, rewards=batch.rewards.cuda(), group_ids=batch.group_ids.cuda(), tau=tau)
+            stats = self.loss_function(lp, old, mask, rewards=batch.rewards.cuda(), group_ids=batch.group_ids.cuda(), tau=tau)
             # Megatron divides each micro-batch's loss by their count; undo it, then weigh
             # by the share of prompts, as the CPU backend does.
             weighted = stats.loss * batch.weight * share

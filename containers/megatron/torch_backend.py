@@ -1,4 +1,4 @@
-"""The CPU trainer backend: a Hugging Face Llama in plain PyTorch, trained with the Kimi k1.5 loss.
+"""The CPU trainer backend: a Hugging Face Llama in plain PyTorch, trained with spec.rl.objective's loss.
 
 Its parameters live in one contiguous flat buffer (as Megatron's DDP keeps them), so a
 weight channel can register that memory once and receivers read the live weights in
@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
-from seesaw.rl.loss import kimi_policy_loss
+from seesaw.rl.objectives import objective_loss
 from seesaw.rl.training import MiniBatchStats, train_iteration
 from seesaw.trainer import distributed
 
@@ -63,6 +63,7 @@ class TorchTrainer:
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=opt["learningRate"], weight_decay=opt["weightDecay"])
         self.grad_clip = opt["gradClip"]
         self.micro_batch = spec["trainer"]["microBatchSize"]
+        self.loss_function = objective_loss(spec["rl"]["objective"])
         self.steps = 0
 
     # --- weights -----------------------------------------------------------------------
@@ -129,7 +130,7 @@ class TorchTrainer:
                 old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
                 mask[i, : s.train_from] = 0.0  # earlier partial-rollout segments: another policy's
             max_diff = max(max_diff, float(((logprobs.detach() - old).abs() * mask).max()))
-            stats = kimi_policy_loss(
+            stats = self.loss_function(
                 logprobs, old, mask,
                 rewards=torch.tensor([s.reward for s in chunk], device=self.device),
                 group_ids=torch.tensor([s.prompt_index for s in chunk], device=self.device),

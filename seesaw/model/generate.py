@@ -95,7 +95,7 @@ def supervised_warmup(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFas
     losses = []
     for step in range(steps):
         batch = rng.sample(task.train, min(batch_size, len(task.train)))
-        answers = [task.wrong_answer(p) if noise and rng.random() < noise else p.answer for p in batch]
+        answers = [task.wrong_answer(p) if noise and rng.random() < noise else task.demonstrate(p, rng) for p in batch]
         rows = [(encode_prompt(tokenizer, p.prompt), encode_answer(tokenizer, a)) for p, a in zip(batch, answers)]
         width = max(len(a) + len(b) for a, b in rows)
         ids = torch.full((len(rows), width), tokenizer.pad_token_id)

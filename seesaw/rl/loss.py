@@ -60,7 +60,7 @@ def kimi_policy_loss(
     residual_sq = (advantage - tau * log_ratio) ** 2
     # (1/k) within a prompt, then mean over prompts: each prompt weighs the same.
     per_group = group_mean_baseline(residual_sq, group_ids)
-    groups, first = _first_index_per_group(group_ids)
+    groups, first = first_index_per_group(group_ids)
     loss = per_group[first].mean()
     return PolicyLossStats(
         loss=loss,
@@ -69,7 +69,7 @@ def kimi_policy_loss(
     )
 
 
-def _first_index_per_group(group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def first_index_per_group(group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     groups, inverse = torch.unique(group_ids, return_inverse=True)
     first = torch.full((len(groups),), len(group_ids), dtype=torch.long)
     first.scatter_reduce_(0, inverse, torch.arange(len(group_ids)), reduce="amin")

@@ -32,6 +32,12 @@ class Task:
     alphabet: str
     # a plausible wrong answer, for deliberately imperfect SFT demonstrations (None: not offered)
     wrong_answer: Callable[[Problem], str] | None = None
+    # the SFT warm-up's demonstrated response (None: the reference answer itself); it may
+    # vary from draw to draw, as a scratchpad's verbosity does
+    demonstration: Callable[[Problem, random.Random], str] | None = None
+
+    def demonstrate(self, problem: Problem, rng: random.Random) -> str:
+        return self.demonstration(problem, rng) if self.demonstration else problem.answer
 
 
 def exact_answer(response: str, problem: Problem) -> float:
@@ -125,8 +131,13 @@ def load_task(spec: dict[str, Any]) -> Task:
         return arith_task(spec["prompts"]["maxOperand"], eval_count, spec["prompts"]["terms"])
     if source == "builtin:reverse":
         return reverse_task(spec["prompts"]["digits"], eval_count)
+    if source == "builtin:add-scratchpad":
+        from seesaw.tasks.scratchpad import addition_scratchpad_task
+
+        return addition_scratchpad_task(spec["prompts"]["digits"], eval_count, spec["prompts"]["scratchpad"])
     if source.startswith("builtin:"):
-        raise SpecError("spec.prompts.source", f"unknown builtin task {source!r}; known: ['builtin:arith', 'builtin:reverse']")
+        raise SpecError("spec.prompts.source", f"unknown builtin task {source!r}; "
+                        "known: ['builtin:arith', 'builtin:reverse', 'builtin:add-scratchpad']")
     path = Path(source)
     if not path.is_file():
         raise SpecError("spec.prompts.source", f"expected builtin:<task> or a JSONL file, {source!r} does not exist")

@@ -12,10 +12,12 @@ from pathlib import Path
 import yaml
 
 from seesaw.checkpoint_engine import tracking
+from seesaw.interfaces import Sample
 from seesaw.operator import constants as c
 from seesaw.operator.build import build_children, build_pod
 from seesaw.operator.handlers import _managed
 from seesaw.operator.reconcile import decide
+from seesaw.rl.objectives import objective_loss, training_samples
 from seesaw.tasks import load_task
 from seesaw.spec import SpecError, crd_version_schema, validate_manifest
 from seesaw.spec_reads import ENV, schema_leaves
@@ -74,6 +76,18 @@ def task_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
     load_task(validate_manifest(dict(base, spec=spec))["spec"])
 
 
+def long2short_reads(monkeypatch, reads: Path) -> None:
+    """The long2short task and the DPO objective (as `seesaw long2short` writes its jobs)."""
+    monkeypatch.setenv(ENV, str(reads))
+    base = yaml.safe_load((ROOT / "examples" / "tiny-add-long.yaml").read_text())
+    base["spec"]["rl"] = dict(base["spec"]["rl"], objective={"type": "dpo"}, evaluation={"prompts": 16})
+    spec = validate_manifest(base)["spec"]
+    load_task(spec)
+    objective = spec["rl"]["objective"]
+    objective_loss(objective)
+    training_samples([Sample(0, [1], [3, 4], [-1.0, -1.0]), Sample(0, [1], [3], [-1.0])], [1.0, 0.0], objective)
+
+
 def tracking_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
     """W&B and MLflow settings (the local run asks for neither), read before their packages are looked for."""
     monkeypatch.setenv(ENV, str(reads))
@@ -92,6 +106,7 @@ def test_every_spec_leaf_is_read_by_some_code_or_listed_with_its_reason(partial_
     operator_reads(monkeypatch, reads_file)
     task_reads(monkeypatch, reads_file, tmp_path)
     tracking_reads(monkeypatch, reads_file, tmp_path)
+    long2short_reads(monkeypatch, reads_file)
     read = set(reads_file.read_text().split())
     leaves = schema_leaves(crd_version_schema()["properties"]["spec"])
     assert set(NOT_READ_HERE) <= leaves, "the allow-list names a field the schema no longer has"

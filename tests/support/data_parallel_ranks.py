@@ -10,7 +10,8 @@ from seesaw import pod_contract as pc
 from seesaw.interfaces import Sample
 
 def spec(mini_batch_prompts: int = 2) -> dict:
-    return {"model": {"dtype": "float32"}, "rl": {"epochsPerIteration": 2, "miniBatchPrompts": mini_batch_prompts},
+    return {"model": {"dtype": "float32"}, "rl": {"epochsPerIteration": 2, "miniBatchPrompts": mini_batch_prompts,
+                                                  "objective": {"type": "mirror-descent"}},
             "trainer": {"microBatchSize": 4, "optimizer": {"name": "adamw", "learningRate": 0.01, "weightDecay": 0.0,
                                                             "gradClip": 1.0}}}
 

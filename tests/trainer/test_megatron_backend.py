@@ -66,7 +66,7 @@ def test_loss_equals_the_cpu_backends_for_the_same_weights_and_batch(tmp_path) -
     LlamaForCausalLM(cfg).save_pretrained(tmp_path)
     spec = {"model": {"dtype": "float32"}, "trainer": {"microBatchSize": 6, "optimizer": {
         "name": "sgd", "learningRate": 1e-9, "weightDecay": 0.0, "gradClip": 0.0}},
-            "rl": {"epochsPerIteration": 1, "miniBatchPrompts": 0}}
+            "rl": {"epochsPerIteration": 1, "miniBatchPrompts": 0, "objective": {"type": "mirror-descent"}}}
     cpu = backend("trainer", "torch")(str(tmp_path), spec, device="cpu")
     batch = samples()
     model = LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()

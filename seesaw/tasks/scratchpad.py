@@ -1,0 +1,83 @@
+"""Multi-digit addition with a scratchpad whose length varies: the long2short task.
+
+'352+479=' is answered with the columns worked right to left, then the answer after '>':
+
+    concise   2+9=11,5+7+1=13,3+4+1=8>831
+    verbose   352+479|2+9=11 w1c1,5+7+1=13 w3c1,3+4+1=8 w8>831
+
+The working (column sums and carries) is what makes the answer reachable for a small
+model, which must otherwise carry in its head; the restated problem and the "write w,
+carry c" notes are redundant. The SFT warm-up shows each redundant part in half of its
+demonstrations, so the policy it leaves writes scratchpads from 27 to over 50 characters
+for 3 digits, all equally right: length that can be cut without losing accuracy, and a
+shortest form (no scratchpad) that loses it. The reward reads only the answer after the
+last '>'.
+"""
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from seesaw.spec import SpecError
+from seesaw.tasks.base import Problem, Task, _split as split
+
+Scratchpad = Literal["varied", "concise", "none"]
+SCRATCHPADS: tuple[str, ...] = ("varied", "concise", "none")
+ANSWER_MARK = ">"
+
+
+def columns(a: str, b: str) -> list[tuple[int, int, int, int]]:
+    """(digit of a, digit of b, carry in, column sum) from the least significant column."""
+    out, carry = [], 0
+    for x, y in zip(reversed(a), reversed(b)):
+        total = int(x) + int(y) + carry
+        out.append((int(x), int(y), carry, total))
+        carry = total // 10
+    return out
+
+
+def working(prompt: str, restate: bool, notes: bool) -> str:
+    """The scratchpad for 'a+b=' (without the answer): one step per column."""
+    a, b = prompt.rstrip("=").split("+")
+    steps = []
+    for x, y, carry, total in columns(a, b):
+        step = f"{x}+{y}" + (f"+{carry}" if carry else "") + f"={total}"
+        if notes:
+            step += f" w{total % 10}" + ("c1" if total >= 10 else "")
+        steps.append(step)
+    return (f"{a}+{b}|" if restate else "") + ",".join(steps)
+
+
+def scratchpad_answer(response: str, problem: Problem) -> float:
+    """1.0 when the text after the last answer mark (to the end of its line) is the sum."""
+    if ANSWER_MARK not in response:
+        return 0.0
+    return 1.0 if response.rsplit(ANSWER_MARK, 1)[1].split("\n")[0].strip() == problem.answer else 0.0
+
+
+def addition_scratchpad_task(digits: int, eval_count: int, scratchpad: Scratchpad = "varied",
+                             train_count: int = 20_000, seed: int = 1234) -> Task:
+    """Sums of two `digits`-digit numbers (zero-padded, so every column is written)."""
+    if scratchpad not in SCRATCHPADS:
+        raise SpecError("spec.prompts.scratchpad", f"expected one of {list(SCRATCHPADS)}, got {scratchpad!r}")
+    space = 10 ** (2 * digits)
+    rng = random.Random(seed)
+    chosen = rng.sample(range(space), min(space, train_count + eval_count))
+    problems = []
+    for n in chosen:
+        a, b = divmod(n, 10 ** digits)
+        problems.append(Problem(f"{a:0{digits}d}+{b:0{digits}d}=", str(a + b)))
+    if eval_count >= len(problems) // 2:
+        raise SpecError("spec.rl.evaluation.prompts",
+                        f"expected fewer than {len(problems) // 2} held-out prompts for {digits} digits, got {eval_count}")
+    train, held_out = split(problems, eval_count, seed)
+
+    def demonstration(problem: Problem, draw: random.Random) -> str:
+        if scratchpad == "none":
+            return ANSWER_MARK + problem.answer
+        verbose = scratchpad == "varied"
+        pad = working(problem.prompt, restate=verbose and draw.random() < 0.5, notes=verbose and draw.random() < 0.5)
+        return pad + ANSWER_MARK + problem.answer
+
+    return Task(f"add{digits}-{scratchpad}", train, held_out, scratchpad_answer, alphabet="0123456789+=,|wc >",
+                demonstration=demonstration)
