@@ -22,17 +22,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_long2short(args: argparse.Namespace) -> int:
-    from seesaw.local.long2short import long2short, table, write_report
+    from seesaw.local.long2short import StageFailed, long2short, table, write_report
 
     manifest = load_manifest(args.job)
     name = manifest["metadata"]["name"]
     workdir = Path(args.workdir)
     out_dir = Path(args.out) if args.out else workdir / f"long2short-{name}-{datetime.now():%Y%m%d-%H%M%S}"
-    points = long2short(manifest, workdir, out_dir, [m for m in args.methods.split(",") if m], args.iterations,
-                        long_model=Path(args.long_model) if args.long_model else None,
-                        short_model=Path(args.short_model) if args.short_model else None,
-                        merge_weight=args.merge_weight, length_penalty_weight=args.length_penalty,
-                        max_tokens_fraction=args.max_tokens_fraction, log=lambda line: print(line, flush=True))
+    try:
+        points = long2short(manifest, workdir, out_dir, [m for m in args.methods.split(",") if m], args.iterations,
+                            long_model=Path(args.long_model) if args.long_model else None,
+                            short_model=Path(args.short_model) if args.short_model else None,
+                            merge_weight=args.merge_weight, length_penalty_weight=args.length_penalty,
+                            max_tokens_fraction=args.max_tokens_fraction, log=lambda line: print(line, flush=True))
+    except StageFailed as err:
+        print(f"long2short stopped: {err}", file=sys.stderr)
+        return 1
     data, png = write_report(points, out_dir, name)
     print(f"\nlong2short of {name} (held-out prompts: accuracy sampled at the rollout temperature)")
     print(table(points))

@@ -32,6 +32,10 @@ METHODS = ("shortest-rejection", "dpo", "rl", "merge")
 MAX_NAME = 52  # RLJob names are DNS labels of at most this many characters
 
 
+class StageFailed(RuntimeError):
+    """One method's job did not succeed: the chain stops there."""
+
+
 @dataclass
 class Point:
     """One policy's place on the tokens-vs-accuracy plane (held-out prompts)."""
@@ -63,7 +67,7 @@ def stage_manifest(long_manifest: dict[str, Any], method: str, model_dir: str | 
         manifest = long2short_rl_manifest(manifest, length_penalty_weight, max_tokens_fraction)
     elif method in ("shortest-rejection", "dpo"):
         spec["rl"]["objective"] = {**spec["rl"].get("objective", {}), "type": method}
-    elif method == "merge":
+    elif method in ("merge", "evaluate"):
         spec["rl"]["iterations"] = 0
     else:
         raise SpecError("--methods", f"expected some of {list(METHODS)}, got {method!r}")
@@ -93,7 +97,7 @@ def _run_stage(manifest: dict[str, Any], workdir: Path, summary_path: Path,
                               summary_json=str(summary_path), seed=None, iterations=None, resume_from=None)
     code = run_job(manifest, args)
     if code != 0 or not summary_path.is_file():
-        raise RuntimeError(f"the {manifest['metadata']['name']} job failed (exit {code}); its run directory under {workdir} says why")
+        raise StageFailed(f"the {manifest['metadata']['name']} job failed (exit {code}); its run directory under {workdir} says why")
     return json.loads(summary_path.read_text())
 
 
@@ -116,9 +120,13 @@ def long2short(long_manifest: dict[str, Any], workdir: Path, out_dir: Path, meth
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise SpecError("--methods", f"expected a comma-separated subset of {list(METHODS)}, got {methods}")
+    if "merge" in methods and short_model is None and "shortest-rejection" not in methods:
+        raise SpecError("--short-model", "merge needs a short model: give --short-model, or run shortest-rejection too")
     out_dir.mkdir(parents=True, exist_ok=True)
     points: list[Point] = []
-    steps = (0 if long_model else 1) + len(methods)
+    # the long policy is measured by its own run, else before the first training method trains
+    measure_long = long_model is not None and methods == ["merge"]
+    steps = (0 if long_model else 1) + int(measure_long) + len(methods)
     step = 0
 
     def announce(what: str) -> None:
@@ -132,12 +140,14 @@ def long2short(long_manifest: dict[str, Any], workdir: Path, out_dir: Path, meth
         summary = _run_stage(long_manifest, workdir, out_dir / "long.summary.json", run_job)
         long_model = Path(summary["exported_model"])
         points.append(_point("long-CoT", summary, time.time() - started))
+    if measure_long:
+        announce(f"the long-CoT policy {long_model}, evaluated")
+        manifest = stage_manifest(long_manifest, "evaluate", long_model, 0)
+        points.append(_point("long-CoT", _run_stage(manifest, workdir, out_dir / "long.summary.json", run_job), 0.0))
     results: dict[str, Point] = {}
-    for method in sorted(methods, key=METHODS.index):  # merge last: it may use the shortest-rejection result
+    for method in sorted(set(methods), key=METHODS.index):  # merge last: it may use the shortest-rejection result
         if method == "merge":
-            partner = short_model or (Path(results["shortest-rejection"].model) if "shortest-rejection" in results else None)
-            if partner is None:
-                raise SpecError("--short-model", "merge needs a short model: give --short-model, or run shortest-rejection too")
+            partner = short_model or Path(results["shortest-rejection"].model)
             target = out_dir / "merged-model"
             announce(f"merge: {merge_weight:g} x long + {1 - merge_weight:g} x {partner}, then evaluated")
             merge_model_dirs(long_model, partner, target, merge_weight)

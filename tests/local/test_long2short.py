@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from seesaw.local.long2short import (METHODS, Point, long2short, merge_model_dirs, plot, stage_manifest, stage_name,
+from seesaw.local.long2short import (METHODS, Point, StageFailed, long2short, merge_model_dirs, plot, stage_manifest, stage_name,
                                      table)
 from seesaw.spec import SpecError, load_manifest
 
@@ -82,11 +82,28 @@ def test_the_methods_run_in_order_and_merge_uses_the_shortest_rejection_policy(t
     assert plot(points, tmp_path / "out" / "l2s.png", "t").stat().st_size > 1000
 
 
+def test_a_merge_alone_measures_the_long_policy_with_its_own_job(tmp_path):
+    ran = []
+
+    def fake_run_job(manifest, args):
+        ran.append((manifest["metadata"]["name"], manifest["spec"]["rl"]["iterations"]))
+        Path(args.summary_json).write_text(json.dumps(summary(0.7, 30.0, "")))
+        return 0
+
+    for name in ("long", "short"):
+        (tmp_path / name).mkdir()
+        save_file({"w": torch.ones(1)}, tmp_path / name / "model.safetensors")
+    points = long2short(long_manifest(), tmp_path / "runs", tmp_path / "out", ["merge"], 3, long_model=tmp_path / "long",
+                        short_model=tmp_path / "short", run_job=fake_run_job, log=lambda line: None)
+    assert ran == [("tiny-add-long-evaluate", 0), ("tiny-add-long-merge", 0)]
+    assert [p.policy for p in points] == ["long-CoT", "merge"] and points[0].accuracy == 0.7
+
+
 def test_a_failed_job_or_a_merge_without_a_short_model_is_named(tmp_path):
     with pytest.raises(SpecError, match="--short-model"):
         long2short(long_manifest(), tmp_path, tmp_path / "out", ["merge"], 3, long_model=tmp_path,
                    run_job=lambda m, a: 0, log=lambda line: None)
-    with pytest.raises(RuntimeError, match="tiny-add-long-dpo job failed"):
+    with pytest.raises(StageFailed, match="tiny-add-long-dpo job failed"):
         long2short(long_manifest(), tmp_path, tmp_path / "out", ["dpo"], 3, long_model=tmp_path,
                    run_job=lambda m, a: 1, log=lambda line: None)
     with pytest.raises(SpecError, match="--methods"):
