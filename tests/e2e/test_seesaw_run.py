@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seesaw.checkpoint_engine import tracking
-from pod_helpers import kill_after_first_iteration, run_to_completion, tiny_manifest, vllm_and_transformers_logprobs
+from pod_helpers import (kill_after_first_iteration, processes_of_run, run_to_completion, tiny_manifest,
+                         vllm_and_transformers_logprobs)
 
 pytestmark = pytest.mark.slow
 SEESAW = str(Path(sys.executable).parent / "seesaw")
@@ -31,6 +32,8 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     result, summary, metrics, run_dir = run_to_completion(SEESAW, job, tmp_path, timeout=600)
     assert "iter   1/2 | rollout" in result.stdout and "iter   2/2" in result.stdout
     assert summary["iterations"] == 2 and summary["eval_prompts"] == 32
+    assert 0 < summary["wall_seconds"] < 900  # the run's seconds, not a clock reading
+    assert 1 <= summary["mean_tokens_before"] <= 8 and 1 <= summary["mean_tokens_after"] <= 8  # maxTokens 8
     for key in ("accuracy_before", "accuracy_after", "wall_seconds"):
         assert isinstance(summary[key], float)
     assert 0.0 <= summary["accuracy_after"] <= 1.0
@@ -103,6 +106,32 @@ def test_a_crashed_rollout_engine_fails_the_run_clearly_and_leaves_no_process(tm
     assert seconds < 60
     assert "FAILED" in text and "rollout" in text.split("FAILED", 1)[1][:300], text[-3000:]
     assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
+
+
+def test_a_terminated_run_stops_every_process_it_started(tmp_path):
+    """SIGTERM (`kill`, a batch system's stop) is handled as Ctrl-C is: without it the runner
+    died at once and what its pods had started (multiprocessing's resource tracker) lived on."""
+    job = write_job(tmp_path, iterations=200)
+    runner = subprocess.Popen([SEESAW, "run", str(job), "--workdir", str(tmp_path / "runs")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        output = []
+        for line in runner.stdout:
+            output.append(line)
+            if line.startswith("iter   1/"):
+                break
+        run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.name != ".cache")
+        assert processes_of_run(run_dir), "the run's processes were not found"
+        runner.terminate()
+        output.append(runner.communicate(timeout=60)[0])
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    text = "".join(output)
+    assert runner.returncode == 143, text[-3000:]
+    assert "terminated: stopping the pods' processes" in text
+    leftovers = processes_of_run(run_dir)
+    assert not leftovers, f"processes left behind: {[p.cmdline()[:4] for p in leftovers]}"
 
 
 def test_every_iteration_is_in_tensorboard_and_prometheus_scraped_the_running_job(partial_rollout_run):

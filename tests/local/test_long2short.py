@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from seesaw.local.long2short import (METHODS, Point, StageFailed, long2short, merge_model_dirs, plot, stage_manifest, stage_name,
+from seesaw.local.long2short import (METHODS, Point, Settings, StageFailed, long2short, merge_model_dirs, plot, stage_manifest, stage_name,
                                      table)
 from seesaw.spec import SpecError, load_manifest
 
@@ -19,16 +19,24 @@ def long_manifest() -> dict:
 
 def test_each_method_is_an_rljob_from_the_long_model():
     long = long_manifest()
-    jobs = {m: stage_manifest(long, m, "/models/long", iterations=7) for m in METHODS}
+    jobs = {m: stage_manifest(long, m, "/models/long", Settings(iterations=7, rounds=2, prompts=99, epochs=3,
+                                                                     learning_rate=0.002))
+            for m in METHODS}
     for method, job in jobs.items():
         assert job["metadata"]["name"] == f"tiny-add-long-{method}"
         assert job["spec"]["model"] == {"path": "/models/long", "dtype": "float32"}
     assert jobs["shortest-rejection"]["spec"]["rl"]["objective"]["type"] == "shortest-rejection"
     assert jobs["dpo"]["spec"]["rl"]["objective"] == {"type": "dpo", "dpo": {"beta": 0.1, "lengthRatio": 1.5}}
-    assert jobs["dpo"]["spec"]["rl"]["iterations"] == 7 and jobs["merge"]["spec"]["rl"]["iterations"] == 0
+    assert jobs["rl"]["spec"]["rl"]["iterations"] == 7 and jobs["merge"]["spec"]["rl"]["iterations"] == 0
+    for method in ("shortest-rejection", "dpo"):  # rounds of sampling from the then-current policy, then epochs
+        assert {k: jobs[method]["spec"]["rl"][k] for k in ("iterations", "promptsPerIteration", "epochsPerIteration")} \
+            == {"iterations": 2, "promptsPerIteration": 99, "epochsPerIteration": 3}
+    assert jobs["rl"]["spec"]["rl"]["epochsPerIteration"] == 1
+    assert {job["spec"]["trainer"]["optimizer"]["learningRate"] for job in jobs.values()} == {0.002}
     rl = jobs["rl"]["spec"]
     assert rl["rl"]["objective"]["type"] == "mirror-descent"
-    assert rl["rl"]["lengthPenalty"]["weight"] == 0.5 and rl["rollout"]["maxTokens"] == 32
+    assert rl["rl"]["lengthPenalty"]["weight"] == 0.5
+    assert rl["rollout"]["maxTokens"] == int(long["spec"]["rollout"]["maxTokens"] * 0.75)
     # the other methods train without the length penalty: their own selection shortens
     assert jobs["dpo"]["spec"]["rl"]["lengthPenalty"]["weight"] == 0.0
     assert long["spec"]["model"]["generate"]  # the template is not changed
@@ -71,8 +79,8 @@ def test_the_methods_run_in_order_and_merge_uses_the_shortest_rejection_policy(t
     for name in ("long", "shortest-rejection-model"):
         (tmp_path / name).mkdir()
         save_file({"w": torch.ones(1)}, tmp_path / name / "model.safetensors")
-    points = long2short(long_manifest(), tmp_path / "runs", tmp_path / "out", ["merge", "dpo", "shortest-rejection"], 3,
-                        long_model=tmp_path / "long", run_job=fake_run_job, log=lambda line: None)
+    points = long2short(long_manifest(), tmp_path / "runs", tmp_path / "out", ["merge", "dpo", "shortest-rejection"],
+                        Settings(iterations=3), long_model=tmp_path / "long", run_job=fake_run_job, log=lambda line: None)
     assert [m for m, _ in ran] == ["shortest-rejection", "dpo", "merge"]
     assert ran[0][1] == ran[1][1] == str(tmp_path / "long")
     assert ran[2][1] == str(tmp_path / "out" / "merged-model")
@@ -93,7 +101,7 @@ def test_a_merge_alone_measures_the_long_policy_with_its_own_job(tmp_path):
     for name in ("long", "short"):
         (tmp_path / name).mkdir()
         save_file({"w": torch.ones(1)}, tmp_path / name / "model.safetensors")
-    points = long2short(long_manifest(), tmp_path / "runs", tmp_path / "out", ["merge"], 3, long_model=tmp_path / "long",
+    points = long2short(long_manifest(), tmp_path / "runs", tmp_path / "out", ["merge"], long_model=tmp_path / "long",
                         short_model=tmp_path / "short", run_job=fake_run_job, log=lambda line: None)
     assert ran == [("tiny-add-long-evaluate", 0), ("tiny-add-long-merge", 0)]
     assert [p.policy for p in points] == ["long-CoT", "merge"] and points[0].accuracy == 0.7
@@ -101,14 +109,21 @@ def test_a_merge_alone_measures_the_long_policy_with_its_own_job(tmp_path):
 
 def test_a_failed_job_or_a_merge_without_a_short_model_is_named(tmp_path):
     with pytest.raises(SpecError, match="--short-model"):
-        long2short(long_manifest(), tmp_path, tmp_path / "out", ["merge"], 3, long_model=tmp_path,
+        long2short(long_manifest(), tmp_path, tmp_path / "out", ["merge"], long_model=tmp_path,
                    run_job=lambda m, a: 0, log=lambda line: None)
     with pytest.raises(StageFailed, match="tiny-add-long-dpo job failed"):
-        long2short(long_manifest(), tmp_path, tmp_path / "out", ["dpo"], 3, long_model=tmp_path,
+        long2short(long_manifest(), tmp_path, tmp_path / "out", ["dpo"], long_model=tmp_path,
                    run_job=lambda m, a: 1, log=lambda line: None)
     with pytest.raises(SpecError, match="--methods"):
-        long2short(long_manifest(), tmp_path, tmp_path / "out", ["distill"], 3, long_model=tmp_path,
+        long2short(long_manifest(), tmp_path, tmp_path / "out", ["distill"], long_model=tmp_path,
                    run_job=lambda m, a: 0, log=lambda line: None)
+
+
+def test_bad_settings_name_their_option():
+    with pytest.raises(SpecError, match="--merge-weight"):
+        Settings(merge_weight=1.5)
+    with pytest.raises(SpecError, match="--max-tokens-fraction"):
+        Settings(max_tokens_fraction=0.0)
 
 
 def test_points_table_has_one_row_per_policy():

@@ -25,11 +25,12 @@ def test_varied_demonstrations_differ_in_length_and_are_all_right():
     task = addition_scratchpad_task(3, 64, "varied", train_count=500)
     rng = random.Random(0)
     problem = task.train[0]
-    demos = {task.demonstrate(problem, rng) for _ in range(40)}
-    assert len(demos) == 4  # restated or not x notes or not
+    demos = {task.demonstrate(problem, rng) for _ in range(80)}
+    assert len(demos) == 8  # filler or not x restated or not x notes or not
     assert all(task.score(d, problem) == 1.0 for d in demos)
     lengths = sorted(len(d) for d in demos)
-    assert lengths[-1] > 1.5 * lengths[0]
+    assert lengths[-1] > 1.8 * lengths[0]
+    assert any(d.startswith("let me think step by step|") for d in demos)
     concise = addition_scratchpad_task(3, 64, "concise", train_count=500)
     assert {concise.demonstrate(problem, rng) for _ in range(10)} == {min(demos, key=len)}
     none = addition_scratchpad_task(3, 64, "none", train_count=500)
