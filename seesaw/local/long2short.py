@@ -97,12 +97,11 @@ def stage_manifest(long_manifest: dict[str, Any], method: str, model_dir: str | 
     spec["model"] = {"path": str(model_dir), "dtype": spec["model"]["dtype"]}
     spec["rl"]["iterations"] = settings.iterations
     spec["rl"]["lengthPenalty"] = {"weight": 0.0, "warmupIterations": 0}
-    optimizer = spec.setdefault("trainer", {}).setdefault("optimizer", {})
+    optimizer = spec["trainer"]["optimizer"]  # the long manifest is resolved: defaults are in
     if settings.learning_rate is not None:
         optimizer["learningRate"] = settings.learning_rate
     elif method == "dpo":
-        optimizer["learningRate"] = validate_manifest(long_manifest)["spec"]["trainer"]["optimizer"]["learningRate"] \
-            * DPO_LEARNING_RATE_SHARE
+        optimizer["learningRate"] *= DPO_LEARNING_RATE_SHARE
     if method == "rl":
         manifest = long2short_rl_manifest(manifest, settings.length_penalty_weight, settings.max_tokens_fraction)
     elif method in ("shortest-rejection", "dpo"):
@@ -161,6 +160,9 @@ def long2short(long_manifest: dict[str, Any], workdir: Path, out_dir: Path, meth
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise SpecError("--methods", f"expected a comma-separated subset of {list(METHODS)}, got {methods}")
+    for option, model in (("--long-model", long_model), ("--short-model", short_model)):
+        if model is not None and not (model / "config.json").is_file():
+            raise SpecError(option, f"{model} has no config.json (expected a Hugging Face model directory)")
     if "merge" in methods and short_model is None and "shortest-rejection" not in methods:
         raise SpecError("--short-model", "merge needs a short model: give --short-model, or run shortest-rejection too")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ def exact_answer(response: str, problem: Problem) -> float:
     return 1.0 if response.strip().split("\n")[0].strip() == problem.answer else 0.0
 
 
-def _split(problems: list[Problem], eval_count: int, seed: int) -> tuple[list[Problem], list[Problem]]:
+def split_train_eval(problems: list[Problem], eval_count: int, seed: int) -> tuple[list[Problem], list[Problem]]:
     shuffled = problems[:]
     random.Random(seed).shuffle(shuffled)
     return shuffled[eval_count:], shuffled[:eval_count]
@@ -59,7 +59,7 @@ def arith_task(max_operand: int, eval_count: int, terms: int = 2, seed: int = 12
         raise SpecError("spec.rl.evaluation.prompts",
                         f"expected fewer than {len(problems) // 2} held-out prompts for maxOperand {max_operand} "
                         f"and {terms} terms ({len(problems)} problems), got {eval_count}")
-    train, held_out = _split(problems, eval_count, seed)
+    train, held_out = split_train_eval(problems, eval_count, seed)
     return Task("arith", train, held_out, exact_answer, alphabet="0123456789+=")
 
 
@@ -69,7 +69,7 @@ def reverse_task(digits: int, eval_count: int, seed: int = 1234) -> Task:
     problems = [Problem(f"{n:0{digits}d}=", f"{n:0{digits}d}"[::-1]) for n in range(10 ** digits)]
     if eval_count >= len(problems) // 2:
         raise SpecError("spec.rl.evaluation.prompts", f"expected fewer than {len(problems) // 2} held-out prompts for {digits} digits, got {eval_count}")
-    train, held_out = _split(problems, eval_count, seed)
+    train, held_out = split_train_eval(problems, eval_count, seed)
     # the tempting mistake: the digits copied in their original order
     return Task("reverse", train, held_out, exact_answer, alphabet="0123456789=",
                 wrong_answer=lambda problem: problem.prompt.rstrip("="))
@@ -128,7 +128,7 @@ def jsonl_task(path: Path, eval_count: int, reward_spec: dict[str, Any] | None =
             if "answer" not in row:
                 raise SpecError("spec.prompts.source", f"{where}: spec.reward.type is math, expected an 'answer'")
             problems.append(Problem(str(row["prompt"]), str(row["answer"]), difficulty))
-    train, held_out = _split(problems, eval_count, seed)
+    train, held_out = split_train_eval(problems, eval_count, seed)
     # the tokenizer must also spell what the warm-up shows
     alphabet = "".join(sorted({c for p in problems for c in p.prompt + p.answer} | set("".join(mistakes.values()))))
     score = code_tests(reward_spec["sandbox"]) if reward == "code" else math_answer

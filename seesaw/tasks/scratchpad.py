@@ -21,7 +21,7 @@ import random
 from typing import Literal
 
 from seesaw.spec import SpecError
-from seesaw.tasks.base import Problem, Task, _split as split
+from seesaw.tasks.base import Problem, Task, split_train_eval
 
 Scratchpad = Literal["varied", "concise", "none"]
 SCRATCHPADS: tuple[str, ...] = ("varied", "concise", "none")
@@ -75,7 +75,7 @@ def addition_scratchpad_task(digits: int, eval_count: int, scratchpad: Scratchpa
     if eval_count >= len(problems) // 2:
         raise SpecError("spec.rl.evaluation.prompts",
                         f"expected fewer than {len(problems) // 2} held-out prompts for {digits} digits, got {eval_count}")
-    train, held_out = split(problems, eval_count, seed)
+    train, held_out = split_train_eval(problems, eval_count, seed)
 
     def demonstration(problem: Problem, draw: random.Random) -> str:
         if scratchpad == "none":

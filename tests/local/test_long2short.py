@@ -63,6 +63,13 @@ def test_merge_averages_two_model_directories(tmp_path):
         merge_model_dirs(tmp_path / "long", tmp_path / "empty", tmp_path / "again", 0.5)
 
 
+def fake_model(path: Path) -> Path:
+    path.mkdir(exist_ok=True)
+    save_file({"w": torch.ones(1)}, path / "model.safetensors")
+    (path / "config.json").write_text("{}")
+    return path
+
+
 def summary(accuracy: float, tokens: float, exported: str, before=(0.9, 40.0)) -> dict:
     return {"accuracy_before": before[0], "accuracy_after": accuracy, "greedy_accuracy_before": before[0],
             "greedy_accuracy_after": accuracy, "mean_tokens_before": before[1], "mean_tokens_after": tokens,
@@ -80,8 +87,7 @@ def test_the_methods_run_in_order_and_merge_uses_the_shortest_rejection_policy(t
         return 0
 
     for name in ("long", "shortest-rejection-model"):
-        (tmp_path / name).mkdir()
-        save_file({"w": torch.ones(1)}, tmp_path / name / "model.safetensors")
+        fake_model(tmp_path / name)
     points = long2short(long_manifest(), tmp_path / "runs", tmp_path / "out", ["merge", "dpo", "shortest-rejection"],
                         Settings(iterations=3), long_model=tmp_path / "long", run_job=fake_run_job, log=lambda line: None)
     assert [m for m, _ in ran] == ["shortest-rejection", "dpo", "merge"]
@@ -102,15 +108,18 @@ def test_a_merge_alone_measures_the_long_policy_with_its_own_job(tmp_path):
         return 0
 
     for name in ("long", "short"):
-        (tmp_path / name).mkdir()
-        save_file({"w": torch.ones(1)}, tmp_path / name / "model.safetensors")
+        fake_model(tmp_path / name)
     points = long2short(long_manifest(), tmp_path / "runs", tmp_path / "out", ["merge"], long_model=tmp_path / "long",
                         short_model=tmp_path / "short", run_job=fake_run_job, log=lambda line: None)
     assert ran == [("tiny-add-long-evaluate", 0), ("tiny-add-long-merge", 0)]
     assert [p.policy for p in points] == ["long-CoT", "merge"] and points[0].accuracy == 0.7
 
 
-def test_a_failed_job_or_a_merge_without_a_short_model_is_named(tmp_path):
+def test_a_failed_job_a_missing_model_or_a_merge_without_a_short_model_is_named(tmp_path):
+    with pytest.raises(SpecError, match="--long-model: .* has no config.json"):
+        long2short(long_manifest(), tmp_path, tmp_path / "out", ["dpo"], long_model=tmp_path / "nowhere",
+                   run_job=lambda m, a: 0, log=lambda line: None)
+    fake_model(tmp_path)
     with pytest.raises(SpecError, match="--short-model"):
         long2short(long_manifest(), tmp_path, tmp_path / "out", ["merge"], long_model=tmp_path,
                    run_job=lambda m, a: 0, log=lambda line: None)

@@ -14,16 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from seesaw.rl.rewards.registry import register_verifier
-from seesaw.rl.rewards.sandbox import SandboxLimits, SandboxResult, isolation, run_python
+from seesaw.rl.rewards.sandbox import SandboxLimits, SandboxResult, run_python
 
 MODES = ("all", "fraction")
-
-
-def __getattr__(name: str) -> Any:
-    # NETWORK_ISOLATED is probed on first use, not at import: the probe starts processes
-    if name == "NETWORK_ISOLATED":
-        return isolation().network
-    raise AttributeError(name)
 
 
 @dataclass(frozen=True)
