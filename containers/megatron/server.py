@@ -133,7 +133,7 @@ def main() -> None:
         follow(trainer)
         return
     service = TrainerService()
-    serve(service.routes(), service.env.trainer_port, service.health)
+    serve(service.routes(), service.env.trainer_port, service.health, service.env.listen_hosts)
 
 
 if __name__ == "__main__":

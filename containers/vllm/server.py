@@ -71,7 +71,7 @@ class RolloutService:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s rollout %(levelname)s %(message)s")
     service = RolloutService()
-    serve(service.routes(), service.env.rollout_port, service.health)
+    serve(service.routes(), service.env.rollout_port, service.health, service.env.listen_hosts)
 
 
 if __name__ == "__main__":

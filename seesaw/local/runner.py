@@ -107,6 +107,7 @@ class LocalPod:
         self.name = f"rollout replica {index}" if replica else f"pod {index}"
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
+        self._echo: threading.Thread | None = None
 
     def start(self, name: str, module: str, stdout_to_log: bool = True) -> subprocess.Popen:
         prefix = f"replica-{self.index}-" if self.replica else (f"pod-{self.index}-" if self.index else "")
@@ -124,7 +125,18 @@ class LocalPod:
             start_new_session=True, text=True, preexec_fn=die_with_parent,
         )
         self.processes[name] = process
+        if not stdout_to_log:  # the conductor's lines are the run's output
+            self._echo = threading.Thread(target=_echo, args=(process.stdout,), daemon=True)
+            self._echo.start()
         return process
+
+    def main_exit_code(self) -> int | None:
+        """The checkpoint engine's exit code once it ended (the main container of the pod)."""
+        return self.processes["sidecar"].poll()
+
+    def wait_logs(self, timeout: float = 5) -> None:
+        if self._echo:
+            self._echo.join(timeout)
 
     def dead_worker(self) -> tuple[str, int] | None:
         """A worker that exited (any exit: workers serve until stopped), or a follower's
@@ -223,12 +235,31 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     if args.summary_json:
         env[pc.SUMMARY_JSON] = str(Path(args.summary_json).resolve())
 
+    runtime = _runtime(getattr(args, "runtime", "processes"), manifest, run_dir, model_dir, env)
+    # Without this a SIGTERM ends the runner at once: its pods die with it (they have a
+    # parent-death signal), but what they started in turn would be orphaned, and so would a
+    # runtime's containers and network. With it, the pods stop as on Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        code = _play_with_restarts(runtime, spec, env, resume, args.job)
+    except (KeyboardInterrupt, Terminated):  # between two attempts of the gang
+        code = 130 if sys.exc_info()[0] is KeyboardInterrupt else 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        runtime.close()
+    if code not in (130, 143):
+        print(f"job {name}: {'succeeded' if code == 0 else 'failed'} in {time.time() - started:.0f}s", flush=True)
+    return code
+
+
+def _play_with_restarts(runtime, spec: dict[str, Any], env: dict[str, str], resume: str | None, job: str) -> int:
+    """The gang, restarted from its last checkpoint as spec.failurePolicy allows; the last exit code."""
     policy = spec["failurePolicy"]
     checkpoint_root = Path(spec["checkpoint"]["path"])
     for restarts in itertools.count():
         if restarts:
             time.sleep(restart_backoff_seconds(policy, restarts))
-        code, failure = play_gang(nodes, run_dir, dict(env, **{pc.RESTART_ATTEMPT: str(restarts)}), resume,
+        code, failure = play_gang(runtime, dict(env, **{pc.RESTART_ATTEMPT: str(restarts)}), resume,
                                   replicas=int(spec["rollout"]["replicas"]))
         if code in (0, 130, 143):
             break
@@ -239,47 +270,81 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
             print(f"FAILED: {failure}; the gang was restarted {restarts} time(s), spec.failurePolicy.maxRestarts is "
                   f"{policy['maxRestarts']}", flush=True)
             if latest:
-                print(f"to continue from its last checkpoint: seesaw run {args.job} --resume-from {latest}", flush=True)
+                print(f"to continue from its last checkpoint: seesaw run {job} --resume-from {latest}", flush=True)
             break
         # like the operator: the whole gang again, from the last checkpoint (else from where this run began)
         resume = str(latest) if latest else resume
         where = f"from {latest}" if latest else ("from " + resume if resume else "from the start (no checkpoint yet)")
         print(f"{failure}; restarting the gang {where} in {restart_backoff_seconds(policy, restarts + 1):.0f}s "
               f"(restart {restarts + 1} of {policy['maxRestarts']})", flush=True)
-    if code not in (130, 143):
-        print(f"job {name}: {'succeeded' if code == 0 else 'failed'} in {time.time() - started:.0f}s", flush=True)
     return code
 
 
-def _dead_container(pods: list[LocalPod], echo: threading.Thread) -> str | None:
+def _runtime(kind: str, manifest: dict[str, Any], run_dir: Path, model_dir: Path, env: dict[str, str]):
+    if kind == "docker":
+        from seesaw.local.docker_runtime import DockerRuntime
+
+        return DockerRuntime(manifest, run_dir, model_dir, env)
+    return ProcessRuntime(int(manifest["spec"]["cluster"]["nodes"]), run_dir)
+
+
+def _dead_container(pods: list) -> str | None:
     """The first pod container that exited, reported with its log's last lines."""
     dead = next(((pod, *found) for pod in pods if (found := pod.dead_worker())), None)
     if not dead:
         return None
     pod, container, code = dead
-    echo.join(timeout=1)
+    pods[0].wait_logs(timeout=1)
     failure = f"{pod.name}'s {CONTAINERS[container]} {_exit_reason(code)}"
     print(f"FAILED: {failure}; last lines of {pod.logs[container]}:\n{_tail(pod.logs[container])}", flush=True)
     return failure
 
 
-class LocalReplicas:
-    """The rollout replicas (spec.rollout.replicas): each a rollout container and a checkpoint
-    engine that joins pod 0's gang. One that dies is replaced, as the operator replaces a
-    deleted pod; the job goes on without it meanwhile."""
+class ProcessRuntime:
+    """The embedded default: each pod's containers as local process groups on free ports."""
 
-    def __init__(self, count: int, run_dir: Path, env: dict[str, str]) -> None:
-        self.run_dir, self.env = run_dir, env
-        self.pods = [self._start(r) for r in range(count)]
+    def __init__(self, nodes: int, run_dir: Path) -> None:
+        self.nodes, self.run_dir = nodes, run_dir
 
-    def _start(self, index: int) -> LocalPod:
-        engines = int(self.env[pc.ROLLOUT_ENGINES])
-        pod = LocalPod(self.run_dir, dict(self.env, **{pc.ROLLOUT_REPLICA: str(index),
-                                                       pc.ROLLOUT_PORT: str(free_port_block(engines))}),
+    def start_gang(self, env: dict[str, str], pods: list) -> None:
+        """Start every gang pod into `pods` (filled as they start, so a failed start stops what
+        did start); pod 0's checkpoint engine, the conductor, last."""
+        # fresh ports per attempt: the last attempt's may still linger in TIME_WAIT
+        env.update({pc.GANG_PORT: str(free_port()), pc.TRAINER_DIST_PORT: str(free_port())})
+        engines = int(env[pc.ROLLOUT_ENGINES])
+        for i in range(self.nodes):
+            pods.append(LocalPod(self.run_dir, dict(env, **{pc.POD_INDEX: str(i), pc.TRAINER_PORT: str(free_port()),
+                                                            pc.ROLLOUT_PORT: str(free_port_block(engines))}), index=i))
+        for pod in pods:
+            for worker, module in WORKERS.items():
+                pod.start(worker, module)
+            if pod.index:
+                pod.start("sidecar", SIDECAR)
+        pods[0].start("sidecar", SIDECAR, stdout_to_log=False)
+
+    def start_replica(self, index: int, env: dict[str, str]) -> LocalPod:
+        engines = int(env[pc.ROLLOUT_ENGINES])
+        pod = LocalPod(self.run_dir, dict(env, **{pc.ROLLOUT_REPLICA: str(index),
+                                                  pc.ROLLOUT_PORT: str(free_port_block(engines))}),
                        index=index, replica=True)
         pod.start("rollout", WORKERS["rollout"])
         pod.start("sidecar", SIDECAR)
         return pod
+
+    def close(self) -> None:
+        pass
+
+
+class Replicas:
+    """The rollout replicas (spec.rollout.replicas): each a rollout container and a checkpoint
+    engine that joins pod 0's gang. One that dies is replaced, as the operator replaces a
+    deleted pod; the job goes on without it meanwhile."""
+
+    def __init__(self, runtime, count: int, env: dict[str, str]) -> None:
+        self.runtime, self.env = runtime, env
+        self.pods = []
+        for r in range(count):
+            self.pods.append(runtime.start_replica(r, env))
 
     def replace_dead(self) -> None:
         for i, pod in enumerate(self.pods):
@@ -289,7 +354,7 @@ class LocalReplicas:
                 print(f"{pod.name}'s {CONTAINERS[container]} {_exit_reason(code)}: starting a replacement "
                       f"(the job goes on without it meanwhile)", flush=True)
                 pod.stop()
-                self.pods[i] = self._start(pod.index)
+                self.pods[i] = self.runtime.start_replica(pod.index, self.env)
 
     def stop(self) -> None:
         for pod in self.pods:
@@ -304,44 +369,39 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None, replicas: int = 0) -> tuple[int, str]:
-    """Start every pod's processes (and the rollout replicas'), supervise them until pod 0's
+class StartFailed(Exception):
+    """A pod could not be started (its image, a startup probe): the attempt failed, saying why."""
+
+
+def play_gang(runtime, env: dict[str, str], resume: str | None, replicas: int = 0) -> tuple[int, str]:
+    """Start every pod (and the rollout replicas) on the runtime, supervise them until pod 0's
     checkpoint engine ends the run, then stop them all; returns (exit code, what failed)."""
     if resume:
         env[pc.RESUME_FROM] = resume
-    # fresh ports per attempt: the last attempt's may still linger in TIME_WAIT
-    env.update({pc.GANG_PORT: str(free_port()), pc.TRAINER_DIST_PORT: str(free_port())})
-    engines = int(env[pc.ROLLOUT_ENGINES])
-    pods = [LocalPod(run_dir, dict(env, **{pc.POD_INDEX: str(i), pc.TRAINER_PORT: str(free_port()),
-                                            pc.ROLLOUT_PORT: str(free_port_block(engines))}), index=i) for i in range(nodes)]
+    pods: list = []
     extra = None
-    # without this a SIGTERM ends the runner at once: its pods die with it (they have a
-    # parent-death signal), but what they started in turn would be orphaned
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        for pod in pods:
-            for worker, module in WORKERS.items():
-                pod.start(worker, module)
-            if pod.index:
-                pod.start("sidecar", SIDECAR)
-        sidecar = pods[0].start("sidecar", SIDECAR, stdout_to_log=False)
-        extra = LocalReplicas(replicas, run_dir, env)
-        echo = threading.Thread(target=_echo, args=(sidecar.stdout,), daemon=True)
-        echo.start()
-        while sidecar.poll() is None:
+        try:
+            runtime.start_gang(env, pods)
+        except StartFailed as err:
+            print(f"FAILED: {err}", flush=True)
+            return 1, str(err)
+        extra = Replicas(runtime, replicas, env)
+        conductor = pods[0]
+        while conductor.main_exit_code() is None:
             # the conductor would only notice at its next call (or its startup timeout)
-            failure = _dead_container(pods, echo)
+            failure = _dead_container(pods)
             if failure:
                 return 1, failure
             extra.replace_dead()
             time.sleep(0.5)
-        echo.join(timeout=5)
-        code = sidecar.wait()
+        conductor.wait_logs(timeout=5)
+        code = conductor.main_exit_code()
         if code not in (0, pc.EXIT_UNRECOVERABLE):
             # the conductor failed a call to a container that was dying: name the cause
             deadline = time.monotonic() + CONTAINER_EXIT_GRACE
             while time.monotonic() < deadline:
-                failure = _dead_container(pods, echo)
+                failure = _dead_container(pods)
                 if failure:
                     return code, failure
                 time.sleep(0.5)
@@ -357,7 +417,6 @@ def play_gang(nodes: int, run_dir: Path, env: dict[str, str], resume: str | None
         print("terminated: stopping the pods' processes", flush=True)
         return 143, "terminated"
     finally:
-        signal.signal(signal.SIGTERM, previous)
         for pod in pods:
             pod.stop()
         if extra:

