@@ -327,7 +327,7 @@ class DockerRuntime:
         self.network = self.client.networks.create(f"seesaw-{self.label}", driver="bridge",
                                                    labels={RUN_LABEL: self.label})
         print(f"docker runtime: pods on network {self.network.name} of the engine at "
-              f"{self.client.api.base_url}", flush=True)
+              f"{os.environ.get('DOCKER_HOST') or 'the default socket'}", flush=True)
 
     def _check_images(self) -> None:
         import docker
