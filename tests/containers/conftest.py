@@ -8,9 +8,14 @@ the engine, nothing of a run is left on it: no container, network or volume.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from seesaw.local.docker_runtime import RUN_LABEL
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/fakes, as tests/operator reaches it
 
 
 @pytest.fixture(scope="session")
