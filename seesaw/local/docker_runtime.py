@@ -259,10 +259,11 @@ class DockerPod:
         return self.exit_code("sidecar")
 
     def dead_worker(self) -> tuple[str, int] | None:
-        """As LocalPod's: a worker that exited, or a follower's checkpoint engine that failed."""
+        from seesaw.local.runner import died
+
         for key in self.containers:
             code = self.exit_code(key)
-            if code is not None and (key != "sidecar" or ((self.index > 0 or self.replica) and code != 0)):
+            if died(key, code, follower=self.index > 0 or self.replica):
                 return key, code
         return None
 

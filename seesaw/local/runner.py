@@ -96,6 +96,13 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+def died(container: str, code: int | None, follower: bool) -> bool:
+    """Whether a pod's container that ended (`code`) ends the gang's attempt: a worker's any
+    exit (workers serve until stopped), a follower's checkpoint engine's failure; pod 0's
+    checkpoint engine is watched by the runner."""
+    return code is not None and (container != "sidecar" or (follower and code != 0))
+
+
 class LocalPod:
     """Starts and supervises the pod's processes; stopping it leaves no process behind."""
 
@@ -139,11 +146,9 @@ class LocalPod:
             self._echo.join(timeout)
 
     def dead_worker(self) -> tuple[str, int] | None:
-        """A worker that exited (any exit: workers serve until stopped), or a follower's
-        checkpoint engine that failed; pod 0's checkpoint engine is watched by the runner."""
         for name, process in self.processes.items():
             code = process.poll()
-            if code is not None and (name != "sidecar" or ((self.index > 0 or self.replica) and code != 0)):
+            if died(name, code, follower=self.index > 0 or self.replica):
                 return name, code
         return None
 

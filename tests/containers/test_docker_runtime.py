@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from seesaw.local.docker_runtime import RUN_LABEL
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,3 +63,31 @@ def test_a_missing_image_is_named_before_anything_starts(docker_engine, engine_l
                             env=dict(os.environ, DOCKER_HOST=host))
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
     assert "spec.images.trainer" in result.stderr and "no-such-tag" in result.stderr and "make images" in result.stderr
+
+
+def test_a_container_that_dies_is_named_and_the_run_leaves_nothing(cpu_images, engine_left_clean, tmp_path):
+    client, host = engine_left_clean
+    job = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    job["spec"]["failurePolicy"] = {"maxRestarts": 0}
+    job["spec"]["rl"]["iterations"] = 40
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    runner = subprocess.Popen([SEESAW, "run", "--runtime", "docker", "job.yaml", "--workdir", str(tmp_path / "runs")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                              env=dict(os.environ, DOCKER_HOST=host))
+    output = []
+    try:
+        for line in runner.stdout:
+            output.append(line)
+            if line.startswith("iter   1/"):
+                break
+        else:
+            pytest.fail("the run ended before its first iteration:\n" + "".join(output[-40:]))
+        (trainer,) = [c for c in client.containers.list(filters={"label": RUN_LABEL}) if c.name.endswith("-trainer")]
+        trainer.kill()  # SIGKILL, as the kernel's OOM killer would
+        output += list(runner.stdout)
+        assert runner.wait(timeout=120) == 1
+    finally:
+        runner.kill()
+    text = "".join(output)
+    assert "FAILED: pod 0's trainer exited with code 137 (SIGKILL in one of its processes)" in text, text[-4000:]
+    assert "spec.failurePolicy.maxRestarts is 0" in text
