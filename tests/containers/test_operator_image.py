@@ -41,7 +41,8 @@ def docker_settings(container: dict, pod_spec: dict, kubeconfig: Path) -> dict:
     test API server listens)."""
     fields = {"metadata.name": "seesaw-0", "metadata.namespace": "seesaw-system",
               "metadata.labels['apps.kubernetes.io/pod-index']": "0"}
-    env = {e["name"]: e.get("value") or fields[e["valueFrom"]["fieldRef"]["fieldPath"]] for e in container["env"]}
+    env = {e["name"]: e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+           for e in container["env"]}
     env["KUBECONFIG"] = "/etc/seesaw/kubeconfig"
     context, pod_context = container["securityContext"], pod_spec["securityContext"]
     (tmp,) = [v for v in pod_spec["volumes"] if v["name"] == "tmp"]
