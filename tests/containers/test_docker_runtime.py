@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pod_helpers import start_until_first_iteration
 from seesaw.local.docker_runtime import RUN_LABEL
 
 pytestmark = pytest.mark.slow
@@ -71,17 +72,10 @@ def test_a_container_that_dies_is_named_and_the_run_leaves_nothing(cpu_images, e
     job["spec"]["failurePolicy"] = {"maxRestarts": 0}
     job["spec"]["rl"]["iterations"] = 40
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
-    runner = subprocess.Popen([SEESAW, "run", "--runtime", "docker", "job.yaml", "--workdir", str(tmp_path / "runs")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-                              env=dict(os.environ, DOCKER_HOST=host))
-    output = []
+    runner, output = start_until_first_iteration(
+        [SEESAW, "run", "--runtime", "docker", "job.yaml", "--workdir", str(tmp_path / "runs")], tmp_path,
+        env=dict(os.environ, DOCKER_HOST=host))
     try:
-        for line in runner.stdout:
-            output.append(line)
-            if line.startswith("iter   1/"):
-                break
-        else:
-            pytest.fail("the run ended before its first iteration:\n" + "".join(output[-40:]))
         (trainer,) = [c for c in client.containers.list(filters={"label": RUN_LABEL}) if c.name.endswith("-trainer")]
         trainer.kill()  # SIGKILL, as the kernel's OOM killer would
         output += list(runner.stdout)

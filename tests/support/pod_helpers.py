@@ -66,6 +66,25 @@ def wait_ready(pod, clients: dict, timeout: float = 300) -> None:
         time.sleep(0.5)
 
 
+def start_until_first_iteration(argv: list[str], cwd: Path, env: dict | None = None):
+    """Start a run (`argv`), read its output until its first iteration is logged; returns the
+    running process and the lines so far (the test fails if the run ends before)."""
+    import signal
+    import subprocess
+
+    # a shell starts background jobs with SIGINT ignored, and a child inherits that: give the
+    # run the default (Python's KeyboardInterrupt) so a Ctrl-C reaches it
+    runner = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    output: list[str] = []
+    for line in runner.stdout:
+        output.append(line)
+        if line.startswith("iter   1/"):
+            return runner, output
+    runner.wait()
+    pytest.fail("run ended before its first iteration:\n" + "".join(output[-50:]))
+
+
 def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim,
                                timeout: float = 120, interrupt_when=None) -> tuple[int, str, float, list]:
     """Run `seesaw run job`, SIGKILL the first child process `is_victim(process)` picks once the
@@ -73,23 +92,11 @@ def kill_after_first_iteration(seesaw: str, job: Path, cwd: Path, is_victim,
     With `interrupt_when(output so far)`, the run gets a SIGINT (Ctrl-C) once it is true:
     a test of what happens after the kill need not wait for the job's last iteration."""
     import signal
-    import subprocess
 
     import psutil
 
-    # a shell starts background jobs with SIGINT ignored, and a child inherits that: give the
-    # run the default (Python's KeyboardInterrupt) so the Ctrl-C below reaches it
-    runner = subprocess.Popen([seesaw, "run", str(job), "--workdir", str(cwd / "runs")], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, cwd=cwd,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    output: list[str] = []
+    runner, output = start_until_first_iteration([seesaw, "run", str(job), "--workdir", str(cwd / "runs")], cwd)
     try:
-        for line in runner.stdout:
-            output.append(line)
-            if line.startswith("iter   1/"):
-                break
-        else:
-            pytest.fail("run ended before its first iteration:\n" + "".join(output[-50:]))
         children = psutil.Process(runner.pid).children(recursive=True)
         victim = next(p for p in children if is_victim(p))
         os.kill(victim.pid, signal.SIGKILL)
