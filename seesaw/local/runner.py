@@ -247,8 +247,12 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         code = _play_with_restarts(runtime, spec, env, resume, args.job)
-    except (KeyboardInterrupt, Terminated):  # between two attempts of the gang
-        code = 130 if sys.exc_info()[0] is KeyboardInterrupt else 143
+    except KeyboardInterrupt:  # between two attempts of the gang (play_gang handles those within one)
+        print("interrupted", flush=True)
+        code = 130
+    except Terminated:
+        print("terminated", flush=True)
+        code = 143
     finally:
         signal.signal(signal.SIGTERM, previous)
         runtime.close()
