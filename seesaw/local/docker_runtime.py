@@ -39,8 +39,7 @@ RUN_LABEL = "dev.seesaw.run"
 POD_LABEL = "dev.seesaw.pod"
 # the container name in the pod -> what the process runtime calls it (log files, messages)
 LOG_KEYS = {c.CONTAINER_TRAINER: "trainer", c.CONTAINER_ROLLOUT: "rollout", c.CONTAINER_CHECKPOINT_ENGINE: "sidecar"}
-IMAGE_FIELDS = {c.CONTAINER_TRAINER: "spec.images.trainer", c.CONTAINER_ROLLOUT: "spec.images.rollout",
-                c.CONTAINER_CHECKPOINT_ENGINE: "spec.images.checkpointEngine"}
+IMAGE_FIELDS = ("trainer", "rollout", "checkpointEngine")  # of spec.images
 # the longest any one container may take to stop (a pod's grace period can be minutes)
 STOP_SECONDS = 30
 POD_UID = 10001  # the images' user and the pods' fsGroup
@@ -334,8 +333,8 @@ class DockerRuntime:
         import docker
 
         images, policy = self.job["spec"]["images"], self.job["spec"]["images"]["pullPolicy"]
-        for container, field_name in IMAGE_FIELDS.items():
-            image = images[field_name.rsplit(".", 1)[1]]
+        for key in IMAGE_FIELDS:
+            image, field_name = images[key], f"spec.images.{key}"
             try:
                 self.client.images.get(image)
                 continue
