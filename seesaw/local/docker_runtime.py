@@ -166,12 +166,15 @@ def resolve_env(entries: list[dict[str, Any]], namespace: str, pod_ip: str) -> d
 class DockerPod:
     """One pod's containers on the engine; the interface of seesaw.local.runner.LocalPod."""
 
-    def __init__(self, client: Any, plan: PodPlan, network: str, namespace: str, logs_dir: Path, log_prefix: str,
+    def __init__(self, client: Any, plan: PodPlan, network: str, namespace: str, logs_dir: Path,
                  index: int, replica: bool, echo_main: bool, startup_seconds: float) -> None:
+        from seesaw.local.runner import log_prefix, pod_title
+
         self.client, self.plan = client, plan
         self.index, self.replica = index, replica
-        self.name = f"rollout replica {index}" if replica else f"pod {index}"
-        self.logs = {LOG_KEYS[p.name]: logs_dir / f"{log_prefix}{LOG_KEYS[p.name]}.log" for p in plan.containers}
+        self.name = pod_title(index, replica)
+        prefix = log_prefix(index, replica)
+        self.logs = {LOG_KEYS[p.name]: logs_dir / f"{prefix}{LOG_KEYS[p.name]}.log" for p in plan.containers}
         self.containers: dict[str, Any] = {}   # log key -> container, in start order
         self.pause = None
         self._followers: list[threading.Thread] = []
@@ -355,8 +358,7 @@ class DockerRuntime:
         name = pod["metadata"]["name"]
         plan = plan_pod(pod, build.build_config_map(self.job), self.run_dir / ".pods" / f"{name}-{attempt}",
                         shared, self.model_mount, {**self.extra_env, **extra_env}, self.label)
-        prefix = f"replica-{index}-" if replica else (f"pod-{index}-" if index else "")
-        return DockerPod(self.client, plan, self.network.name, build.job_namespace(self.job), self.run_dir, prefix,
+        return DockerPod(self.client, plan, self.network.name, build.job_namespace(self.job), self.run_dir,
                          index=index, replica=replica, echo_main=echo,
                          startup_seconds=float(self.job["spec"]["timeouts"]["startupSeconds"]))
 

@@ -103,6 +103,16 @@ def died(container: str, code: int | None, follower: bool) -> bool:
     return code is not None and (container != "sidecar" or (follower and code != 0))
 
 
+def pod_title(index: int, replica: bool) -> str:
+    """How messages name a pod."""
+    return f"rollout replica {index}" if replica else f"pod {index}"
+
+
+def log_prefix(index: int, replica: bool) -> str:
+    """Of a pod's log files in the run directory (pod 0's have none)."""
+    return f"replica-{index}-" if replica else (f"pod-{index}-" if index else "")
+
+
 class LocalPod:
     """Starts and supervises the pod's processes; stopping it leaves no process behind."""
 
@@ -111,14 +121,13 @@ class LocalPod:
         self.env = env
         self.index = index
         self.replica = replica  # a rollout replica: engines and a checkpoint engine, no trainer
-        self.name = f"rollout replica {index}" if replica else f"pod {index}"
+        self.name = pod_title(index, replica)
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self._echo: threading.Thread | None = None
 
     def start(self, name: str, module: str, stdout_to_log: bool = True) -> subprocess.Popen:
-        prefix = f"replica-{self.index}-" if self.replica else (f"pod-{self.index}-" if self.index else "")
-        log_path = self.run_dir / f"{prefix}{name}.log"
+        log_path = self.run_dir / f"{log_prefix(self.index, self.replica)}{name}.log"
         self.logs[name] = log_path
         # appended: a restarted gang's logs follow the failed attempt's, which tell why it failed
         with log_path.open("a") as log:

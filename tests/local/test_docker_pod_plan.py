@@ -72,8 +72,8 @@ def test_environment_and_security_follow_the_pod(tmp_path):
     settings = engine.settings
     assert settings["security_opt"] == ["no-new-privileges"]
     assert settings["group_add"] == ["10001"]
-    assert settings["mem_limit"] == int(build.parse_quantity(
-        engine_limit := build.container_resources(manifest, "checkpoint-engine")["limits"]["memory"], "x")), engine_limit
+    limit = build.container_resources(manifest, "checkpoint-engine")["limits"]["memory"]
+    assert settings["mem_limit"] == int(build.parse_quantity(limit, "memory")), limit
     assert settings["labels"] == {"dev.seesaw.run": "run-1", "dev.seesaw.pod": "tiny-reverse-2pods-0"}
 
 
