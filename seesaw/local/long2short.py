@@ -165,6 +165,10 @@ def long2short(long_manifest: dict[str, Any], workdir: Path, out_dir: Path, meth
             raise SpecError(option, f"{model} has no config.json (expected a Hugging Face model directory)")
     if "merge" in methods and short_model is None and "shortest-rejection" not in methods:
         raise SpecError("--short-model", "merge needs a short model: give --short-model, or run shortest-rejection too")
+    # absolute: the jobs' containers run elsewhere and read model paths from their manifests
+    out_dir = out_dir.resolve()
+    long_model = long_model.resolve() if long_model else None
+    short_model = short_model.resolve() if short_model else None
     out_dir.mkdir(parents=True, exist_ok=True)
     points: list[Point] = []
     # the long policy is measured by its own run, else before the first training method trains

@@ -67,6 +67,11 @@ def llama_config(generate: dict[str, Any], vocab_size: int, max_model_len: int, 
     )
 
 
+def demonstration_sample(task: Task, count: int = 64) -> list[str]:
+    rng = random.Random(0)
+    return [task.demonstrate(problem, rng) for problem in task.train[:count]]
+
+
 def cache_key(spec: dict[str, Any], task: Task) -> str:
     shaping = {
         "generate": spec["model"]["generate"],
@@ -75,6 +80,8 @@ def cache_key(spec: dict[str, Any], task: Task) -> str:
         "task": task.name,
         "alphabet": task.alphabet,
         "train": hashlib.sha256(json.dumps([(p.prompt, p.answer) for p in task.train]).encode()).hexdigest(),
+        # what the warm-up demonstrates, sampled: a changed demonstration is a different model
+        "demonstrations": hashlib.sha256(json.dumps(demonstration_sample(task)).encode()).hexdigest(),
         "version": 1,
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]

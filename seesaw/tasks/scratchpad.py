@@ -3,17 +3,20 @@
 '352+479=' is answered with the columns worked right to left, then the answer after '>':
 
     concise   2+9=11,5+7+1=13,3+4+1=8>831
-    verbose   let me think step by step|352+479|2+9=11 w1c1,5+7+1=13 w3c1,3+4+1=8 w8>831
+    verbose   352+479|2+9=11 w1c1,5+7+1=13 w3c1,3+4+1=8 w8>831
+              check 479+352=831
+              check 831-479=352
 
 The working (column sums and carries) is what makes the answer reachable for a small
-model, which must otherwise carry in its head. The rest is optional, each part in half of
-the SFT warm-up's demonstrations: the restated problem and the "write w, carry c" notes
-repeat what is there, yet help a small model find its digits and carries (RL keeps them);
-the opening "let me think step by step" is filler, as a long chain of thought's
-throat-clearing is. So the warm-up policy writes 27 to 75 characters for 3 digits: length
-that can partly be cut without losing accuracy (the filler), partly only at a cost (the
-notes, the restatement), and a shortest form (no scratchpad) that loses most of it. The
-reward reads only the answer after the last '>'.
+model, which must otherwise carry in its head. The rest is optional. The restated problem
+and the "write w, carry c" notes (each in half of the SFT warm-up's demonstrations) repeat
+what is there, yet help a small model find its digits and carries: RL keeps them. The
+checks after the answer (none, one or two, a third of the demonstrations each) are the
+overthinking of a long chain of thought: verification once the answer is found, which
+changes nothing, so RL has no reason to drop it (the reward reads only the answer line,
+the text after the last '>' to the end of its line). So the warm-up policy writes 27 to 85
+characters for 3 digits: length that can be cut for free (the checks), only at a cost (the
+notes, the restatement), and a shortest form (no scratchpad) that loses most accuracy.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def columns(a: str, b: str) -> list[tuple[int, int, int, int]]:
     return out
 
 
-FILLER = "let me think step by step|"
+CHECK = "\ncheck "
 
 
 def working(prompt: str, restate: bool, notes: bool) -> str:
@@ -51,6 +54,12 @@ def working(prompt: str, restate: bool, notes: bool) -> str:
             step += f" w{total % 10}" + ("c1" if total >= 10 else "")
         steps.append(step)
     return (f"{a}+{b}|" if restate else "") + ",".join(steps)
+
+
+def checks(prompt: str, answer: str, count: int) -> str:
+    """Up to two verifications written after the answer: the sum commuted, then a subtraction."""
+    a, b = prompt.rstrip("=").split("+")
+    return "".join(CHECK + form for form in (f"{b}+{a}={answer}", f"{answer}-{b}={a}")[:count])
 
 
 def scratchpad_answer(response: str, problem: Problem) -> float:
@@ -81,9 +90,9 @@ def addition_scratchpad_task(digits: int, eval_count: int, scratchpad: Scratchpa
         if scratchpad == "none":
             return ANSWER_MARK + problem.answer
         verbose = scratchpad == "varied"
-        filler = FILLER if verbose and draw.random() < 0.5 else ""
         pad = working(problem.prompt, restate=verbose and draw.random() < 0.5, notes=verbose and draw.random() < 0.5)
-        return filler + pad + ANSWER_MARK + problem.answer
+        rechecks = checks(problem.prompt, problem.answer, draw.randrange(3)) if verbose else ""
+        return pad + ANSWER_MARK + problem.answer + rechecks
 
-    alphabet = "".join(sorted(set("0123456789+=,|> wc" + FILLER)))
+    alphabet = "".join(sorted(set("0123456789+-=,|> wc" + CHECK)))
     return Task(f"add{digits}-{scratchpad}", train, held_out, scratchpad_answer, alphabet, demonstration=demonstration)

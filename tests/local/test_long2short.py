@@ -115,6 +115,23 @@ def test_a_merge_alone_measures_the_long_policy_with_its_own_job(tmp_path):
     assert [p.policy for p in points] == ["long-CoT", "merge"] and points[0].accuracy == 0.7
 
 
+def test_relative_paths_reach_the_jobs_absolute(tmp_path, monkeypatch):
+    # the jobs' containers do not share the command's working directory
+    ran = []
+
+    def fake_run_job(manifest, args):
+        ran.append(manifest["spec"]["model"]["path"])
+        Path(args.summary_json).write_text(json.dumps(summary(0.7, 30.0, "")))
+        return 0
+
+    for name in ("long", "short"):
+        fake_model(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    long2short(long_manifest(), Path("runs"), Path("out"), ["merge"], long_model=Path("long"),
+               short_model=Path("short"), run_job=fake_run_job, log=lambda line: None)
+    assert ran == [str(tmp_path / "long"), str(tmp_path / "out" / "merged-model")]
+
+
 def test_a_failed_job_a_missing_model_or_a_merge_without_a_short_model_is_named(tmp_path):
     with pytest.raises(SpecError, match="--long-model: .* has no config.json"):
         long2short(long_manifest(), tmp_path, tmp_path / "out", ["dpo"], long_model=tmp_path / "nowhere",
