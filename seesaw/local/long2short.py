@@ -228,6 +228,34 @@ def table(points: list[Point]) -> str:
     return "\n".join(rows)
 
 
+def by_policy(points: list[Point]) -> dict[str, list[Point]]:
+    groups: dict[str, list[Point]] = {}
+    for p in points:
+        groups.setdefault(p.policy, []).append(p)
+    return groups
+
+
+def seeds_table(runs: list[list[Point]]) -> str:
+    """Several runs' points (one run per seed): each policy's mean and range over the runs."""
+    rows = [f"{'policy':<20} {'runs':>4} {'accuracy':>19} {'tokens':>19} {'vs long':>7}"]
+    tokens_of_long = [run[0].mean_tokens for run in runs]
+    for policy, group in by_policy([p for run in runs for p in run]).items():
+        accuracy, tokens = [p.accuracy for p in group], [p.mean_tokens for p in group]
+        ratios = [p.mean_tokens / tokens_of_long[i] for i, run in enumerate(runs) for p in run if p.policy == policy]
+        rows.append(f"{policy:<20} {len(group):>4} {_spread(accuracy, '.3f'):>19} {_spread(tokens, '.1f'):>19} "
+                    f"{sum(ratios) / len(ratios):>6.2f}x")
+    return "\n".join(rows)
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    mean = sum(values) / len(values)
+    return f"{mean:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def read_points(path: Path) -> list[Point]:
+    return [Point(**row) for row in json.loads(path.read_text())]
+
+
 def plot(points: list[Point], path: Path, title: str) -> Path:
     """Kimi k1.5's token-efficiency figure: mean response tokens against held-out accuracy."""
     import matplotlib
@@ -236,10 +264,12 @@ def plot(points: list[Point], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    for p in points:
-        marker = "*" if p.policy == "long-CoT" else "o"
-        ax.scatter(p.mean_tokens, p.accuracy, s=160 if marker == "*" else 70, marker=marker, zorder=3)
-        ax.annotate(p.policy, (p.mean_tokens, p.accuracy), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    for policy, group in by_policy(points).items():  # several points of a policy: several seeds
+        marker = "*" if policy == "long-CoT" else "o"
+        ax.scatter([p.mean_tokens for p in group], [p.accuracy for p in group], s=160 if marker == "*" else 70,
+                   marker=marker, zorder=3, alpha=1.0 if len(group) == 1 else 0.7)
+        centre = (sum(p.mean_tokens for p in group) / len(group), sum(p.accuracy for p in group) / len(group))
+        ax.annotate(policy, centre, textcoords="offset points", xytext=(6, 6), fontsize=9)
     ax.set_xlabel("mean response tokens (held-out, sampled)")
     ax.set_ylabel("held-out accuracy (sampled)")
     ax.set_title(title)
@@ -255,6 +285,7 @@ def plot(points: list[Point], path: Path, title: str) -> Path:
 
 
 def write_report(points: list[Point], out_dir: Path, name: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
     data = out_dir / "long2short.json"
     tmp = data.with_suffix(".tmp")
     tmp.write_text(json.dumps([asdict(p) for p in points], indent=2))

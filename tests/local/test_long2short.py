@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from seesaw.local.long2short import (METHODS, Point, Settings, StageFailed, long2short, merge_model_dirs, plot, stage_manifest, stage_name,
-                                     table)
+from seesaw.local.long2short import (METHODS, Point, Settings, StageFailed, long2short, merge_model_dirs, plot, read_points,
+                                     seeds_table, stage_manifest, stage_name, table, write_report)
 from seesaw.spec import SpecError, load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,3 +159,14 @@ def test_points_table_has_one_row_per_policy():
     points = [Point("long-CoT", 0.9, 0.95, 40.0, 38.0, 0, 0.0, ""), Point("rl", 0.85, 0.9, 20.0, 19.0, 10, 60.0, "")]
     lines = table(points).splitlines()
     assert len(lines) == 3 and lines[2].split()[:4] == ["rl", "0.850", "0.900", "20.0"]
+
+
+def test_seeds_table_gives_each_policy_its_mean_and_range(tmp_path):
+    runs = [[Point("long-CoT", 0.8, 0.9, 40.0, 38.0, 0, 0.0, ""), Point("rl", 0.7, 0.8, 20.0, 19.0, 10, 60.0, "")],
+            [Point("long-CoT", 0.6, 0.9, 50.0, 38.0, 0, 0.0, ""), Point("rl", 0.5, 0.8, 40.0, 19.0, 10, 60.0, "")]]
+    rows = {line.split()[0]: line.split() for line in seeds_table(runs).splitlines()[1:]}
+    assert rows["long-CoT"][1:6] == ["2", "0.700", "(0.600-0.800)", "45.0", "(40.0-50.0)"]
+    assert rows["rl"][-1] == "0.65x"  # each run's ratio to its own long policy (0.5 and 0.8), averaged
+    for i, run in enumerate(runs):
+        write_report(run, tmp_path / str(i), "t")
+    assert [read_points(tmp_path / str(i) / "long2short.json") for i in range(2)] == runs
