@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     l2s.add_argument("--epochs", type=int, default=2,
                      help="shortest-rejection and dpo: passes over each round's selected samples (default 2)")
     l2s.add_argument("--learning-rate", type=float,
-                     help="the training methods' learning rate (default: the job's, a tenth of it for dpo)")
+                     help="the training methods' learning rate (default: the job's for shortest-rejection, a tenth of it for dpo, 0.4 of it for rl)")
     l2s.add_argument("--merge-weight", type=float, default=0.5, help="the long model's weight in the merge (default 0.5)")
     l2s.add_argument("--length-penalty", type=float, default=0.5, help="long2short RL's length penalty weight (default 0.5)")
     l2s.add_argument("--max-tokens-fraction", type=float, default=0.75,

@@ -33,9 +33,10 @@ def test_each_method_is_an_rljob_from_the_long_model():
             == {"iterations": 2, "promptsPerIteration": 99, "epochsPerIteration": 3}
     assert jobs["rl"]["spec"]["rl"]["epochsPerIteration"] == 1
     assert {job["spec"]["trainer"]["optimizer"]["learningRate"] for job in jobs.values()} == {0.002}
-    # without a rate given, DPO trains at a tenth of the long job's
+    # without a rate given, DPO trains at a tenth of the long job's, long2short RL at 0.4 of it
     default = {m: stage_manifest(long, m, "/models/long")["spec"]["trainer"]["optimizer"]["learningRate"] for m in METHODS}
-    assert default["dpo"] == pytest.approx(0.1 * default["shortest-rejection"]) and default["rl"] == 0.0005
+    assert default["shortest-rejection"] == 0.0005
+    assert default["dpo"] == pytest.approx(0.1 * 0.0005) and default["rl"] == pytest.approx(0.4 * 0.0005)
     rl = jobs["rl"]["spec"]
     assert rl["rl"]["objective"]["type"] == "mirror-descent"
     assert rl["rl"]["lengthPenalty"]["weight"] == 0.5
