@@ -310,6 +310,30 @@ FORK_BOMB = textwrap.dedent("""
 """)
 
 
+def test_the_program_cannot_kill_its_parent_the_scorer_or_any_process_outside():
+    victim = subprocess.Popen(["sleep", "60"])  # a process of the job, outside the sandbox
+    try:
+        source = textwrap.dedent(f"""
+            import os, signal
+            for name, pid in (("parent", os.getppid()), ("scorer", {os.getpid()}), ("victim", {victim.pid})):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    print(name, "signalled")
+                except OSError as err:
+                    print(name, type(err).__name__)
+            os.kill(-1, signal.SIGKILL)  # every process it may signal, itself included
+        """)
+        result = run_python(source, "", SandboxLimits(timeout_seconds=5.0))
+        lines = result.stdout.splitlines()
+        # outside PIDs do not exist in the sandbox's PID namespace
+        assert "scorer ProcessLookupError" in lines and "victim ProcessLookupError" in lines, result
+        assert victim.poll() is None  # the job's process lives
+        assert _sandbox_processes() == []
+    finally:
+        victim.kill()
+        victim.wait()
+
+
 def test_a_fork_bomb_stops_at_the_process_limit_and_leaves_nothing_behind():
     limits = SandboxLimits(timeout_seconds=5.0, max_processes=8)
     result = run_python(FORK_BOMB, "", limits)
