@@ -19,6 +19,8 @@ from seesaw.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[2]
 SEESAW = str(Path(sys.executable).parent / "seesaw")
+# the warm-up (2 min) is kept with the project's other caches; its key covers all that shapes it
+MODEL_CACHE = Path.home() / ".cache" / "seesaw" / "models"
 
 
 def small_long_job(tmp_path: Path) -> tuple[Path, dict]:
@@ -41,8 +43,7 @@ def weights(model_dir: Path) -> dict:
 def test_long2short_makes_the_long_policy_short_by_each_method(tmp_path):
     job, manifest = small_long_job(tmp_path)
     # the long policy: the scratchpad warm-up itself (an RL run first would only add minutes)
-    long_model = prepare_model(manifest["spec"], load_task(manifest["spec"]), tmp_path / "runs" / ".cache" / "models",
-                               log=lambda *_: None)
+    long_model = prepare_model(manifest["spec"], load_task(manifest["spec"]), MODEL_CACHE, log=lambda *_: None)
     out = tmp_path / "out"
     result = subprocess.run([SEESAW, "long2short", str(job), "--long-model", str(long_model),
                              "--methods", "merge,rl,dpo,shortest-rejection", "--rounds", "2", "--prompts", "32", "--epochs", "2",
