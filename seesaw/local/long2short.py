@@ -50,7 +50,7 @@ class Settings:
     rounds: int = 1
     prompts: int = 256
     epochs: int = 2
-    learning_rate: float | None = None  # None: the long job's
+    learning_rate: float | None = None  # None: LEARNING_RATE_SHARE of the long job's
     merge_weight: float = 0.5  # the long model's share of the average
     length_penalty_weight: float = 0.5  # long2short RL
     max_tokens_fraction: float = 0.75  # long2short RL's rollout.maxTokens, of the long job's
@@ -241,12 +241,14 @@ def by_policy(points: list[Point]) -> dict[str, list[Point]]:
 def seeds_table(runs: list[list[Point]]) -> str:
     """Several runs' points (one run per seed): each policy's mean and range over the runs."""
     rows = [f"{'policy':<20} {'runs':>4} {'accuracy':>19} {'tokens':>19} {'vs long':>7}"]
-    tokens_of_long = [run[0].mean_tokens for run in runs]
+    ratios: dict[str, list[float]] = {}  # each point's tokens against its own run's long policy
+    for run in runs:
+        for p in run:
+            ratios.setdefault(p.policy, []).append(p.mean_tokens / run[0].mean_tokens)
     for policy, group in by_policy([p for run in runs for p in run]).items():
         accuracy, tokens = [p.accuracy for p in group], [p.mean_tokens for p in group]
-        ratios = [p.mean_tokens / tokens_of_long[i] for i, run in enumerate(runs) for p in run if p.policy == policy]
         rows.append(f"{policy:<20} {len(group):>4} {_spread(accuracy, '.3f'):>19} {_spread(tokens, '.1f'):>19} "
-                    f"{sum(ratios) / len(ratios):>6.2f}x")
+                    f"{sum(ratios[policy]) / len(ratios[policy]):>6.2f}x")
     return "\n".join(rows)
 
 
