@@ -61,7 +61,7 @@ def llama_config(generate: dict[str, Any], vocab_size: int, max_model_len: int, 
         num_key_value_heads=generate["numKeyValueHeads"],
         head_dim=generate["hiddenSize"] // heads,
         max_position_embeddings=max(max_model_len, 64),
-        tie_word_embeddings=False,
+        tie_word_embeddings=generate["tieWordEmbeddings"],
         bos_token_id=1, eos_token_id=2, pad_token_id=0,
         dtype=dtype,
     )
