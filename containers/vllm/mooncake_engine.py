@@ -3,7 +3,7 @@
 It plugs into vLLM's own RL API (init_weight_transfer_engine / start_weight_update /
 update_weights / finish_weight_update), so the running engine takes new weights without a
 restart or a disk round trip. Loading goes through vLLM's layerwise reload, which restores
-the weight loaders that a loaded model no longer has.
+the weight loaders that a loaded model no longer has (seesaw.rollout.layerwise_reload).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from vllm.distributed.weight_transfer.base import (
 )
 
 from seesaw.checkpoint_engine.channels.mooncake import MooncakeReceiver
+from seesaw.rollout.layerwise_reload import begin_reload, finish_reload
 from seesaw.trainer.distributed import StreamChecksum
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,8 @@ class MooncakeWeightTransferEngine(WeightTransferEngine[MooncakeInitInfo, Moonca
                                          init_info.device, buffer_device=buffer_device)
 
     def start_weight_update(self) -> None:
-        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
-
         started = time.perf_counter()
-        initialize_layerwise_reload(self.model)
+        begin_reload(self.model)
         self._timing = {"start": time.perf_counter() - started}
 
     def receive_weights(self, update_info: MooncakeUpdateInfo) -> None:
@@ -69,10 +68,8 @@ class MooncakeWeightTransferEngine(WeightTransferEngine[MooncakeInitInfo, Moonca
         log.info("received %d bytes in %d buckets in %.3fs", stats.bytes, stats.buckets, stats.seconds)
 
     def finish_weight_update(self) -> None:
-        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
-
         started = time.perf_counter()
-        finalize_layerwise_reload(self.model, self.model_config)
+        finish_reload(self.model, self.model_config)
         self._timing["finish"] = time.perf_counter() - started
         log.info("weight update timing: %s", {k: round(v, 4) for k, v in self._timing.items()})
 

@@ -54,9 +54,9 @@ def engine_class() -> type:
             self.receiver = CudaIpcReceiver(self.device.index)
 
         def start_weight_update(self) -> None:
-            from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+            from seesaw.rollout.layerwise_reload import begin_reload
 
-            initialize_layerwise_reload(self.model)
+            begin_reload(self.model)
 
         def receive_weights(self, update_info: CudaIpcUpdateInfo) -> None:
             if self.receiver is None:
@@ -71,9 +71,9 @@ def engine_class() -> type:
                      stats.bytes, stats.buckets, stats.zero_copy_tensors, stats.seconds)
 
         def finish_weight_update(self) -> None:
-            from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+            from seesaw.rollout.layerwise_reload import finish_reload
 
-            finalize_layerwise_reload(self.model, self.model_config)
+            finish_reload(self.model, self.model_config)
             if self.receiver is not None:
                 self.receiver.close()  # drop the views: the trainer may free or reuse its buckets
 
