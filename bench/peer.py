@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from seesaw.model.generate import prepare_model
+from seesaw.model.sources import prepare_model
 from seesaw.model.prompt import encode_prompt
 from seesaw.spec import load_manifest
 from seesaw.tasks import load_task

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from seesaw.checkpoint_engine import checkpoints
 from seesaw.checkpoint_engine.engines import EngineRoster, EngineSlot
 from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_each, on_each_guarded, on_every_pod
-from seesaw.checkpoint_engine.phases import Phase, PhaseError, PhaseMachine
+from seesaw.checkpoint_engine.phases import DeterministicFailure, Phase, PhaseError, PhaseMachine
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.interfaces import Sample
 from seesaw.model.prompt import encode_answer, encode_prompt
@@ -247,9 +247,15 @@ class Conductor:
         diff = max(abs(a - b) for xs, ys in zip(expected, served) for a, b in zip(xs, ys))
         tolerance = PROBE_TOLERANCE[self.spec["model"]["dtype"]]
         if not diff <= tolerance:  # NaN fails too
-            raise PhaseError(Phase.SYNC, f"{rollout.name}'s log-probs on the probe batch differ from the trainer's by "
-                                         f"{diff:.3g} (> {tolerance} for {self.spec['model']['dtype']}): it serves "
-                                         f"other weights than the trainer sent (weight version {result['weight_version']})")
+            # the checksum matched: the engine holds every byte the trainer sent and computes
+            # something else with them (a layer it does not reload, a model it runs otherwise),
+            # which the same weights into the same engine after a restart would repeat
+            raise DeterministicFailure(
+                Phase.SYNC, f"{rollout.name}'s log-probs on the probe batch differ from the trainer's by {diff:.3g} "
+                            f"(> {tolerance} for {self.spec['model']['dtype']}) although it loaded exactly the bytes "
+                            f"the trainer sent (checksum {handle['weight_checksum']}): it computes something else "
+                            f"with the same weights (weight version {result['weight_version']}); not a transfer error, "
+                            "so a restart would fail the same way")
         return diff
 
     def evaluate(self, iteration: int, problems: list[Problem]) -> dict[str, float]:

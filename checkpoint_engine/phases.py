@@ -50,6 +50,20 @@ class PhaseTimeout(PhaseError):
     pass
 
 
+class DeterministicFailure(PhaseError):
+    """A phase failed in a way that a restart of the gang would repeat exactly: the job fails
+    at once instead of spending spec.failurePolicy.maxRestarts on it."""
+
+
+def caused_by(err: BaseException | None, kind: type) -> bool:
+    """Whether err or an error it was raised from is a `kind` (phases re-raise what failed in them)."""
+    while err is not None:
+        if isinstance(err, kind):
+            return True
+        err = err.__cause__
+    return False
+
+
 class WorkerCrashed(PhaseError):
     pass
 

@@ -14,7 +14,7 @@ from seesaw.checkpoint_engine.conductor import Conductor
 from seesaw.checkpoint_engine.gang import GangServer, follow, follower_workers, release_followers, rollout_clients
 from seesaw.checkpoint_engine.checkpoints import CheckpointError
 from seesaw.checkpoint_engine.job_metrics import JobMetrics
-from seesaw.checkpoint_engine.phases import PhaseError
+from seesaw.checkpoint_engine.phases import DeterministicFailure, PhaseError, caused_by
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.checkpoint_engine.tracking import Trackers, plan
 from seesaw.report import plot_run, write_summary
@@ -47,14 +47,6 @@ def _observers(observers: list, log) -> Callable[[int, str, dict], None]:
                     broken.add(index)
                     log(f"WARNING: {type(observer).__name__} failed ({type(err).__name__}: {err}); training goes on")
     return progress
-
-
-def _caused_by(err: BaseException, kind: type) -> bool:
-    while err is not None:
-        if isinstance(err, kind):
-            return True
-        err = err.__cause__
-    return False
 
 
 def main() -> int:
@@ -123,7 +115,7 @@ def main() -> int:
         if not isinstance(err, PhaseError):
             logging.exception("the conductor failed between phases")
         message = str(err) if isinstance(err, PhaseError) else f"{type(err).__name__}: {err}"
-        unrecoverable = _caused_by(err, CheckpointError)
+        unrecoverable = caused_by(err, CheckpointError) or caused_by(err, DeterministicFailure)
         log(f"FAILED: {message}" + ("; not retried: a restart would fail the same way" if unrecoverable else ""))
         if reporter:
             reporter.failed(message)

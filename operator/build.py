@@ -14,6 +14,7 @@ import yaml
 
 from seesaw import pod_contract
 from seesaw.operator import constants as c
+from seesaw.model.hub import TOKEN_ENV as HUB_TOKEN_ENV, TOKEN_KEY as HUB_TOKEN_KEY
 from seesaw.spec import rollout_engines_per_pod, trainer_processes_per_pod
 
 Obj = dict[str, Any]
@@ -302,6 +303,7 @@ def _common_env(job: Obj) -> list[Obj]:
     model_dir = model_directory(job)
     if model_dir:
         env.append({"name": pod_contract.MODEL_DIR, "value": model_dir})
+    env += _hub_env(job["spec"]["model"])
     if job["spec"]["cluster"]["gpusPerNode"] == 0:
         env.append({"name": "CUDA_VISIBLE_DEVICES", "value": ""})
     return env
@@ -341,6 +343,17 @@ def model_directory(job: Obj) -> str | None:
     return path
 
 
+def _hub_env(model: Obj) -> list[Obj]:
+    """spec.model.hub: its token from the Secret; with a claim, the claim is the download cache."""
+    hub = model.get("hub")
+    if not hub:
+        return []
+    env = [{"name": pod_contract.MODEL_CACHE, "value": c.MODELS_DIR}] if model.get("pvc") else []
+    if hub.get("tokenSecret"):
+        env.append({"name": HUB_TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": hub["tokenSecret"], "key": HUB_TOKEN_KEY}}})
+    return env
+
+
 def _mounts(job: Obj, container: str, replica: bool = False) -> list[Obj]:
     spec = job["spec"]
     mounts = [
@@ -351,7 +364,8 @@ def _mounts(job: Obj, container: str, replica: bool = False) -> list[Obj]:
     if container in (c.CONTAINER_TRAINER, c.CONTAINER_CHECKPOINT_ENGINE) and not replica:
         mounts.append({"name": "checkpoints", "mountPath": spec["checkpoint"]["path"]})
     if spec["model"].get("pvc"):
-        mounts.append({"name": "models", "mountPath": c.MODELS_DIR, "readOnly": True})
+        # a hub model is downloaded into the claim; a path in it is only read
+        mounts.append({"name": "models", "mountPath": c.MODELS_DIR, "readOnly": "hub" not in spec["model"]})
     return mounts
 
 
@@ -371,7 +385,8 @@ def _volumes(job: Obj, replica: bool = False) -> list[Obj]:
     else:
         volumes.append({"name": "checkpoints", "emptyDir": {}})
     if spec["model"].get("pvc"):
-        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": spec["model"]["pvc"], "readOnly": True}})
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": spec["model"]["pvc"],
+                                                                     "readOnly": "hub" not in spec["model"]}})
     return volumes
 
 

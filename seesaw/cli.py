@@ -24,7 +24,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_long2short(args: argparse.Namespace) -> int:
     from seesaw.local.long2short import Settings, StageFailed, long2short, table, write_report
 
+    from seesaw.local.paths import manifest_folder, resolve_paths
+
     manifest = load_manifest(args.job)
+    resolve_paths(manifest["spec"], manifest_folder(args.job))  # its jobs run from other folders
     name = manifest["metadata"]["name"]
     workdir = Path(args.workdir)
     out_dir = Path(args.out) if args.out else workdir / f"long2short-{name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an RLJob on this machine (the embedded default)")
     run.add_argument("job")
-    run.add_argument("--workdir", default="runs", help="where runs and the model cache go")
+    run.add_argument("--workdir", default="runs", help="where runs go (models are cached in ~/.cache/seesaw/models, or $SEESAW_CACHE/models)")
     run.add_argument("--summary-json", help="write the run's summary (accuracies, sync) here")
     run.add_argument("--seed", type=int, help="override spec.rl.seed")
     run.add_argument("--iterations", type=int, help="override spec.rl.iterations")
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     l2s.add_argument("--length-penalty", type=float, default=0.5, help="long2short RL's length penalty weight (default 0.5)")
     l2s.add_argument("--max-tokens-fraction", type=float, default=0.75,
                      help="long2short RL's rollout.maxTokens as a fraction of the long job's (default 0.75)")
-    l2s.add_argument("--workdir", default="runs", help="where the jobs' runs and the model cache go")
+    l2s.add_argument("--workdir", default="runs", help="where the jobs' runs go")
     l2s.add_argument("--out", help="where the table, plot, summaries and merged model go (default: a new dir in the workdir)")
     l2s.set_defaults(func=_cmd_long2short)
 

@@ -15,6 +15,7 @@ RESTART_ATTEMPT = "SEESAW_RESTART_ATTEMPT"
 POD_IP = "SEESAW_POD_IP"                  # this pod's address, for peers (Mooncake, the gang)
 RUN_DIR = "SEESAW_RUN_DIR"
 MODEL_DIR = "SEESAW_MODEL_DIR"
+MODEL_CACHE = "SEESAW_MODEL_CACHE"        # where a pod prepares spec.model.hub/package/generate (default: its run volume)
 RESUME_FROM = "SEESAW_RESUME_FROM"        # checkpoint to continue from after a gang restart
 SUMMARY_JSON = "SEESAW_SUMMARY_JSON"
 TRAINER_PORT = "SEESAW_TRAINER_PORT"

@@ -143,8 +143,11 @@ def _check_rules(spec: dict[str, Any]) -> None:
     gpus = spec["cluster"]["gpusPerNode"]
     rollout_tp = spec["rollout"]["tensorParallel"]
     trainer = spec["trainer"]
-    if "path" not in spec["model"] and "generate" not in spec["model"]:
-        raise SpecError("spec.model", "needs either path or generate")
+    sources = [kind for kind in ("path", "hub", "package", "generate") if kind in spec["model"]]
+    if len(sources) != 1:
+        raise SpecError("spec.model", f"needs exactly one of path, hub, package or generate, got {sources or 'none'}")
+    if spec["model"].get("pvc") and not {"path", "hub"} & set(sources):
+        raise SpecError("spec.model.pvc", "holds a path or is the hub download cache: set path or hub with it")
     if gpus and rollout_tp > gpus:
         raise SpecError("spec.rollout.tensorParallel", f"must not exceed cluster.gpusPerNode ({gpus}), got {rollout_tp}")
     if gpus and gpus % rollout_tp:

@@ -54,14 +54,12 @@ class WorkerEnv:
         return f"http://{self.rendezvous}:{self.gang_port}"
 
 
-def shared_generated_model(spec: dict[str, Any], cache: Path) -> Path:
-    """spec.model.generate in a pod: the first container to get here builds the model in the
-    pod's shared run volume; the others wait on the lock and reuse it."""
-    from seesaw.model.generate import prepare_model
+def shared_prepared_model(spec: dict[str, Any], cache: Path) -> Path:
+    """spec.model.generate, hub or package in a pod: the first container to get here prepares
+    the model in the pod's model cache; the others wait on the lock and reuse it."""
+    from seesaw.model.sources import prepare_model
     from seesaw.tasks import load_task
 
-    if "generate" not in spec["model"]:
-        raise SystemExit("spec.model: needs path (or generate); the workers have no model directory")
     cache.mkdir(parents=True, exist_ok=True)
     with (cache / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -77,7 +75,7 @@ def worker_env() -> WorkerEnv:
     run_dir = env.get(pc.RUN_DIR, "/tmp/seesaw")
     model_dir = env.get(pc.MODEL_DIR) or manifest["spec"]["model"].get("path")
     if not model_dir:
-        model_dir = str(shared_generated_model(manifest["spec"], Path(run_dir) / "models"))
+        model_dir = str(shared_prepared_model(manifest["spec"], Path(env.get(pc.MODEL_CACHE) or Path(run_dir) / "models")))
     trainer_port = int(env.get(pc.TRAINER_PORT, pc.DEFAULT_TRAINER_PORT))
     rollout_port = int(env.get(pc.ROLLOUT_PORT, pc.DEFAULT_ROLLOUT_PORT))
     return WorkerEnv(

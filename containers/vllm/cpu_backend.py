@@ -14,6 +14,7 @@ from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE as MOONCAKE_B
 from seesaw.rollout.vllm_plugin import ASLEEP_SPIN_SECONDS, AWAKE_SPIN_SECONDS
 
 WORKER_EXTENSION = "seesaw.rollout.worker_extension.SeesawWorkerExtension"
+GiB = 1024 ** 3
 
 
 class VLLMCPURollout:
@@ -30,8 +31,10 @@ class VLLMCPURollout:
             seed=seed,
             load_format="dummy",
             enforce_eager=True,
-            # On the CPU build this is the fraction of host memory vLLM reserves.
+            # On the CPU build this is the fraction of host memory vLLM reserves, unless the
+            # job sizes the KV cache itself.
             gpu_memory_utilization=min(rollout["gpuMemoryUtilization"], 0.2),
+            kv_cache_memory_bytes=int(rollout["cpuKVCacheGiB"] * GiB) or None,
             max_num_seqs=256,
             weight_transfer_config={"backend": MOONCAKE_BACKEND},
             worker_extension_cls=WORKER_EXTENSION,

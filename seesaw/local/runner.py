@@ -25,7 +25,8 @@ import yaml
 
 from seesaw import pod_contract as pc
 from seesaw.checkpoint_engine import checkpoints
-from seesaw.model.generate import prepare_model
+from seesaw.local.paths import manifest_folder, resolve_paths
+from seesaw.model.sources import prepare_model
 from seesaw.backend_selection import Hardware
 from seesaw.supervise import die_with_parent
 from seesaw.spec import SpecError, restart_backoff_seconds, rollout_engines_per_pod, trainer_processes_per_pod
@@ -202,14 +203,13 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         except FileExistsError:
             run_dir = workdir / f"{stamp}-{attempt}"
     spec["checkpoint"]["path"] = str(run_dir / "checkpoints")
-    # the pods' processes start in the run directory: a prompt file named relative to here must still be found
-    if not spec["prompts"]["source"].startswith("builtin:"):
-        spec["prompts"]["source"] = str(Path(spec["prompts"]["source"]).resolve())
+    resolve_paths(spec, manifest_folder(args.job))
     started = time.time()
 
+    # both name a missing prompt file or model directory here, before any worker starts
     task = load_task(spec)
     print(f"job {name}: {len(task.train)} training prompts, {len(task.eval)} held-out; run dir {run_dir}", flush=True)
-    model_dir = prepare_model(spec, task, workdir / ".cache" / "models", log=lambda line: print(line, flush=True))
+    model_dir = prepare_model(spec, task, log=lambda line: print(line, flush=True))
 
     job_path = run_dir / "job.yaml"
     job_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -239,7 +239,9 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
         env.update({pc.CPU_THREADS: str(share), "OMP_NUM_THREADS": str(share), "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
         # the CPU build reserves host memory for its KV cache: a small model needs little, and
         # every engine on this machine must fit beside the others
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        # (vLLM reads this variable over its own argument: set only where the job sizes none)
+        if not spec["rollout"]["cpuKVCacheGiB"]:
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     resume = None
     if getattr(args, "resume_from", None):
         try:

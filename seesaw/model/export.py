@@ -16,6 +16,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from seesaw.model.cache import share_read_only
+
 SHARD_BYTES = 4 * 1024 ** 3
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -64,4 +66,5 @@ def export_hf_model(named_tensors: Iterable[tuple[str, torch.Tensor]], source_mo
                 weight_map.update({key: name for key in shard.keys()})
         (target / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     _copy_model_files(Path(source_model_dir), target)
+    share_read_only(target)  # safetensors writes 0600: `vllm serve` in another container runs as another user
     return target

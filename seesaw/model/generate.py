@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from seesaw.model.cache import is_ready, write_model
 from seesaw.model.prompt import encode_answer, encode_prompt  # noqa: F401  (re-exported)
 from seesaw.spec import SpecError
 from seesaw.tasks import Task
@@ -122,15 +120,10 @@ def supervised_warmup(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFas
     return losses
 
 
-def prepare_model(spec: dict[str, Any], task: Task, cache_dir: Path, log=print) -> Path:
-    """Return a Hugging Face model directory for the job, building and caching it if needed."""
-    if "path" in spec["model"]:
-        path = Path(spec["model"]["path"])
-        if not (path / "config.json").is_file():
-            raise SpecError("spec.model.path", f"{path} has no config.json (expected a Hugging Face model directory)")
-        return path
+def prepare_generated_model(spec: dict[str, Any], task: Task, cache_dir: Path, log=print) -> Path:
+    """spec.model.generate: build, warm up and cache the model (or reuse the cached one)."""
     target = cache_dir / f"{task.name}-{cache_key(spec, task)}"
-    if (target / "config.json").is_file():
+    if is_ready(target):
         log(f"model: reusing cached {target}")
         return target
     generate = spec["model"]["generate"]
@@ -140,26 +133,17 @@ def prepare_model(spec: dict[str, Any], task: Task, cache_dir: Path, log=print) 
     config = llama_config(generate, len(tokenizer), spec["rollout"]["maxModelLen"], spec["model"]["dtype"])
     model = LlamaForCausalLM(config).to(torch.float32)
     params = sum(p.numel() for p in model.parameters())
-    log(f"model: generated Llama ({params / 1e6:.2f}M params, {config.num_hidden_layers} layers), "
-        f"SFT warm-up for {generate['sftSteps']} steps"
+    log(f"model: generated Llama ({params / 1e6:.2f}M params, {config.num_hidden_layers} layers"
+        + (", tied embeddings" if config.tie_word_embeddings else "") + f"), SFT warm-up for {generate['sftSteps']} steps"
         + (f" ({generate['sftNoise']:.0%} of demonstrations wrong)" if generate["sftNoise"] else ""))
     supervised_warmup(model, tokenizer, task, generate["sftSteps"], generate["sftLearningRate"], generate["seed"],
                       noise=generate["sftNoise"], log=log)
     model = model.to(getattr(torch, spec["model"]["dtype"]))
-    # Write next to the target and rename: a crash never leaves a half-written model in the cache.
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_dir))
-    try:
+
+    def write(staging: Path) -> None:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        # mkdtemp and safetensors make the folder and the weights the owner's alone: the
-        # containers of `seesaw run --runtime docker` read them as another user
-        staging.chmod(0o755)
-        for written in staging.iterdir():
-            written.chmod(0o644)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    write_model(target, write)
     log(f"model: ready in {time.time() - started:.1f}s at {target}")
     return target

@@ -21,7 +21,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from seesaw.checkpoint_engine.conductor import Conductor
-from seesaw.checkpoint_engine.phases import PhaseError
+from seesaw.checkpoint_engine.phases import DeterministicFailure, PhaseError, caused_by
 from seesaw.interfaces import MemoryReport, Sample, weight_handle
 from seesaw.model.generate import build_tokenizer
 from seesaw.rollout.server import RolloutService
@@ -270,8 +270,9 @@ def test_a_corrupted_transfer_fails_the_sync_naming_both_checksums(model_dir, tm
 
     sender.stage = corrupted
     with pytest.raises(PhaseError, match=r"rollout loaded weights with checksum [0-9a-f]{16}, the trainer staged "
-                                         r"[0-9a-f]{16}: the transfer corrupted or missed tensors"):
+                                         r"[0-9a-f]{16}: the transfer corrupted or missed tensors") as failed:
         conductor.run()
+    assert not caused_by(failed.value, DeterministicFailure), "a transfer error may pass on a retry: the gang restarts"
 
 
 def test_an_engine_serving_other_weights_fails_the_sync_naming_the_difference(model_dir, tmp_path):
@@ -287,8 +288,11 @@ def test_an_engine_serving_other_weights_fails_the_sync_naming_the_difference(mo
         return result
 
     engine.routes["/weights/update"] = misloaded
-    with pytest.raises(PhaseError, match=r"log-probs on the probe batch differ from the trainer's by .* float32"):
+    with pytest.raises(PhaseError, match=r"log-probs on the probe batch differ from the trainer's by .* float32\) "
+                                         r"although it loaded exactly the bytes the trainer sent") as failed:
         conductor.run()
+    # the same bytes into the same engine compute the same wrong thing after a restart
+    assert caused_by(failed.value, DeterministicFailure) and "a restart would fail the same way" in str(failed.value)
 
 
 def test_a_stale_engine_fails_the_sync_naming_the_weight_version(model_dir, tmp_path):

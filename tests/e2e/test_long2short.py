@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 from safetensors.torch import load_file
 
-from seesaw.model.generate import prepare_model
+from seesaw.model.sources import prepare_model
 from seesaw.spec import load_manifest
 from seesaw.tasks import load_task
 

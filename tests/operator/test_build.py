@@ -37,6 +37,7 @@ VARIANTS = {
     "gpu-device-plugin-coscheduling": dict(cluster={"nodes": 2, "gpusPerNode": 4, "gpuSharing": "devicePlugin",
                                                     "gangScheduling": "coscheduling"}, rollout={"replicas": 2}),
     "image-model-scheduler-name": dict(model={"path": "/opt/model"}, cluster={"nodes": 1, "gpusPerNode": 1, "schedulerName": "kai"}),
+    "hub-model-into-a-claim": dict(model={"hub": {"repo": "Qwen/Qwen2.5-0.5B-Instruct", "tokenSecret": "hf"}, "pvc": "models"}),
 }
 NO_UPSTREAM_SCHEMA = {"PodGroup"}  # Volcano's and scheduler-plugins' CRDs
 
@@ -108,6 +109,22 @@ def test_pod_environment_names_the_job_its_index_and_the_rendezvous():
     assert pod0["spec"]["automountServiceAccountToken"] is True
     config = yaml.safe_load(build.build_config_map(job())["data"]["job.yaml"])
     assert validate_manifest(config)["spec"] == job()["spec"]
+
+
+def test_a_hub_model_gets_its_token_from_the_secret_and_downloads_into_the_claim():
+    pod = build.build_pod(job(model={"hub": {"repo": "org/m", "tokenSecret": "hf"}, "pvc": "models"}), 0)
+    for container in ("trainer", "rollout", "checkpoint-engine"):
+        env = {e["name"]: e for e in containers(pod)[container]["env"]}
+        assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+        assert env["SEESAW_MODEL_CACHE"]["value"] == "/models" and "SEESAW_MODEL_DIR" not in env
+        assert {m["mountPath"]: m.get("readOnly") for m in containers(pod)[container]["volumeMounts"]}["/models"] is False
+    claim = {v["name"]: v for v in pod["spec"]["volumes"]}["models"]["persistentVolumeClaim"]
+    assert claim == {"claimName": "models", "readOnly": False}
+    # a path in a claim is only read; a public hub model without a claim goes to the run volume
+    read_only = build.build_pod(job(), 0)
+    assert {v["name"]: v for v in read_only["spec"]["volumes"]}["models"]["persistentVolumeClaim"]["readOnly"] is True
+    public = {e["name"] for e in containers(build.build_pod(job(model={"hub": {"repo": "org/m"}}), 0))["trainer"]["env"]}
+    assert not {"HF_TOKEN", "SEESAW_MODEL_CACHE", "SEESAW_MODEL_DIR"} & public
 
 
 def test_device_plugin_mode_requests_gpus_once_and_points_rollout_at_them():

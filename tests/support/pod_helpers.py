@@ -22,7 +22,7 @@ def tiny_manifest(**rl_overrides) -> dict:
 
 
 def make_tiny_model(tmp_path_factory, **generate_overrides) -> tuple[dict, Path]:
-    from seesaw.model.generate import prepare_model
+    from seesaw.model.sources import prepare_model
     from seesaw.tasks import load_task
 
     manifest = tiny_manifest()
