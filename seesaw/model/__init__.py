@@ -1,1 +1,1 @@
-"""Model preparation: generated Llama models and tokenizers, SFT warm-up."""
+"""The job's initial policy: its sources (path, Hub, GGUF package, generated), the cache, the export."""

@@ -71,6 +71,12 @@ def convert_gguf(gguf: Path, target: Path, log: Callable[[str], None]) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    try:
+        import accelerate, gguf  # noqa: F401  (transformers' GGUF loader needs both)
+    except ImportError as err:
+        raise SpecError(FIELD, f"converting a GGUF model needs the gguf and accelerate packages ({err}); on a "
+                        "cluster, convert it once with `seesaw run` and put the folder on a PVC (spec.model.pvc "
+                        "and path)") from None
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # what makes save_pretrained refuse the model (it would write a quantised checkpoint);

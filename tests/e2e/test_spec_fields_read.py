@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 
 from seesaw.checkpoint_engine import tracking
+from seesaw.model.gguf_package import GGUFPackage
+from seesaw.model.hub import HubModel
 from seesaw.interfaces import Sample
 from seesaw.operator import constants as c
 from seesaw.operator.build import build_children, build_pod
@@ -101,12 +103,27 @@ def tracking_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
         pass
 
 
+def model_source_reads(monkeypatch, reads: Path) -> None:
+    """The Hub and package model sources (the local run generates its model): what the source
+    reads before it fetches, and the operator's pod for a Hub model with a token."""
+    monkeypatch.setenv(ENV, str(reads))
+    base = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    package = validate_manifest(yaml.safe_load((ROOT / "examples" / "smollm2-math.yaml").read_text()))
+    GGUFPackage.from_spec(package["spec"]["model"]["package"])
+    hub = dict(base, metadata={"name": "hub", "namespace": "ml", "uid": "u"},
+               spec=dict(base["spec"], model={"hub": {"repo": "org/m", "tokenSecret": "hf"}, "pvc": "models"}))
+    resolved = validate_manifest(hub)
+    HubModel.from_spec(resolved["spec"]["model"]["hub"])
+    build_pod(dict(resolved, metadata=hub["metadata"]), 0, attempt=0, resume_from=None)
+
+
 def test_every_spec_leaf_is_read_by_some_code_or_listed_with_its_reason(partial_rollout_run, monkeypatch, tmp_path):
     _, _, reads_file = partial_rollout_run
     operator_reads(monkeypatch, reads_file)
     task_reads(monkeypatch, reads_file, tmp_path)
     tracking_reads(monkeypatch, reads_file, tmp_path)
     long2short_reads(monkeypatch, reads_file)
+    model_source_reads(monkeypatch, reads_file)
     read = set(reads_file.read_text().split())
     leaves = schema_leaves(crd_version_schema()["properties"]["spec"])
     assert set(NOT_READ_HERE) <= leaves, "the allow-list names a field the schema no longer has"

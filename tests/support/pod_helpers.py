@@ -21,12 +21,11 @@ def tiny_manifest(**rl_overrides) -> dict:
     return manifest
 
 
-def make_tiny_model(tmp_path_factory, **generate_overrides) -> tuple[dict, Path]:
+def make_tiny_model(tmp_path_factory) -> tuple[dict, Path]:
     from seesaw.model.sources import prepare_model
     from seesaw.tasks import load_task
 
     manifest = tiny_manifest()
-    manifest["spec"]["model"]["generate"].update(generate_overrides)
     cache = tmp_path_factory.mktemp("models")
     model_dir = prepare_model(manifest["spec"], load_task(manifest["spec"]), cache, log=lambda *_: None)
     return manifest, model_dir
