@@ -302,6 +302,7 @@ def _writable_by_the_pod(folder: Path) -> None:
 
 # --- the runtime ------------------------------------------------------------------------------
 # What `seesaw run` sets to share this machine's cores between pods, as a CPU limit would.
+MODEL_MOUNT = "/mnt/seesaw-model"  # where a container finds the model this machine prepared
 MACHINE_SHARE = (pc.CPU_THREADS, "OMP_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE")
 
 
@@ -324,8 +325,11 @@ class DockerRuntime:
         self.label = re.sub(r"[^a-zA-Z0-9_.-]", "-", run_dir.name)
         self.summary_json = env.get(pc.SUMMARY_JSON)
         self.extra_env = {key: env[key] for key in MACHINE_SHARE if key in env}
-        self.extra_env[pc.MODEL_DIR] = str(model_dir)
-        self.model_mount = {str(model_dir): str(model_dir)}
+        # not at its host path: under /root (the models cache's home) the images' user could not
+        # traverse the folders above it, and transformers takes an unreadable path for a Hub id
+        inside = f"{MODEL_MOUNT}/{model_dir.name}"
+        self.extra_env[pc.MODEL_DIR] = inside
+        self.model_mount = {str(model_dir): inside}
         self._check_images()
         self.network = self.client.networks.create(f"seesaw-{self.label}", driver="bridge",
                                                    labels={RUN_LABEL: self.label})
