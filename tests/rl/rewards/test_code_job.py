@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seesaw.checkpoint_engine.scoring import score_items
+from seesaw.local.paths import resolve_paths
 from seesaw.model.generate import build_tokenizer
 from seesaw.rl.rewards import sandbox
 from seesaw.spec import SpecError, load_manifest
@@ -27,9 +28,10 @@ class Characters:
 
 
 @pytest.fixture
-def spec(monkeypatch):
-    monkeypatch.chdir(ROOT)  # the example names its prompts relative to the repository
-    return load_manifest(str(EXAMPLE))["spec"]
+def spec():
+    spec = load_manifest(str(EXAMPLE))["spec"]
+    resolve_paths(spec, EXAMPLE.parent)  # as `seesaw run` reads it: its prompts lie beside it
+    return spec
 
 
 def with_sandbox(spec, **sandbox_spec):
