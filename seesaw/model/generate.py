@@ -71,8 +71,10 @@ def demonstration_sample(task: Task, count: int = 64) -> list[str]:
 
 
 def cache_key(spec: dict[str, Any], task: Task) -> str:
+    generate = spec["model"]["generate"]
     shaping = {
-        "generate": spec["model"]["generate"],
+        # field by field: each one shapes the model, so the key reads every one of them
+        "generate": {field: generate[field] for field in generate},
         "dtype": spec["model"]["dtype"],
         "maxModelLen": spec["rollout"]["maxModelLen"],
         "task": task.name,
