@@ -246,3 +246,22 @@ def rollout_engines_per_pod(spec: dict[str, Any]) -> int:
     if rollout["enginesPerPod"]:
         return int(rollout["enginesPerPod"])
     return max(1, gpus // rollout["tensorParallel"]) if gpus else 1
+
+
+def _merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
+
+
+def job_spec(patch: dict[str, Any] | None = None, name: str = "job") -> dict[str, Any]:
+    """A whole spec from a fragment, defaulted and checked as the CRD does.
+
+    Benchmarks and tests build their trainers and engines from this, never from a spec
+    written by hand, so none misses a field the code reads. The model source is a
+    placeholder path: the callers hand the model's directory to the backend themselves.
+    """
+    spec = _merged({"model": {"path": "model"}}, patch or {})
+    return validate_manifest({"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
+                              "metadata": {"name": name}, "spec": spec})["spec"]

@@ -203,8 +203,21 @@ def mask_vocab_padding(logits: torch.Tensor, vocab_size: int, tp_rank: int) -> t
 
 # ---------------------------------------------------------------- the trainer
 
+def on_device(device: str) -> torch.device:
+    """This rank's device: its GPU, or the CPU, where Megatron runs through its CPU mode
+    (seesaw.trainer.megatron_cpu, for debugging a layout without a GPU)."""
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("trainer device cuda, but torch finds no CUDA GPU")
+        return torch.device("cuda", torch.cuda.current_device())
+    from seesaw.trainer import megatron_cpu
+
+    megatron_cpu.enable()
+    return torch.device("cpu")
+
+
 class MegatronTrainer:
-    """Trainer protocol on Megatron-core (GPU)."""
+    """Trainer protocol on Megatron-core: on GPUs, or slowly on the CPU over gloo."""
 
     def __init__(self, model_dir: str | Path, spec: dict[str, Any], device: str = "cuda") -> None:
         import torch.distributed as dist
@@ -216,16 +229,17 @@ class MegatronTrainer:
 
         from seesaw.trainer.hf_to_megatron import LazyHFTensors, build_gpt_model, load_hf_weights
 
-        if not torch.cuda.is_available():
-            raise RuntimeError("the megatron trainer needs a CUDA GPU; use trainer.backend torch on the CPU")
+        self.device = on_device(device)
         self.spec = spec
         trainer = spec["trainer"]
         self.par = Parallelism(tp=trainer["tensorParallel"], pp=trainer["pipelineParallel"], ep=trainer["expertParallel"])
         self.dtype = getattr(torch, spec["model"]["dtype"])
-        join_trainer_group("cuda", spec["timeouts"]["startupSeconds"])
-        if not dist.is_initialized():  # one GPU: Megatron's groups still need a process group
-            dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1,
-                                    device_id=torch.device("cuda", torch.cuda.current_device()))
+        join_trainer_group(self.device.type, spec["timeouts"]["startupSeconds"])
+        if not dist.is_initialized():  # one rank: Megatron's groups still need a process group
+            if self.device.type == "cuda":
+                dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1, device_id=self.device)
+            else:
+                dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         if not mpu.model_parallel_is_initialized():
             mpu.initialize_model_parallel(tensor_model_parallel_size=self.par.tp, pipeline_model_parallel_size=self.par.pp,
                                           expert_model_parallel_size=self.par.ep)
@@ -237,7 +251,7 @@ class MegatronTrainer:
         self.pad_id = self.hf_config.pad_token_id or 0
 
         model = build_gpt_model(self.hf_config, self.par, self.dtype, pre_process=mpu.is_pipeline_first_stage(),
-                                post_process=mpu.is_pipeline_last_stage()).cuda()
+                                post_process=mpu.is_pipeline_last_stage()).to(self.device)
         rank = (mpu.get_pipeline_model_parallel_rank(), mpu.get_tensor_model_parallel_rank(),
                 mpu.get_expert_model_parallel_rank())
         copied = load_hf_weights(model, LazyHFTensors(model_dir), self.layout, self.par, rank,
@@ -273,7 +287,7 @@ class MegatronTrainer:
         from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 
         logits = mask_vocab_padding(logits.float(), self.layout.vocab_size, self.mpu.get_tensor_model_parallel_rank())
-        return -vocab_parallel_cross_entropy(logits, targets.cuda())
+        return -vocab_parallel_cross_entropy(logits, targets.to(self.device))
 
     def _run(self, batches: list[MicroBatch], width: int, loss_of: Callable[[torch.Tensor, MicroBatch], tuple],
              forward_only: bool) -> list[dict[str, Any]]:
@@ -283,7 +297,7 @@ class MegatronTrainer:
 
         def forward_step(data_iterator: Any, model: torch.nn.Module):
             batch = next(data_iterator)
-            ids = batch.input_ids.cuda()
+            ids = batch.input_ids.to(self.device)
             positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
             output = model(ids, positions, None)
             return output, lambda out: loss_of(out, batch)
@@ -300,7 +314,7 @@ class MegatronTrainer:
         group = self.mpu.get_pipeline_model_parallel_group()
         ranks = dist.get_process_group_ranks(group)
         box = [value]
-        dist.broadcast_object_list(box, src=ranks[-1], group=group, device=torch.device("cuda", torch.cuda.current_device()))
+        dist.broadcast_object_list(box, src=ranks[-1], group=group, device=self.device)
         return box[0]
 
     # --- protocol ------------------------------------------------------------------------
@@ -339,8 +353,9 @@ class MegatronTrainer:
 
         def policy_loss(output: torch.Tensor, batch: MicroBatch):
             lp, mask = response_logprobs(self._token_logprobs(output, batch.targets), batch)
-            old = batch.old_logprobs.cuda()
-            stats = self.loss_function(lp, old, mask, rewards=batch.rewards.cuda(), group_ids=batch.group_ids.cuda(), tau=tau)
+            old = batch.old_logprobs.to(self.device)
+            stats = self.loss_function(lp, old, mask, rewards=batch.rewards.to(self.device),
+                                       group_ids=batch.group_ids.to(self.device), tau=tau)
             # Megatron divides each micro-batch's loss by their count; undo it, then weigh
             # by the share of prompts, as the CPU backend does.
             weighted = stats.loss * batch.weight * share
@@ -352,8 +367,8 @@ class MegatronTrainer:
         _, grad_norm, _ = self.optimizer.step()
         local = [sum(float(o["loss"]) for o in out), sum(o["log_ratio"] for o in out), sum(o["tokens"] for o in out),
                  max([o["diff"] for o in out], default=0.0)] if out else [0.0, 0.0, 0.0, 0.0]
-        totals = torch.tensor(local[:3], device="cuda", dtype=torch.float64)
-        diff = torch.tensor([local[3]], device="cuda", dtype=torch.float64)
+        totals = torch.tensor(local[:3], device=self.device, dtype=torch.float64)
+        diff = torch.tensor([local[3]], device=self.device, dtype=torch.float64)
         if dp_size > 1:
             torch.distributed.all_reduce(totals, group=self.mpu.get_data_parallel_group())
             torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX, group=self.mpu.get_data_parallel_group())
@@ -394,14 +409,14 @@ class MegatronTrainer:
                         dist.all_gather(shards, local.contiguous(), group=group)
                     full = [(n, t.contiguous()) for n, t in shards_to_hf(rule, shards, layout)]
                 else:
-                    full = [(n, torch.empty(shapes[n], dtype=self.dtype, device="cuda")) for n in rule.hf]
+                    full = [(n, torch.empty(shapes[n], dtype=self.dtype, device=self.device)) for n in rule.hf]
                 if expert and par.ep > 1:
                     ep_group = mpu.get_expert_model_parallel_group()
                     src = dist.get_process_group_ranks(ep_group)[owner_ep]
                     for _, t in full:
                         dist.broadcast(t, src=src, group=ep_group)
             else:
-                full = [(n, torch.empty(shapes[n], dtype=self.dtype, device="cuda")) for n in rule.hf]
+                full = [(n, torch.empty(shapes[n], dtype=self.dtype, device=self.device)) for n in rule.hf]
             if par.pp > 1:
                 for _, t in full:
                     dist.broadcast(t, src=pp_ranks[owner_stage], group=mpu.get_pipeline_model_parallel_group())
@@ -410,7 +425,7 @@ class MegatronTrainer:
     # --- memory --------------------------------------------------------------------------
     def _offloader(self) -> StateOffloader:
         if self.offloader is None:
-            off = StateOffloader(pin=True)
+            off = StateOffloader(pin=self.device.type == "cuda")
             off.add("params", [p.data for p in self.model.parameters()]
                     + [b.param_data for b in self.model.buffers + self.model.expert_parallel_buffers if b.param_data is not None])
             off.add("grads", [b.grad_data for b in self.model.buffers + self.model.expert_parallel_buffers], keep_content=False)
@@ -418,14 +433,18 @@ class MegatronTrainer:
             for inner in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
                 torch_opt = inner.optimizer
                 state += [p for g in torch_opt.param_groups for p in g["params"]]
-                state += [t for s in torch_opt.state.values() for t in s.values() if torch.is_tensor(t) and t.is_cuda]
+                state += [t for s in torch_opt.state.values() for t in s.values() if self._on_device(t)]
             off.add("optimizer", state)
             self.offloader = off
         else:  # optimiser state appears at the first step: register what is new
             for inner in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
                 self.offloader.add("optimizer", [t for s in inner.optimizer.state.values() for t in s.values()
-                                                 if torch.is_tensor(t) and t.is_cuda])
+                                                 if self._on_device(t)])
         return self.offloader
+
+    def _on_device(self, value: Any) -> bool:
+        # a step counter lives on the host beside the moments: nothing to move
+        return torch.is_tensor(value) and value.device.type == self.device.type and value.dim() > 0
 
     def _report(self, reports: dict[str, MemoryReport], what: str) -> MemoryReport:
         self.last_memory = {g: {"bytes": r.bytes, "seconds": r.seconds} for g, r in reports.items()}

@@ -1,0 +1,112 @@
+"""Megatron-core on the CPU: the few CUDA assumptions of Megatron itself, each sent to the CPU.
+
+Slow, and only for debugging a TP/PP/DP layout without a GPU (a laptop, CI): the ranks
+talk over gloo, and every tensor Megatron asks for on "cuda" is made on the CPU. Seesaw's
+own backend takes its device from where it runs; what is shimmed here is Megatron's:
+
+- allocations on `device="cuda"` / `torch.cuda.current_device()`, `.cuda()`, `.to("cuda")`
+  and pinned host buffers (DDP grad buffers, p2p buffers of the pipeline schedules, the
+  distributed optimizer's shards);
+- `Tensor.type()`, which Megatron's DDP and optimizer read to group parameters by dtype
+  ("torch.cuda.FloatTensor"), reported as CUDA type names;
+- `torch.cuda.current_device()` (0), `synchronize()` / `empty_cache()` (nothing to wait for
+  or release), and a default stream whose waits do nothing;
+- the CUDA RNG tracker of `tensor_parallel/random.py` (TP-rank seeds for dropout and init),
+  backed by CPU generator states.
+
+`enable()` is idempotent and process-wide: call it before Megatron builds anything.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+CUDA_TYPE_NAMES = {torch.float32: "torch.cuda.FloatTensor", torch.float16: "torch.cuda.HalfTensor",
+                   torch.bfloat16: "torch.cuda.BFloat16Tensor", torch.float64: "torch.cuda.DoubleTensor",
+                   torch.int64: "torch.cuda.LongTensor", torch.int32: "torch.cuda.IntTensor",
+                   torch.uint8: "torch.cuda.ByteTensor", torch.bool: "torch.cuda.BoolTensor"}
+_enabled = False
+
+
+def _is_cuda(device: Any) -> bool:
+    if isinstance(device, torch.device):
+        return device.type == "cuda"
+    if isinstance(device, str):
+        return device.startswith("cuda")
+    return isinstance(device, int)  # Megatron passes torch.cuda.current_device(), an index
+
+
+class _CudaToCpu(TorchFunctionMode):
+    """Every "cuda" device argument becomes the CPU; pinning is dropped (no device to DMA to)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        name = getattr(func, "__name__", "")
+        if name == "cuda" or name == "pin_memory":
+            return args[0]
+        if name == "type" and len(args) == 1 and not kwargs:
+            tensor = args[0]
+            return CUDA_TYPE_NAMES.get(tensor.dtype, func(*args))
+        if name == "is_pinned":
+            return True
+        if _is_cuda(kwargs.get("device")):
+            kwargs["device"] = "cpu"
+        if kwargs.get("pin_memory"):
+            kwargs["pin_memory"] = False
+        if name == "to":
+            args = tuple("cpu" if i > 0 and _is_cuda(a) and not isinstance(a, bool) and not isinstance(a, torch.Tensor)
+                         and not (isinstance(a, int) and i > 1) else a for i, a in enumerate(args))
+        return func(*args, **kwargs)
+
+
+class _NoStream:
+    """torch.cuda streams on the CPU: work is already ordered, waits return at once."""
+
+    def wait_stream(self, *_: Any) -> None: ...
+    def wait_event(self, *_: Any) -> None: ...
+    def synchronize(self) -> None: ...
+    def record_event(self, *_: Any) -> None: ...
+
+
+class _CpuIsTheCudaState(logging.Filter):
+    # fork() warns when the CPU state moves inside a CUDA-state fork: here they are one state
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "CPU RNG state changed within GPU RNG context" not in record.getMessage()
+
+
+def _cpu_rng_tracker() -> None:
+    """The tracker keeps one CPU generator state per name and swaps it in around `fork`."""
+    from megatron.core.tensor_parallel import random as mrandom
+
+    logging.getLogger(mrandom.__name__).addFilter(_CpuIsTheCudaState())
+    mrandom._get_cuda_rng_state = lambda *a, clone=False, **k: torch.get_rng_state().clone() if clone else torch.get_rng_state()
+    mrandom._set_cuda_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
+
+
+def enable() -> None:
+    global _enabled
+    if _enabled:
+        return
+    if torch.cuda.is_available():
+        raise RuntimeError("Megatron's CPU mode on a machine with a GPU: train on the GPU instead")
+    cuda = torch.cuda
+    cuda.current_device = lambda: 0
+    cuda.synchronize = lambda *a, **k: None
+    cuda.empty_cache = lambda: None
+    cuda.manual_seed = lambda seed: None  # the tracker seeds CPU states itself
+    cuda.get_rng_state = lambda *a, **k: torch.get_rng_state()
+    cuda.set_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
+    cuda.current_stream = cuda.default_stream = lambda *a, **k: _NoStream()
+    cuda.stream = lambda *a, **k: contextlib.nullcontext()
+    cuda.device_count = lambda: 1
+    _cpu_rng_tracker()
+    _CudaToCpu().__enter__()  # for the life of the process: Megatron allocates at any time
+    _enabled = True
+
+
+def enabled() -> bool:
+    return _enabled
