@@ -18,6 +18,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from seesaw.interfaces import backend
+from seesaw.spec import job_spec
+from seesaw.spec_reads import plain
 from synthetic import random_samples
 import seesaw.trainer.megatron_backend  # noqa: F401  (registers "megatron")
 
@@ -25,6 +27,12 @@ import seesaw.trainer.megatron_backend  # noqa: F401  (registers "megatron")
 def device_used_bytes() -> int:
     free, total = torch.cuda.mem_get_info()
     return total - free
+
+
+def trainer_spec() -> dict:
+    """The trainer's spec, defaulted as the CRD does: bf16, AdamW on the distributed optimizer."""
+    return plain(job_spec({"model": {"dtype": "bfloat16"}, "rl": {"seed": 0},
+                           "trainer": {"microBatchSize": 8, "optimizer": {"name": "adamw", "learningRate": 1e-5}}}))
 
 
 def main() -> None:
@@ -37,10 +45,7 @@ def main() -> None:
     cfg = LlamaConfig(hidden_size=1024, num_attention_heads=16, num_key_value_heads=4, head_dim=64,
                       intermediate_size=4096, num_hidden_layers=8, vocab_size=32000, max_position_embeddings=512,
                       pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    spec = {"model": {"dtype": "bfloat16"}, "rl": {"seed": 0},
-            "trainer": {"tensorParallel": 1, "pipelineParallel": 1, "expertParallel": 1, "microBatchSize": 8,
-                        "optimizer": {"name": "adamw", "learningRate": 1e-5, "weightDecay": 0.0, "gradClip": 1.0,
-                                      "distributed": True}}}
+    spec = trainer_spec()
     rows = []
     with tempfile.TemporaryDirectory() as model_dir:
         LlamaForCausalLM(cfg).save_pretrained(model_dir)

@@ -18,9 +18,18 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from seesaw.interfaces import backend
+from seesaw.spec import job_spec
+from seesaw.spec_reads import plain
 from synthetic import random_samples
 import seesaw.trainer.megatron_backend  # noqa: F401  (registers "megatron")
 import seesaw.trainer.torch_backend  # noqa: F401  (registers "torch")
+
+
+def trainer_spec() -> dict:
+    """The trainers' spec, defaulted as the CRD does: SGD at a rate that moves the tiny model."""
+    return plain(job_spec({"model": {"dtype": "float32"}, "rl": {"seed": 0},
+                           "trainer": {"microBatchSize": 8,
+                                       "optimizer": {"name": "sgd", "learningRate": 0.05, "gradClip": 0.0}}}))
 
 
 def main() -> None:
@@ -32,10 +41,7 @@ def main() -> None:
     cfg = LlamaConfig(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=32, intermediate_size=256,
                       num_hidden_layers=2, vocab_size=192, max_position_embeddings=128, pad_token_id=0,
                       bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    spec = {"model": {"dtype": "float32"}, "rl": {"seed": 0},
-            "trainer": {"tensorParallel": 1, "pipelineParallel": 1, "expertParallel": 1, "microBatchSize": 8,
-                        "optimizer": {"name": "sgd", "learningRate": 0.05, "weightDecay": 0.0, "gradClip": 0.0,
-                                      "distributed": True}}}
+    spec = trainer_spec()
     with tempfile.TemporaryDirectory() as model_dir, tempfile.TemporaryDirectory() as ckpt:
         LlamaForCausalLM(cfg).save_pretrained(model_dir)
         cpu = backend("trainer", "torch")(model_dir, spec, device="cpu")

@@ -2,7 +2,7 @@
 
 `auto` in spec.trainer.backend and spec.weightSync.channel resolves here, and only here, so
 the local runner, the operator and the workers agree. Combinations that cannot run (CUDA
-IPC without a GPU, Megatron-core on a CPU-only cluster) are refused with a SpecError that
+IPC without a GPU, tensor parallelism wider than a node) are refused with a SpecError that
 names the field, the value and what the hardware offers.
 """
 from __future__ import annotations
@@ -91,11 +91,10 @@ def choose_backends(spec: dict[str, Any], hardware: Hardware) -> BackendChoice:
     if trainer == "auto":
         trainer = MEGATRON if gpu_job else TORCH
         reasons.append(f"trainer auto -> {trainer}: {hardware.gpu_count} GPU(s) found, cluster.gpusPerNode={gpus_per_node}")
-    if trainer == MEGATRON:
-        if gpus_per_node == 0:
-            raise SpecError("spec.trainer.backend", "megatron needs GPUs, but spec.cluster.gpusPerNode is 0; use torch or auto")
-        if hardware.gpu_count == 0:
-            raise SpecError("spec.trainer.backend", "megatron needs a CUDA GPU, found none on this node; use torch or auto")
+    if trainer == MEGATRON and not gpu_job:
+        # Megatron's CPU mode (seesaw.trainer.megatron_cpu): slow, to debug a layout without a GPU
+        reasons.append("trainer megatron on the CPU: no GPU for this job, ranks over gloo")
+    elif trainer == MEGATRON:
         tp = _get(spec, "trainer.tensorParallel", 1)
         if tp > hardware.gpu_count:
             raise SpecError("spec.trainer.tensorParallel",

@@ -57,8 +57,6 @@ def test_accepts_the_spec_alone() -> None:
         (dict(weightSync={"channel": "cuda-ipc"}), EIGHT_GPUS_RDMA, "spec.weightSync.channel", "do not share"),
         (dict(trainer={"backend": "torch"}, weightSync={"channel": "cuda-ipc"}), ONE_GPU, "spec.weightSync.channel", "megatron trainer"),
         (dict(weightSync={"channel": "mooncake-rdma"}), ONE_GPU, "spec.weightSync.channel", "RDMA device"),
-        (dict(trainer={"backend": "megatron"}, cluster={"gpusPerNode": 0}), ONE_GPU, "spec.trainer.backend", "gpusPerNode is 0"),
-        (dict(trainer={"backend": "megatron"}), CPU, "spec.trainer.backend", "found none"),
         (dict(trainer={"tensorParallel": 8}), ONE_GPU, "spec.trainer.tensorParallel", "has 1 GPU"),
         (dict(rollout={"tensorParallel": 2}, cluster={"gpusPerNode": 2}), ONE_GPU, "spec.rollout.tensorParallel", "got 2"),
     ],
@@ -87,3 +85,10 @@ def test_detect_lists_rdma_devices(tmp_path) -> None:
     (tmp_path / "mlx5_0").mkdir()
     assert _rdma_devices(str(tmp_path)) == ("mlx5_0", "mlx5_1")
     assert _rdma_devices(str(tmp_path / "absent")) == ()
+
+
+@pytest.mark.parametrize("cluster, hardware", [({"gpusPerNode": 0}, ONE_GPU), ({}, CPU)])
+def test_megatron_without_gpus_runs_on_the_cpu_and_says_so(cluster, hardware) -> None:
+    choice = choose_backends(job(trainer={"backend": "megatron"}, cluster=cluster)["spec"], hardware)
+    assert (choice.trainer, choice.rollout, choice.weight_channel) == ("megatron", "vllm-cpu", "mooncake-tcp")
+    assert any("megatron on the CPU" in reason for reason in choice.reasons), choice.reasons

@@ -29,9 +29,13 @@ from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
 from seesaw.rl.objectives import objective_loss
 from seesaw.rl.training import MiniBatchStats, train_iteration
 from seesaw.trainer.distributed import join_trainer_group
+from seesaw.trainer.optimizers import OptimizerSettings
 from seesaw.trainer.resharding import ModelLayout, Parallelism, hf_shapes, model_rules, _local_name, _placement
 
 log = logging.getLogger("seesaw.trainer.megatron")
+# The distributed optimizer's state in its canonical per-parameter form: a checkpoint loads
+# into another TP/PP/DP layout (Megatron's default format cannot be saved at all in 0.16).
+CHECKPOINT_METADATA = {"distrib_optim_sharding_type": "dp_reshardable"}
 
 
 # ---------------------------------------------------------------- offload / onload (device-agnostic)
@@ -223,7 +227,7 @@ class MegatronTrainer:
         import torch.distributed as dist
         from megatron.core import parallel_state as mpu
         from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
-        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core.optimizer import get_megatron_optimizer
         from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed
         from transformers import AutoConfig
 
@@ -258,21 +262,18 @@ class MegatronTrainer:
                                  etp_rank=mpu.get_expert_tensor_parallel_rank() if self.layout.num_experts else None)
         log.info("rank %d loaded %.1f MiB of HF weights as Megatron shards %s", self.rank, copied / 2**20, rank)
         self.module = model  # the bare GPTModel: parameter names as resharding.py knows them
-        opt = trainer["optimizer"]
-        distributed = bool(opt.get("distributed", True))
+        settings = OptimizerSettings.from_spec(spec)
+        if settings.name == "sgd" and trainer["optimizer"]["distributed"]:
+            log.info("optimizer sgd: without Megatron's distributed optimizer (it shards Adam's state only)")
         config = model.config
+        # the pipeline stages exchange each micro-batch's shape first: the last one of an
+        # iteration is smaller whenever the prompts do not fill it
+        config.variable_seq_lengths = self.par.pp > 1
         self.model = DistributedDataParallel(
             config=config, module=model,
             ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
-                                                     use_distributed_optimizer=distributed))
-        self.optimizer = get_megatron_optimizer(
-            OptimizerConfig(optimizer="adam" if opt["name"] == "adamw" else "sgd", lr=opt["learningRate"],
-                            min_lr=opt["learningRate"], weight_decay=opt["weightDecay"], decoupled_weight_decay=True,
-                            adam_beta1=0.9, adam_beta2=0.999, adam_eps=1e-8, sgd_momentum=0.0,
-                            clip_grad=opt["gradClip"], bf16=self.dtype == torch.bfloat16,
-                            fp16=self.dtype == torch.float16, params_dtype=self.dtype,
-                            use_distributed_optimizer=distributed),
-            [self.model])
+                                                     use_distributed_optimizer=settings.distributed))
+        self.optimizer = get_megatron_optimizer(settings.megatron_config(self.dtype), [self.model])
         config.finalize_model_grads_func = finalize_model_grads
         config.no_sync_func = self.model.no_sync
         config.grad_scale_func = self.optimizer.scale_loss
@@ -463,6 +464,20 @@ class MegatronTrainer:
         return self._report(self._offloader().onload(), "onload")
 
     # --- checkpoints ---------------------------------------------------------------------
+    def _sharded_state(self, loading: bool) -> dict[str, Any]:
+        """The model's and the optimizer's shards as dist_checkpointing names them. Loading
+        asks the optimizer to create its state first: a fresh one has none to fill."""
+        if loading:
+            for inner in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
+                # the distributed optimizer on torch's Adam (no TE/Apex) reads Adam's step from
+                # its state to describe it: a fresh one takes a zero step first (no update; the
+                # load then overwrites the moments, the step and the weights)
+                if hasattr(inner, "_init_optimizer_states_with_dummy_values") and not inner.optimizer.state:
+                    inner._init_optimizer_states_with_dummy_values()
+        model_sd = self.module.sharded_state_dict()
+        return {"model": model_sd, "optimizer": self.optimizer.sharded_state_dict(
+            model_sd, is_loading=loading, metadata=CHECKPOINT_METADATA)}
+
     def save_checkpoint(self, path: str, iteration: int) -> None:
         """Megatron distributed checkpoint (each rank writes its shards) in directory `path`."""
         import torch.distributed as dist
@@ -472,9 +487,7 @@ class MegatronTrainer:
         if self.rank == 0:
             target.mkdir(parents=True, exist_ok=True)
         dist.barrier()
-        model_sd = self.module.sharded_state_dict()
-        state = {"model": model_sd, "optimizer": self.optimizer.sharded_state_dict(model_sd)}
-        dist_checkpointing.save(state, str(target))
+        dist_checkpointing.save(self._sharded_state(loading=False), str(target))
         if self.rank == 0:
             (target / "seesaw.json").write_text(json.dumps({"iteration": iteration, "steps": self.steps}))
         dist.barrier()
@@ -482,10 +495,16 @@ class MegatronTrainer:
     def load_checkpoint(self, path: str) -> int:
         from megatron.core import dist_checkpointing
 
-        model_sd = self.module.sharded_state_dict()
-        state = dist_checkpointing.load({"model": model_sd, "optimizer": self.optimizer.sharded_state_dict(model_sd)}, path)
+        state = dist_checkpointing.load(self._sharded_state(loading=True), path)
         self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        with torch.no_grad():  # the distributed optimizer copies into fp32 main params that require grad
+            self.optimizer.load_state_dict(state["optimizer"])
+        for inner in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
+            for param_state in inner.optimizer.state.values():
+                # Megatron restores Adam's step as one tensor shared by every parameter, and
+                # torch's Adam adds 1 to it in place per parameter: each needs its own
+                if torch.is_tensor(param_state.get("step")):
+                    param_state["step"] = param_state["step"].clone()
         meta = json.loads((Path(path) / "seesaw.json").read_text())
         self.steps = meta["steps"]
         return meta["iteration"]

@@ -12,7 +12,7 @@ import torch
 from seesaw import pod_contract
 import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight channels)
 import seesaw.trainer  # noqa: F401  (registers the trainer backends)
-from seesaw.backend_selection import BackendChoice, Hardware, choose_backends
+from seesaw.backend_selection import VLLM_GPU, BackendChoice, Hardware, choose_backends
 from seesaw.interfaces import Sample, backend, weight_channel
 from seesaw.spec import rollout_engines_per_pod
 from seesaw.rpc import serve
@@ -30,7 +30,7 @@ def start_trainer(env: WorkerEnv) -> tuple[Any, BackendChoice]:
     """Join the job's trainer group and build this rank's trainer backend."""
     choice = choose_backends(env.spec, Hardware.detect())
     log.info("backends: %s (%s)", choice, "; ".join(choice.reasons))
-    device = "cuda" if choice.trainer == "megatron" else "cpu"
+    device = "cuda" if choice.trainer == "megatron" and choice.rollout == VLLM_GPU else "cpu"
     rank, world = join_trainer_group(device, env.spec["timeouts"]["startupSeconds"])
     log.info("trainer rank %d of %d", rank, world)
     return backend("trainer", choice.trainer)(env.model_dir, env.spec, device=device), choice

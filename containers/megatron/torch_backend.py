@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
 from seesaw.rl.objectives import objective_loss
+from seesaw.trainer.optimizers import OptimizerSettings
 from seesaw.rl.training import MiniBatchStats, train_iteration
 from seesaw.trainer import distributed
 
@@ -56,12 +57,9 @@ class TorchTrainer:
         self.model.eval()
         self.flat = flatten_parameters(self.model)
         self.pad_id = self.model.config.pad_token_id or 0
-        opt = spec["trainer"]["optimizer"]
-        if opt["name"] == "adamw":
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=opt["learningRate"], weight_decay=opt["weightDecay"])
-        else:
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=opt["learningRate"], weight_decay=opt["weightDecay"])
-        self.grad_clip = opt["gradClip"]
+        settings = OptimizerSettings.from_spec(spec)
+        self.optimizer = settings.torch_optimizer(self.model.parameters())
+        self.grad_clip = settings.grad_clip
         self.micro_batch = spec["trainer"]["microBatchSize"]
         self.loss_function = objective_loss(spec["rl"]["objective"])
         self.steps = 0
