@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-gpu images render lint clean
+.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-megatron-cpu bench-gpu images render lint clean
 
 # bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py); Docker's
 # engine and debootstrap build and run the images (tools/images.py, seesaw run --runtime docker):
@@ -86,6 +86,10 @@ $(TRL_VENV)/.installed: requirements/bench-peer.txt
 
 # One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).
 # Megatron vs CPU loss parity, CUDA IPC hand-off and offload/onload against their floors.
+# The Megatron backend on the CPU (gloo ranks) against the torch backend, per TP/PP/DP layout.
+bench-megatron-cpu: install
+	$(PY) bench/megatron_cpu_parity.py
+
 bench-gpu:
 	mkdir -p runs/bench-gpu
 	$(PY) bench/gpu_megatron_parity.py --json runs/bench-gpu/parity.json

@@ -16,6 +16,9 @@ ranks enter the collectives together.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
 import logging
 import time
@@ -214,16 +217,51 @@ def on_device(device: str) -> torch.device:
         if not torch.cuda.is_available():
             raise RuntimeError("trainer device cuda, but torch finds no CUDA GPU")
         return torch.device("cuda", torch.cuda.current_device())
-    from seesaw.trainer import megatron_cpu
-
-    megatron_cpu.enable()
     return torch.device("cpu")
+
+
+def _device_mode(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cpu":
+        from seesaw.trainer.megatron_cpu import allocations_on_cpu
+
+        return allocations_on_cpu()
+    return contextlib.nullcontext()
+
+
+_DONE = object()
+
+
+def on_this_device(method: Callable) -> Callable:
+    """Run a trainer method (a generator one item at a time) in its device's mode, in
+    whichever thread calls it."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def stepwise(self: "MegatronTrainer", *args: Any, **kwargs: Any) -> Iterator[Any]:
+            items = method(self, *args, **kwargs)
+            while True:
+                with _device_mode(self.device):
+                    item = next(items, _DONE)
+                if item is _DONE:
+                    return
+                yield item
+        return stepwise
+
+    @functools.wraps(method)
+    def call(self: "MegatronTrainer", *args: Any, **kwargs: Any) -> Any:
+        with _device_mode(self.device):
+            return method(self, *args, **kwargs)
+    return call
 
 
 class MegatronTrainer:
     """Trainer protocol on Megatron-core: on GPUs, or slowly on the CPU over gloo."""
 
     def __init__(self, model_dir: str | Path, spec: dict[str, Any], device: str = "cuda") -> None:
+        self.device = on_device(device)
+        with _device_mode(self.device):
+            self._build(model_dir, spec)
+
+    def _build(self, model_dir: str | Path, spec: dict[str, Any]) -> None:
         import torch.distributed as dist
         from megatron.core import parallel_state as mpu
         from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
@@ -233,7 +271,6 @@ class MegatronTrainer:
 
         from seesaw.trainer.hf_to_megatron import LazyHFTensors, build_gpt_model, load_hf_weights
 
-        self.device = on_device(device)
         self.spec = spec
         trainer = spec["trainer"]
         self.par = Parallelism(tp=trainer["tensorParallel"], pp=trainer["pipelineParallel"], ep=trainer["expertParallel"])
@@ -319,6 +356,7 @@ class MegatronTrainer:
         return box[0]
 
     # --- protocol ------------------------------------------------------------------------
+    @on_this_device
     @torch.no_grad()
     def sequence_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
         samples = [Sample(i, p, r, [0.0] * len(r)) for i, (p, r) in enumerate(zip(prompt_ids, response_ids))]
@@ -334,6 +372,7 @@ class MegatronTrainer:
         rows = [row for item in out for row in item["rows"]] if out else None
         return self._from_last_stage(rows)
 
+    @on_this_device
     def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
         """One iteration through the shared loop (seesaw.rl.training) on the whole batch, as
         every rank gets it. Megatron's own data-parallel ranks split each mini-batch inside
@@ -379,6 +418,7 @@ class MegatronTrainer:
                               max_abs_logprob_diff=float(self._from_last_stage(diff.tolist())[0]),
                               grad_norm=float(grad_norm or 0.0))
 
+    @on_this_device
     def hf_state(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Full HF tensors on every rank, one parameter at a time (gathered over TP, EP and PP).
 
@@ -454,12 +494,14 @@ class MegatronTrainer:
                      r.bytes / max(r.seconds, 1e-9) / 1e9)
         return MemoryReport(sum(r.bytes for r in reports.values()), sum(r.seconds for r in reports.values()))
 
+    @on_this_device
     def offload(self, keep_weights: bool = False) -> MemoryReport:
         """Release optimiser state and gradients; the parameters too unless keep_weights
         (the sync reads them after the optimiser state has made room for the rollout's weights)."""
         groups = ["grads", "optimizer"] + ([] if keep_weights else ["params"])
         return self._report(self._offloader().offload(groups), "offload")
 
+    @on_this_device
     def onload(self) -> MemoryReport:
         return self._report(self._offloader().onload(), "onload")
 
@@ -478,6 +520,7 @@ class MegatronTrainer:
         return {"model": model_sd, "optimizer": self.optimizer.sharded_state_dict(
             model_sd, is_loading=loading, metadata=CHECKPOINT_METADATA)}
 
+    @on_this_device
     def save_checkpoint(self, path: str, iteration: int) -> None:
         """Megatron distributed checkpoint (each rank writes its shards) in directory `path`."""
         import torch.distributed as dist
@@ -492,6 +535,7 @@ class MegatronTrainer:
             (target / "seesaw.json").write_text(json.dumps({"iteration": iteration, "steps": self.steps}))
         dist.barrier()
 
+    @on_this_device
     def load_checkpoint(self, path: str) -> int:
         from megatron.core import dist_checkpointing
 

@@ -14,13 +14,15 @@ own backend takes its device from where it runs; what is shimmed here is Megatro
 - the CUDA RNG tracker of `tensor_parallel/random.py` (TP-rank seeds for dropout and init),
   backed by CPU generator states.
 
-`enable()` is idempotent and process-wide: call it before Megatron builds anything.
+`enable()` patches torch.cuda once per process; `allocations_on_cpu()` sends the allocations
+to the CPU for the calls made inside it (the backend wraps each of its methods in it).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -104,9 +106,28 @@ def enable() -> None:
     cuda.stream = lambda *a, **k: contextlib.nullcontext()
     cuda.device_count = lambda: 1
     _cpu_rng_tracker()
-    _CudaToCpu().__enter__()  # for the life of the process: Megatron allocates at any time
     _enabled = True
 
 
-def enabled() -> bool:
-    return _enabled
+_thread = threading.local()
+
+
+@contextlib.contextmanager
+def allocations_on_cpu() -> Iterator[None]:
+    """Megatron's "cuda" allocations go to the CPU inside this block. Torch's function modes
+    are per thread, and the trainer is called from its server's threads: each call enters
+    this (re-entrant) block itself."""
+    enable()
+    if getattr(_thread, "depth", 0):
+        _thread.depth += 1
+        try:
+            yield
+        finally:
+            _thread.depth -= 1
+        return
+    _thread.depth = 1
+    try:
+        with _CudaToCpu():
+            yield
+    finally:
+        _thread.depth = 0

@@ -7,9 +7,10 @@ import sys
 import pytest
 
 from seesaw.rollout.gpu_backend import engine_args, transfer_backend
+from seesaw.spec import job_spec
 
-SPEC = {"model": {"dtype": "bfloat16"}, "weightSync": {"channel": "cuda-ipc"},
-        "rollout": {"maxModelLen": 2048, "tensorParallel": 2, "gpuMemoryUtilization": 0.5}}
+SPEC = job_spec({"model": {"dtype": "bfloat16"}, "weightSync": {"channel": "cuda-ipc"},
+                 "rollout": {"maxModelLen": 2048, "tensorParallel": 2, "gpuMemoryUtilization": 0.5}})
 
 
 def test_engine_args_turn_on_sleep_mode_dummy_weights_and_the_worker_extension() -> None:

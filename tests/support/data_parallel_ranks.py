@@ -8,12 +8,12 @@ import torch
 
 from seesaw import pod_contract as pc
 from seesaw.interfaces import Sample
+from seesaw.spec import job_spec
 
 def spec(mini_batch_prompts: int = 2) -> dict:
-    return {"model": {"dtype": "float32"}, "rl": {"epochsPerIteration": 2, "miniBatchPrompts": mini_batch_prompts,
-                                                  "objective": {"type": "mirror-descent"}},
-            "trainer": {"microBatchSize": 4, "optimizer": {"name": "adamw", "learningRate": 0.01, "weightDecay": 0.0,
-                                                            "gradClip": 1.0}}}
+    return job_spec({"model": {"dtype": "float32"}, "rl": {"epochsPerIteration": 2, "miniBatchPrompts": mini_batch_prompts,
+                                                          "objective": {"type": "mirror-descent"}},
+                     "trainer": {"microBatchSize": 4, "optimizer": {"name": "adamw", "learningRate": 0.01, "gradClip": 1.0}}})
 
 
 def samples() -> list[Sample]:

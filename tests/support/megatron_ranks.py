@@ -55,10 +55,16 @@ def run(case: dict, rank: int) -> None:
         if case.get("save_after") == step + 1:
             trainer.save_checkpoint(case["save_dir"], step + 1)
     state = {name: tensor.detach().float().clone() for name, tensor in trainer.hf_state()}
+    record = {"logprobs": logprobs, "losses": losses, "state": state}
+    if case.get("offload"):  # a phase cycle: every group out to host memory and back
+        trainer.offload()
+        record["offloaded"] = trainer.last_memory
+        trainer.onload()
+        record["onloaded"] = trainer.last_memory
+        record["state_after_cycle"] = {name: tensor.detach().float().clone() for name, tensor in trainer.hf_state()}
+        record["loss_after_cycle"] = trainer.train_step(samples, tau=0.1).loss
     if rank == 0:
-        memory = trainer.last_memory if hasattr(trainer, "last_memory") else {}
-        torch.save({"logprobs": logprobs, "losses": losses, "state": state, "memory": memory},
-                   Path(case["out"]) / "rank0.pt")
+        torch.save(record, Path(case["out"]) / "rank0.pt")
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
 

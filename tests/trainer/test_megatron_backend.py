@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from seesaw.interfaces import Sample, backend
+from seesaw.spec import job_spec
 from seesaw.trainer.megatron_backend import (
     StateOffloader,
     mask_vocab_padding,
@@ -64,9 +65,9 @@ def test_loss_equals_the_cpu_backends_for_the_same_weights_and_batch(tmp_path) -
     cfg = LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=96, num_hidden_layers=2,
                       vocab_size=64, head_dim=16, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     LlamaForCausalLM(cfg).save_pretrained(tmp_path)
-    spec = {"model": {"dtype": "float32"}, "trainer": {"microBatchSize": 6, "optimizer": {
-        "name": "sgd", "learningRate": 1e-9, "weightDecay": 0.0, "gradClip": 0.0}},
-            "rl": {"epochsPerIteration": 1, "miniBatchPrompts": 0, "objective": {"type": "mirror-descent"}}}
+    spec = job_spec({"model": {"dtype": "float32"}, "trainer": {"microBatchSize": 6, "optimizer": {
+        "name": "sgd", "learningRate": 1e-9, "gradClip": 0.0}},
+        "rl": {"epochsPerIteration": 1, "miniBatchPrompts": 0, "objective": {"type": "mirror-descent"}}})
     cpu = backend("trainer", "torch")(str(tmp_path), spec, device="cpu")
     batch = samples()
     model = LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
