@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import statistics
 import time
@@ -15,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from seesaw.checkpoint_engine import checkpoints
+from seesaw import pod_contract
+from seesaw.checkpoint_engine import checkpoints, first_batch
 from seesaw.checkpoint_engine.engines import EngineRoster, EngineSlot
 from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_each, on_each_guarded, on_every_pod
 from seesaw.checkpoint_engine.phases import DeterministicFailure, Phase, PhaseError, PhaseMachine
@@ -77,6 +79,15 @@ class IterationMetrics:
     eval_mean_tokens: float | None = None
 
 
+def describe_layout(layout: dict[str, Any] | None) -> str:
+    """'megatron on cpu, TP=2 PP=1 DP=1' from a trainer's reported layout."""
+    if not layout:
+        return ""
+    sizes = " ".join(f"{key.upper()}={layout[key]}" for key in ("tp", "pp", "dp", "ep") if key in layout
+                     and (key != "ep" or layout[key] > 1))
+    return f"{layout['backend']} on {layout['device']}, {sizes}"
+
+
 @dataclass
 class RunSummary:
     accuracy_before: float  # held-out, sampled at the rollout temperature (the policy itself)
@@ -90,6 +101,8 @@ class RunSummary:
     sync: dict[str, float]
     pods: int = 1
     trainer_ranks: int = 1  # the job's torch.distributed trainer group (pods x ranks per pod)
+    # the trainer backend, its device and its parallel sizes (tp, pp, dp, ep), as pod 0's trainer reports them
+    trainer: dict[str, Any] = field(default_factory=dict)
     # per rollout engine: its pod, the prompts it served; weight version, checksum and probe difference after the last sync
     engines: list[dict[str, Any]] = field(default_factory=list)
     exported_model: str = ""  # the trained policy as a Hugging Face model directory
@@ -141,6 +154,7 @@ class Conductor:
         self.before: dict[str, float] | None = None  # held-out accuracy before RL (kept in checkpoints)
         self.resumed: Path | None = None  # the checkpoint this run continues from
         self.trainer_ranks = 1  # every pod's trainer reports the group's size once ready
+        self.trainer_layout: dict[str, Any] = {}  # backend, device and parallel sizes, from pod 0's trainer
 
     # --- phases --------------------------------------------------------------------------
     def wait_ready(self) -> None:
@@ -153,7 +167,12 @@ class Conductor:
                         raise PhaseError(Phase.STARTING, f"{name} failed to start: {state['error']}")
                     if state and state.get("ready"):
                         self.trainer_ranks = max(self.trainer_ranks, int(state.get("ranks", 1)))
-                        self.log(f"{name} ready" + (f" ({state['local_ranks']} ranks)" if state.get("local_ranks", 1) > 1 else ""))
+                        layout = state.get("layout")
+                        if layout and not self.trainer_layout:
+                            self.trainer_layout = layout
+                        ranks = f"{state['local_ranks']} ranks" if state.get("local_ranks", 1) > 1 else ""
+                        described = ", ".join(part for part in (ranks, describe_layout(layout)) if part)
+                        self.log(f"{name} ready" + (f" ({described})" if described else ""))
                         del pending[name]
                 time.sleep(0.5)
             if self.spec["rollout"]["replicas"]:
@@ -392,6 +411,8 @@ class Conductor:
         pod's trainer gets the whole batch: each rank takes its data-parallel share (whose
         size every rank must know) and reports the whole step's statistics."""
         batch = {"samples": [asdict(s) for s in samples], "tau": self.spec["rl"]["tau"]}
+        if iteration == 1 and os.environ.get(pod_contract.KEEP_FIRST_BATCH) == "1":
+            first_batch.write(self.run_dir, batch)
 
         def on_pod(pod: PodWorkers) -> dict[str, Any]:
             on_each(pod.rollouts, lambda rollout: rollout.call("/sleep", timeout=self.machine.remaining()))
@@ -580,7 +601,7 @@ class Conductor:
             sync={"bytes": int(self.last_sync["bytes"]), "seconds": float(self.last_sync["seconds"]),
                   "mean_phase_seconds": statistics.fmean(sync_history) if sync_history else 0.0,
                   "max_abs_logprob_diff": diff},
-            pods=len(self.pods), trainer_ranks=self.trainer_ranks, engines=[dict(record) for record in self.roster.records],
+            pods=len(self.pods), trainer_ranks=self.trainer_ranks, trainer=self.trainer_layout, engines=[dict(record) for record in self.roster.records],
             exported_model=str(exported),
             # a checkpoint from before response lengths were measured has no length for "before"
             mean_tokens_before=before.get("sampled_tokens", float("nan")), mean_tokens_after=after.get("sampled_tokens", float("nan")),

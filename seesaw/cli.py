@@ -21,6 +21,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_job(load_manifest(args.job), args)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from seesaw.checkpoint_engine.first_batch import replay
+
+    result = replay(Path(args.run_dir), args.backend)
+    print(f"iteration 1's batch on a fresh {args.backend} trainer: loss {result['loss']:.8f}; "
+          f"the run's {result['run_loss']:.8f}; |difference| {result['difference']:.2e}")
+    return 0
+
+
 def _cmd_long2short(args: argparse.Namespace) -> int:
     from seesaw.local.long2short import Settings, StageFailed, long2short, table, write_report
 
@@ -76,7 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runtime", choices=("processes", "docker"), default="processes",
                      help="processes (default): each pod's containers as local processes; docker: as containers "
                           "from the job's images, laid out as the operator lays out its pods (the engine at DOCKER_HOST)")
+    run.add_argument("--keep-first-batch", action="store_true",
+                     help="write iteration 1's training batch to the run dir, for `seesaw replay`")
     run.set_defaults(func=_cmd_run)
+
+    replay = sub.add_parser("replay", help="train a fresh trainer on a run's first batch and compare its loss with the run's")
+    replay.add_argument("run_dir", help="a run of `seesaw run --keep-first-batch`")
+    replay.add_argument("--backend", choices=("torch", "megatron"), default="torch", help="the trainer backend to replay on (default torch)")
+    replay.set_defaults(func=_cmd_replay)
 
     l2s = sub.add_parser("long2short", help="shorten a long-CoT policy by Kimi k1.5's four long2short methods, and compare them")
     l2s.add_argument("job", help="the long-CoT RLJob: run first (unless --long-model), and the template of every method's job")

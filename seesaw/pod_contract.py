@@ -18,6 +18,7 @@ MODEL_DIR = "SEESAW_MODEL_DIR"
 MODEL_CACHE = "SEESAW_MODEL_CACHE"        # where a pod prepares spec.model.hub/package/generate (default: its run volume)
 RESUME_FROM = "SEESAW_RESUME_FROM"        # checkpoint to continue from after a gang restart
 SUMMARY_JSON = "SEESAW_SUMMARY_JSON"
+KEEP_FIRST_BATCH = "SEESAW_KEEP_FIRST_BATCH"  # 1: write iteration 1's training batch to the run dir (seesaw replay)
 TRAINER_PORT = "SEESAW_TRAINER_PORT"
 ROLLOUT_PORT = "SEESAW_ROLLOUT_PORT"            # engine e of the pod serves on ROLLOUT_PORT + e
 ROLLOUT_ENGINES = "SEESAW_ROLLOUT_ENGINES"      # vLLM engines in the pod (one per tensor-parallel group)

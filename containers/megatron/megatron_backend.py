@@ -317,6 +317,9 @@ class MegatronTrainer:
         self.micro_batch = trainer["microBatchSize"]
         self.loss_function = objective_loss(spec["rl"]["objective"])
         self.steps = 0
+        # what the job's summary and log report: a silent fall back to another layout shows
+        self.training_layout = {"backend": "megatron", "device": self.device.type, "tp": self.par.tp, "pp": self.par.pp,
+                                "dp": mpu.get_data_parallel_world_size(), "ep": self.par.ep}
         self.offloader: StateOffloader | None = None
         self.last_memory: dict[str, dict[str, float]] = {}
 

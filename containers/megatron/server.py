@@ -62,7 +62,8 @@ class TrainerService:
 
     def health(self) -> dict[str, Any]:
         return {"ready": self.trainer is not None, "error": self.error, "memory": self.memory.state.value,
-                "ranks": distributed.world_size(), "local_ranks": distributed.local_world_size()}
+                "ranks": distributed.world_size(), "local_ranks": distributed.local_world_size(),
+                "layout": self.trainer.training_layout if self.trainer is not None else None}
 
     def weights_handle(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stage the weights for the receivers; the handle carries their checksum, which each

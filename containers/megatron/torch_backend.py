@@ -63,6 +63,8 @@ class TorchTrainer:
         self.micro_batch = spec["trainer"]["microBatchSize"]
         self.loss_function = objective_loss(spec["rl"]["objective"])
         self.steps = 0
+        self.training_layout = {"backend": "torch", "device": self.device.type, "tp": 1, "pp": 1,
+                                "dp": distributed.world_size(), "ep": 1}
 
     # --- weights -----------------------------------------------------------------------
     def hf_state(self) -> Iterator[tuple[str, torch.Tensor]]:

@@ -250,6 +250,8 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
             raise SpecError("--resume-from", str(err)) from None
     if args.summary_json:
         env[pc.SUMMARY_JSON] = str(Path(args.summary_json).resolve())
+    if getattr(args, "keep_first_batch", False):
+        env[pc.KEEP_FIRST_BATCH] = "1"
 
     runtime = _runtime(getattr(args, "runtime", "processes"), manifest, run_dir, model_dir, env)
     # Without this a SIGTERM ends the runner at once: its pods die with it (they have a
