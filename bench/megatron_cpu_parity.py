@@ -28,6 +28,7 @@ CASES = [  # name, model, trainer fields, ranks, dtype
     ("Adam, distributed optimizer, DP=2", "llama", ADAM, 2, "float32"),
     ("Adam, no distributed optimizer", "llama", {"optimizer": dict(ADAM["optimizer"], distributed=False)}, 1, "float32"),
     ("TP=2, bf16", "llama", {"tensorParallel": 2, **SGD}, 2, "bfloat16"),
+    ("EP=2, Qwen3-MoE (4 experts, top 2)", "qwen3_moe", {"expertParallel": 2, **SGD}, 2, "float32"),
 ]
 
 
@@ -38,7 +39,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        models = {kind: tiny_model(work / kind, kind) for kind in ("llama", "qwen2")}
+        models = {kind: tiny_model(work / kind, kind) for kind in ("llama", "qwen2", "qwen3_moe")}
         print(f"{'layout':36} {'ranks':>5} {'log-prob':>9} {'loss':>9} {'weights':>9} {'torch s':>8} {'megatron s':>10}")
         for index, (name, kind, trainer, world, dtype) in enumerate(CASES):
             spec = case_spec(trainer, dtype)

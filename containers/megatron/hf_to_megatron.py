@@ -130,6 +130,15 @@ def layer_spec(hf_config: Any):
                                     qk_layernorm=layout.qk_layernorm, normalization="RMSNorm")
 
 
+def _router_without_transformer_engine() -> None:
+    # megatron-core 0.16.1's MoE router tests `te_general_gemm is not None`, but leaves the name
+    # undefined when Transformer Engine is not installed (NameError at the first forward)
+    from megatron.core.transformer.moe import moe_utils
+
+    if not hasattr(moe_utils, "te_general_gemm"):
+        moe_utils.te_general_gemm = None
+
+
 def build_gpt_model(hf_config: Any, par: Parallelism, dtype: torch.dtype = torch.bfloat16, *, pre_process: bool = True,
                     post_process: bool = True, use_cpu_initialization: bool = False):
     """GPTModel for this rank's pipeline stage (parallel state must be initialised)."""
@@ -138,6 +147,7 @@ def build_gpt_model(hf_config: Any, par: Parallelism, dtype: torch.dtype = torch
 
     config = TransformerConfig(**transformer_config_kwargs(hf_config, par, dtype),
                                use_cpu_initialization=use_cpu_initialization)
+    _router_without_transformer_engine()
     return GPTModel(config, layer_spec(hf_config), pre_process=pre_process, post_process=post_process,
                     **gpt_model_kwargs(hf_config, par))
 

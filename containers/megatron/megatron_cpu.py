@@ -9,10 +9,12 @@ own backend takes its device from where it runs; what is shimmed here is Megatro
   distributed optimizer's shards);
 - `Tensor.type()`, which Megatron's DDP and optimizer read to group parameters by dtype
   ("torch.cuda.FloatTensor"), reported as CUDA type names;
-- `torch.cuda.current_device()` (0), `synchronize()` / `empty_cache()` (nothing to wait for
-  or release), and a default stream whose waits do nothing;
+- `torch.cuda.current_device()` (the CPU device), `synchronize()` / `empty_cache()` (nothing to wait for
+  or release), and one stream (and events) whose waits do nothing: the MoE token dispatcher
+  copies its split sizes to the host on a side stream;
 - the CUDA RNG tracker of `tensor_parallel/random.py` (TP-rank seeds for dropout and init),
-  backed by CPU generator states.
+  backed by CPU generator states;
+- the MoE dispatcher's copy of its all-to-all split sizes to the host (numpy arrays).
 
 `enable()` patches torch.cuda once per process; `allocations_on_cpu()` sends the allocations
 to the CPU for the calls made inside it (the backend wraps each of its methods in it).
@@ -65,13 +67,27 @@ class _CudaToCpu(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+class _NoEvent:
+    def synchronize(self) -> None: ...
+    def wait(self, *_: Any) -> None: ...
+    def record(self, *_: Any) -> None: ...
+    def query(self) -> bool:
+        return True
+
+
 class _NoStream:
-    """torch.cuda streams on the CPU: work is already ordered, waits return at once."""
+    """torch.cuda streams on the CPU: work is already ordered, waits return at once. One
+    stream stands for them all, so Megatron sees no side stream to record tensors on."""
 
     def wait_stream(self, *_: Any) -> None: ...
     def wait_event(self, *_: Any) -> None: ...
     def synchronize(self) -> None: ...
-    def record_event(self, *_: Any) -> None: ...
+
+    def record_event(self, *_: Any) -> _NoEvent:
+        return _NoEvent()
+
+
+_STREAM = _NoStream()
 
 
 class _CpuIsTheCudaState(logging.Filter):
@@ -89,6 +105,20 @@ def _cpu_rng_tracker() -> None:
     mrandom._set_cuda_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
 
 
+def _moe_split_sizes_on_the_host() -> None:
+    """The MoE dispatcher hands its all-to-all split sizes to the host as numpy arrays, but
+    only moves tensors that are on a GPU: on the CPU they stayed tensors, which gloo's
+    all_to_all_single refuses as split sizes."""
+    from megatron.core.transformer.moe import moe_utils, token_dispatcher
+
+    def to_host(tensor: Any, as_numpy: bool = False, record_stream: bool = False) -> Any:
+        if torch.is_tensor(tensor) and as_numpy:
+            return tensor.numpy()
+        return tensor
+
+    moe_utils.maybe_move_tensor_to_cpu = token_dispatcher.maybe_move_tensor_to_cpu = to_host
+
+
 def enable() -> None:
     global _enabled
     if _enabled:
@@ -96,16 +126,20 @@ def enable() -> None:
     if torch.cuda.is_available():
         raise RuntimeError("Megatron's CPU mode on a machine with a GPU: train on the GPU instead")
     cuda = torch.cuda
-    cuda.current_device = lambda: 0
+    # the CPU device itself, not an index: torch's function modes are off inside autograd's
+    # backward, where Megatron still allocates on `device=torch.cuda.current_device()`
+    cuda.current_device = lambda: torch.device("cpu")
     cuda.synchronize = lambda *a, **k: None
     cuda.empty_cache = lambda: None
     cuda.manual_seed = lambda seed: None  # the tracker seeds CPU states itself
     cuda.get_rng_state = lambda *a, **k: torch.get_rng_state()
     cuda.set_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
-    cuda.current_stream = cuda.default_stream = lambda *a, **k: _NoStream()
+    cuda.current_stream = cuda.default_stream = cuda.Stream = lambda *a, **k: _STREAM  # Stream: MoE's dispatcher
+    cuda.Event = lambda *a, **k: _NoEvent()
     cuda.stream = lambda *a, **k: contextlib.nullcontext()
     cuda.device_count = lambda: 1
     _cpu_rng_tracker()
+    _moe_split_sizes_on_the_host()
     _enabled = True
 
 

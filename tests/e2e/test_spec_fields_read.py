@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from megatron_cases import case_spec, run_case, tiny_model
 from seesaw.checkpoint_engine import tracking
 from seesaw.model.gguf_package import GGUFPackage
 from seesaw.model.hub import HubModel
@@ -29,12 +30,8 @@ NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 
 # Leaves no CPU run can read, each with the code that reads it where it does run.
 NOT_READ_HERE = {
-    "spec.trainer.pipelineParallel": "Megatron backend (GPU): Parallelism(pp=...)",
-    "spec.trainer.expertParallel": "Megatron backend (GPU): Parallelism(ep=...)",
-    "spec.trainer.optimizer.distributed": "Megatron backend (GPU): use_distributed_optimizer",
     "spec.rollout.gpuMemoryUtilization": "vLLM GPU backend: engine_args (the CPU build reserves host memory instead)",
     "spec.rollout.tensorParallel": "vLLM GPU backend: engine_args; CUDA IPC sender: one copy per rollout GPU",
-    "spec.trainer.tensorParallel": "Megatron backend (GPU): Parallelism(tp=...); backend selection for megatron",
 }
 
 
@@ -117,6 +114,13 @@ def model_source_reads(monkeypatch, reads: Path) -> None:
     build_pod(dict(resolved, metadata=hub["metadata"]), 0, attempt=0, resume_from=None)
 
 
+def megatron_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
+    """The Megatron backend's layout and optimizer fields: two gloo ranks at TP=2 on the CPU."""
+    monkeypatch.setenv(ENV, str(reads))
+    model = tiny_model(tmp_path / "megatron-model")
+    run_case(tmp_path / "megatron", model, "megatron", case_spec({"tensorParallel": 2}), world=2, steps=1)
+
+
 def test_every_spec_leaf_is_read_by_some_code_or_listed_with_its_reason(partial_rollout_run, monkeypatch, tmp_path):
     _, _, reads_file = partial_rollout_run
     operator_reads(monkeypatch, reads_file)
@@ -124,6 +128,7 @@ def test_every_spec_leaf_is_read_by_some_code_or_listed_with_its_reason(partial_
     tracking_reads(monkeypatch, reads_file, tmp_path)
     long2short_reads(monkeypatch, reads_file)
     model_source_reads(monkeypatch, reads_file)
+    megatron_reads(monkeypatch, reads_file, tmp_path)
     read = set(reads_file.read_text().split())
     leaves = schema_leaves(crd_version_schema()["properties"]["spec"])
     assert set(NOT_READ_HERE) <= leaves, "the allow-list names a field the schema no longer has"

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3MoeConfig,
+                          Qwen3MoeForCausalLM)
 
 from seesaw import spec_reads
 from seesaw.spec import job_spec
@@ -23,11 +24,17 @@ SMALL = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_
 
 
 def tiny_model(directory: Path, kind: str = "llama") -> Path:
-    """An untied Llama, or a Qwen2-style model (q/k/v bias, tied embeddings)."""
+    """An untied Llama, a Qwen2-style model (q/k/v bias, tied embeddings), or a Qwen3-MoE
+    (4 experts, top 2, q/k norms)."""
     if not (directory / "config.json").exists():
         torch.manual_seed(0)
-        model = (Qwen2ForCausalLM(Qwen2Config(**SMALL, tie_word_embeddings=True)) if kind == "qwen2"
-                 else LlamaForCausalLM(LlamaConfig(**SMALL, tie_word_embeddings=False)))
+        if kind == "qwen3_moe":
+            model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**SMALL, tie_word_embeddings=False, num_experts=4,
+                                                       num_experts_per_tok=2, moe_intermediate_size=32,
+                                                       decoder_sparse_step=1, norm_topk_prob=True))
+        else:
+            model = (Qwen2ForCausalLM(Qwen2Config(**SMALL, tie_word_embeddings=True)) if kind == "qwen2"
+                     else LlamaForCausalLM(LlamaConfig(**SMALL, tie_word_embeddings=False)))
         if kind == "qwen2":  # random biases: zero ones would hide a q/k/v bias split wrongly
             with torch.no_grad():
                 for layer in model.model.layers:
@@ -73,8 +80,28 @@ def run_case(work: Path, model_dir: Path, backend: str, spec: dict, world: int =
     return torch.load(work / "rank0.pt")
 
 
+def checkpoint_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Transformers keeps an MoE layer's experts fused in memory (experts.gate_up_proj
+    [E, 2I, H], experts.down_proj [E, H, I]); checkpoints and Megatron's gather name them
+    one by one (experts.{e}.gate_proj.weight ...)."""
+    out = {}
+    for name, tensor in state.items():
+        prefix = name.rsplit(".", 1)[0]
+        if name.endswith("experts.gate_up_proj"):
+            gate, up = tensor.chunk(2, dim=1)
+            for e in range(tensor.shape[0]):
+                out[f"{prefix}.{e}.gate_proj.weight"], out[f"{prefix}.{e}.up_proj.weight"] = gate[e], up[e]
+        elif name.endswith("experts.down_proj"):
+            for e in range(tensor.shape[0]):
+                out[f"{prefix}.{e}.down_proj.weight"] = tensor[e]
+        else:
+            out[name] = tensor
+    return out
+
+
 def max_difference(a: dict, b: dict) -> dict[str, float]:
     """Largest absolute differences between two records: per-token log-probs, losses, weights."""
+    a, b = dict(a, state=checkpoint_names(a["state"])), dict(b, state=checkpoint_names(b["state"]))
     assert set(a["state"]) == set(b["state"]), sorted(set(a["state"]) ^ set(b["state"]))
     logprob = max(abs(x - y) for ra, rb in zip(a["logprobs"], b["logprobs"], strict=True) for x, y in zip(ra, rb, strict=True))
     loss = max(abs(x - y) for x, y in zip(a["losses"], b["losses"], strict=True))

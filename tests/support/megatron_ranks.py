@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from seesaw import pod_contract as pc
+from seesaw import spec_reads
 from seesaw.interfaces import Sample
 
 
@@ -43,7 +44,8 @@ def run(case: dict, rank: int) -> None:
     import seesaw.trainer  # noqa: F401  (registers the backends)
     from seesaw.interfaces import backend
 
-    trainer = backend("trainer", case["backend"])(case["model_dir"], case["spec"], device="cpu")
+    spec = spec_reads.recording(case["spec"])  # with SEESAW_SPEC_READS set: which fields the backend reads
+    trainer = backend("trainer", case["backend"])(case["model_dir"], spec, device="cpu")
     start = 0
     if case.get("load_from"):
         start = trainer.load_checkpoint(case["load_from"])

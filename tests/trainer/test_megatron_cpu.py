@@ -135,3 +135,9 @@ def test_offload_moves_every_group_and_onload_restores_the_trainer(tmp_path, lla
     assert {g: r["bytes"] for g, r in record["onloaded"].items()} == moved
     assert all(record["state_after_cycle"][n].equal(record["state"][n]) for n in record["state"])
     assert record["loss_after_cycle"] < record["losses"][-1], "training after the cycle went on"
+
+
+def test_expert_parallel_two_ranks_match_on_a_qwen3_moe(tmp_path, tmp_path_factory):
+    # 4 experts, top 2: each rank holds 2, and the tokens cross ranks in an all-to-all
+    moe = tiny_model(tmp_path_factory.mktemp("moe"), "qwen3_moe")
+    within(parity(tmp_path, moe, {"expertParallel": 2, **SGD}, world=2), FP32)
