@@ -35,6 +35,8 @@ CASES = [  # name, model, trainer fields, ranks, dtype
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default="")
+    ap.add_argument("--job-iterations", type=int, default=20,
+                    help="also run the tiny job this many iterations with each backend (0: skip)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,8 +55,45 @@ def main() -> None:
                          "torch_seconds": middle - started, "megatron_seconds": done - middle})
             print(f"{name:36} {world:5d} {diff['logprob']:9.1e} {diff['loss']:9.1e} {diff['weight']:9.1e} "
                   f"{middle - started:8.1f} {done - middle:10.1f}", flush=True)
+    if args.job_iterations:
+        rows += learning(args.job_iterations)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def learning(iterations: int) -> list[dict]:
+    """The tiny job with each backend (Megatron at TP=2 on two ranks): held-out accuracy
+    before and after, side by side. Sampled batches differ between runs, so the two
+    curves agree in trend, not to the digit."""
+    import os
+    import subprocess
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    rows = []
+    print(f"\nthe tiny job, {iterations} iterations: held-out greedy accuracy before -> after")
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend, ranks, trainer in (("torch", 1, {}), ("megatron", 2, {"tensorParallel": 2})):
+            manifest = yaml.safe_load((root / "examples" / "tiny-reverse.yaml").read_text())
+            manifest["spec"]["trainer"].update(backend=backend, **trainer)
+            manifest["spec"]["rl"]["iterations"] = iterations
+            job = Path(tmp) / f"{backend}.yaml"
+            job.write_text(yaml.safe_dump(manifest))
+            summary_path = Path(tmp) / f"{backend}-summary.json"
+            started = time.perf_counter()
+            subprocess.run([str(Path(sys.executable).parent / "seesaw"), "run", str(job), "--workdir", str(Path(tmp) / "runs"),
+                            "--summary-json", str(summary_path)], check=True, capture_output=True, text=True,
+                           env=dict(os.environ, SEESAW_TRAINER_PROCESSES=str(ranks)))
+            summary = json.loads(summary_path.read_text())
+            row = {"job_backend": backend, "layout": summary["trainer"], "iterations": iterations,
+                   "greedy_before": summary["greedy_accuracy_before"], "greedy_after": summary["greedy_accuracy_after"],
+                   "sampled_before": summary["accuracy_before"], "sampled_after": summary["accuracy_after"],
+                   "seconds": time.perf_counter() - started}
+            rows.append(row)
+            print(f"{backend:9} greedy {row['greedy_before']:.3f} -> {row['greedy_after']:.3f}   sampled "
+                  f"{row['sampled_before']:.3f} -> {row['sampled_after']:.3f}   {row['seconds']:.0f} s", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
