@@ -41,7 +41,7 @@ def _is_cuda(device: Any) -> bool:
         return device.type == "cuda"
     if isinstance(device, str):
         return device.startswith("cuda")
-    return isinstance(device, int)  # Megatron passes torch.cuda.current_device(), an index
+    return isinstance(device, int)  # a device index: torch.cuda's devices are numbered
 
 
 class _CudaToCpu(TorchFunctionMode):
@@ -61,9 +61,8 @@ class _CudaToCpu(TorchFunctionMode):
             kwargs["device"] = "cpu"
         if kwargs.get("pin_memory"):
             kwargs["pin_memory"] = False
-        if name == "to":
-            args = tuple("cpu" if i > 0 and _is_cuda(a) and not isinstance(a, bool) and not isinstance(a, torch.Tensor)
-                         and not (isinstance(a, int) and i > 1) else a for i, a in enumerate(args))
+        if name == "to" and len(args) > 1 and not isinstance(args[1], bool) and _is_cuda(args[1]):
+            args = (args[0], "cpu", *args[2:])  # tensor.to(device, ...): the device comes first
         return func(*args, **kwargs)
 
 
@@ -123,8 +122,6 @@ def enable() -> None:
     global _enabled
     if _enabled:
         return
-    if torch.cuda.is_available():
-        raise RuntimeError("Megatron's CPU mode on a machine with a GPU: train on the GPU instead")
     cuda = torch.cuda
     # the CPU device itself, not an index: torch's function modes are off inside autograd's
     # backward, where Megatron still allocates on `device=torch.cuda.current_device()`

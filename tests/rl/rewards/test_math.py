@@ -1,92 +1,79 @@
-"""Math answers: extraction, normalisation, exact and symbolic equivalence, the timeout."""
+"""Math answers through math-verify, in its worker process: answers in the forms models and
+datasets write them, wrong answers, code and pathological expressions."""
 import time
 
 import pytest
 
-from seesaw.rl.rewards.math import (MathVerifier, SympyWorker, answers_equivalent, extract_answer, normalize_answer,
-                                    rational_value)
-
-
-class NoSympy:
-    def equal(self, a, b, timeout):
-        raise AssertionError(f"sympy was asked about {a!r} and {b!r}")
+from seesaw.rl.rewards.math import MathVerifier, VerifierWorker
 
 
 @pytest.fixture(scope="module")
-def worker():
-    w = SympyWorker()
-    yield w
-    w.close()
+def verifier():
+    worker = VerifierWorker()
+    yield MathVerifier(worker=worker)
+    worker.close()
 
 
-@pytest.mark.parametrize("response, answer", [
-    (r"so the total is \boxed{\frac{3}{4}} and we are done", r"\frac{3}{4}"),
-    (r"first \boxed{1}, corrected: \boxed{x^{2}+1}", "x^{2}+1"),
+@pytest.mark.parametrize("response, reference", [
+    ("The answer is 12 shells.", "12"),
+    ("The answer is: 5 + 2 = 7", "7"),
+    ("She has 3 + 4 = 7 apples.", "7"),
+    ("#### 12", "12"),  # GSM8K's marker
+    (r"so the total is \boxed{\frac{3}{4}} and we are done", "0.75"),
     ("Thus the answer is 42.", "42"),
-    ("Final answer: $0.5$", "0.5"),
+    ("Final answer: $0.5$", r"\frac{1}{2}"),
+    ("The answer is 1/2.", "0.5"),
     ("We get 3 apples, then 7 more, 10 in all", "10"),
-    ("a total of 1,250,000 people", "1,250,000"),
-    ("no digits here", None),
+    ("a total of 1,250,000 people", "1250000"),
+    (r"$\frac{\sqrt{2}}{2}$", r"\frac{1}{\sqrt{2}}"),
+    (r"\boxed{2\sqrt{2}}", r"\sqrt{8}"),
+    (r"The answer is $x = 2$.", "2"),
+    (r"\boxed{(1, 2)}", r"\left(1,2\right)"),
+    (r"the angle is $45^\circ$", "45"),
 ])
-def test_extracts_the_final_answer(response, answer):
-    assert extract_answer(response) == answer
+def test_right_answers_in_many_forms_score_1(verifier, response, reference):
+    assert verifier.score(response, reference) == 1.0
 
 
-def test_normalisation_turns_latex_into_plain_expressions():
-    assert normalize_answer(r"$\dfrac{1}{2}$") == "((1)/(2))"
-    assert normalize_answer(r"\frac12") == "((1)/(2))"
-    assert normalize_answer(r"x = 2\sqrt{3}") == "2sqrt(3)"
-    assert normalize_answer(r"45^\circ") == "45"
-    assert normalize_answer(r"\text{(B)}") == "(B)"
-    assert normalize_answer("1,000") == "1000"
-
-
-def test_rationals_are_exact_and_refuse_anything_else():
-    assert rational_value("((3)/(4))") == rational_value("0.75")
-    assert rational_value("2**10") == 1024
-    assert rational_value("2**1000") is None  # exponent beyond the exact range
-    assert rational_value("1/0") is None
-    assert rational_value("__import__('os')") is None
-    assert rational_value("x+1") is None
-
-
-@pytest.mark.parametrize("answer, reference", [
-    ("0.5", r"\frac{1}{2}"), ("1/2", r"\dfrac12"), ("-0.25", "-1/4"), ("1,000", "1000"), ("3.0", "3"),
-    ("(1, 2)", r"\left(1,2\right)"),
+@pytest.mark.parametrize("response, reference", [
+    ("I think it is 5", "6"),
+    ("The answer is 0.33", r"\frac{1}{3}"),
+    (r"\boxed{(2, 1)}", "(1, 2)"),
+    (r"\boxed{x^2+1}", "x^2-1"),
+    ("no digits here", "0"),
+    ("", "3"),
+    ("5 + 2 = 7, no wait: 8", "7"),  # the last answer given counts
+    # two boxed answers are one answer, the set of both (math-verify's reading)
+    (r"first \boxed{1}, corrected: \boxed{x^{2}+1}", "x^2 + 1"),
+    # an answer that is not last and not marked is not found: math-verify (and verl, TRL
+    # with it) takes the last number here, 4
+    ("7. That is the sum of 3 and 4.", "7"),
 ])
-def test_equal_without_sympy(answer, reference):
-    assert answers_equivalent(answer, reference, worker=NoSympy())
+def test_wrong_or_missing_answers_score_0(verifier, response, reference):
+    assert verifier.score(response, reference) == 0.0
 
 
-@pytest.mark.parametrize("answer, reference", [("0.33", "1/3"), ("2", "3"), ("(1, 2)", "(2, 1)"), ("", "0")])
-def test_unequal(answer, reference):
-    assert not answers_equivalent(answer, reference)
+def test_code_in_a_response_is_never_evaluated(verifier, tmp_path):
+    marker = tmp_path / "ran"
+    assert verifier.score(f"__import__('os').system('touch {marker}')", "0") == 0.0
+    assert not marker.exists()
 
 
-def test_symbolic_equivalence(worker):
-    assert answers_equivalent(r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}", worker=worker)
-    assert answers_equivalent(r"2\sqrt{2}", r"\sqrt{8}", worker=worker)
-    assert answers_equivalent("(x+1)(x-1)", "x^2-1", worker=worker)
-    assert not answers_equivalent("x^2+1", "x^2-1", worker=worker)
-    assert answers_equivalent(r"\pi/2", r"\frac{\pi}{2}", worker=worker)
+def test_a_pathological_expression_times_out_and_the_worker_recovers():
+    worker = VerifierWorker()
+    try:
+        slow = MathVerifier(timeout_seconds=1.0, worker=worker)
+        slow.score("9^9^9^9", "1")  # warm: the worker's start is not the comparison's time
+        started = time.perf_counter()
+        assert slow.score(r"\boxed{9^{9^{9^{9}}}}", "1") == 0.0
+        assert time.perf_counter() - started < 10
+        assert slow.score(r"\boxed{\sqrt{4}}", "2") == 1.0
+    finally:
+        worker.close()
 
 
-def test_code_never_reaches_sympys_parser(worker):
-    assert not answers_equivalent("__import__('os').system('true')", "0", worker=worker)
-    assert not answers_equivalent("open(1)", "1", worker=worker)
-
-
-def test_a_pathological_expression_times_out_and_the_worker_recovers(worker):
-    started = time.perf_counter()
-    assert not answers_equivalent("9^9^9^9", "1", timeout_seconds=1.0, worker=worker)
-    assert time.perf_counter() - started < 10
-    assert answers_equivalent(r"\sqrt{4}x", "2x", worker=worker)
-
-
-def test_verifier_scores_responses():
+def test_verifier_checks_its_arguments():
     verifier = MathVerifier()
-    assert verifier.score(r"... so \boxed{0.75}", "3/4") == 1.0
-    assert verifier.score("I think it is 5", "6") == 0.0
     with pytest.raises(TypeError, match="reference: expected the reference answer as a string"):
         verifier.score("1", 1)
     with pytest.raises(ValueError, match="timeout_seconds"):
