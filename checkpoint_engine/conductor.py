@@ -20,6 +20,7 @@ from seesaw import pod_contract
 from seesaw.checkpoint_engine import checkpoints, first_batch
 from seesaw.checkpoint_engine.engines import EngineRoster, EngineSlot
 from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_each, on_each_guarded, on_every_pod
+from seesaw.checkpoint_engine.sample_log import SampleLog
 from seesaw.checkpoint_engine.phases import DeterministicFailure, Phase, PhaseError, PhaseMachine
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.interfaces import Sample
@@ -77,6 +78,8 @@ class IterationMetrics:
     # selected ones for the long2short objectives) and mean held-out response tokens
     trained_samples: int = 0
     eval_mean_tokens: float | None = None
+    # responses cut at rollout.maxTokens (not stopped by the model)
+    cut_fraction: float = 0.0
 
 
 def describe_layout(layout: dict[str, Any] | None) -> str:
@@ -118,7 +121,8 @@ class Conductor:
     def __init__(self, spec: dict[str, Any], task: Task, tokenizer: Any, trainer: WorkerClient,
                  rollouts: list[WorkerClient], run_dir: Path, log: Callable[[str], None] = print,
                  on_progress: Callable[[int, str, dict[str, Any]], None] | None = None,
-                 resume_from: str | None = None, followers: list[PodWorkers] = (), gang: GangServer | None = None) -> None:
+                 resume_from: str | None = None, followers: list[PodWorkers] = (), gang: GangServer | None = None,
+                 on_samples: Callable[[int, str, list[dict[str, Any]]], None] | None = None) -> None:
         self.resume_from = resume_from
         self.spec = spec
         self.task = task
@@ -129,6 +133,7 @@ class Conductor:
         # every rollout engine: the gang's, pod by pod, then the rollout replicas' as they join
         self.roster = EngineRoster(self.pods, gang, len(rollouts), log)
         self.on_progress = on_progress or (lambda iteration, phase, metrics: None)
+        self.sample_log = SampleLog(run_dir, spec["logging"]["samplePrompts"], tokenizer, on_samples)
         timeouts = spec["timeouts"]
         self.machine = PhaseMachine(
             timeouts={Phase.STARTING: timeouts["startupSeconds"], Phase.ROLLOUT: timeouts["rolloutSeconds"],
@@ -288,6 +293,10 @@ class Conductor:
         def measure(samples_per_prompt: int, temperature: float) -> tuple[float, float]:
             samples = self._generate(prompts, samples_per_prompt, rollout["maxTokens"], temperature)
             scores = self._score(samples, [s.prompt_index for s in samples], "eval", len(prompts))
+            for sample, score in zip(samples, scores):
+                sample.reward = score
+            self.sample_log.record(iteration, "eval-greedy" if temperature == 0.0 else "eval-sampled", samples,
+                                   [problems[s.prompt_index] for s in samples], scores)
             tokens = sum(len(s.response_ids) for s in samples)
             return sum(scores) / max(1, len(scores)), tokens / max(1, len(samples))
 
@@ -391,8 +400,10 @@ class Conductor:
                                        length_penalty_weight(penalty["weight"], penalty["warmupIterations"], iteration))
             for sample, score, extra in zip(samples, correct, bonus):
                 sample.reward = score + extra
+            self.sample_log.record(iteration, "train", samples, [self.task.train[i] for i in problem_indices], correct)
             return samples, {"accuracy": statistics.fmean(correct) if correct else 0.0, "tokens": tokens, "seconds": seconds,
                              "scoring_seconds": scoring_seconds,
+                             "cut_fraction": statistics.fmean(not s.finished for s in samples) if samples else 0.0,
                              "mean_length": statistics.fmean(len(s.response_ids) for s in samples) if samples else 0.0,
                              "correct": correct}
 
@@ -559,6 +570,7 @@ class Conductor:
                 mean_reward=rollout_stats["mean_reward"],
                 accuracy=rollout_stats["accuracy"],
                 mean_response_length=rollout_stats["mean_length"],
+                cut_fraction=rollout_stats["cut_fraction"],
                 rollout_tokens_per_second=rollout_stats["tokens"] / max(rollout_stats["seconds"], 1e-9),
                 loss=train_stats["loss"],
                 sync_bytes=sync["bytes"],

@@ -104,6 +104,7 @@ def main() -> int:
         resume_from=os.environ.get(pod_contract.RESUME_FROM) or None,
         followers=followers,
         gang=gang,
+        on_samples=trackers.samples,
     )
     plot_path = run_dir / "run.png"
     try:

@@ -46,6 +46,7 @@ SCALARS: dict[str, Callable[[dict[str, Any]], float]] = {
     "phase_seconds/switch_overhead_share": switch_overhead_share,
     "sync/gb_per_second": _sync_gb_per_second,
     "rollout/tokens_per_second": lambda m: m["rollout_tokens_per_second"],
+    "response/cut_at_max_tokens": lambda m: m["cut_fraction"],
 }
 # held-out accuracy, at the evaluations (before RL, every rl.evaluation.everyIterations, after)
 HELD_OUT = {"accuracy/heldout_sampled": "sampled", "accuracy/heldout_greedy": "greedy"}
@@ -60,6 +61,8 @@ def iteration_scalars(metrics: dict[str, Any]) -> dict[str, float]:
 class Tracker(Protocol):
     def log(self, step: int, scalars: dict[str, float]) -> None: ...
 
+    def text(self, step: int, tag: str, markdown: str) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -68,7 +71,7 @@ class TensorBoardTracker:
         self.logdir = logdir
         self.writer: Any = None
 
-    def log(self, step: int, scalars: dict[str, float]) -> None:
+    def _writer(self, step: int) -> Any:
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -76,9 +79,18 @@ class TensorBoardTracker:
             # checkpoint on a resumed one; TensorBoard drops what a lost attempt logged in
             # this directory from that step on
             self.writer = SummaryWriter(str(self.logdir), purge_step=step)
+        return self.writer
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        writer = self._writer(step)
         for tag, value in scalars.items():
-            self.writer.add_scalar(tag, value, step)
-        self.writer.flush()  # a crash loses nothing that was logged
+            writer.add_scalar(tag, value, step)
+        writer.flush()  # a crash loses nothing that was logged
+
+    def text(self, step: int, tag: str, markdown: str) -> None:
+        writer = self._writer(step)
+        writer.add_text(tag, markdown, step)
+        writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:
@@ -94,6 +106,11 @@ class WandbTracker:
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         self.run.log(scalars, step=step)
+
+    def text(self, step: int, tag: str, markdown: str) -> None:
+        import wandb
+
+        self.run.log({tag: wandb.Html(f"<pre>{markdown}</pre>")}, step=step)
 
     def close(self) -> None:
         self.run.finish()
@@ -112,6 +129,9 @@ class MLflowTracker:
     def log(self, step: int, scalars: dict[str, float]) -> None:
         # MLflow metric names may not hold every character TensorBoard tags do
         self.mlflow.log_metrics({tag.replace("/", "."): value for tag, value in scalars.items()}, step=step)
+
+    def text(self, step: int, tag: str, markdown: str) -> None:
+        self.mlflow.log_text(markdown, f"{tag}/iteration-{step:06d}.md")
 
     def close(self) -> None:
         self.mlflow.end_run()
@@ -196,6 +216,13 @@ class Trackers:
             return
         for tracker in self.trackers:
             tracker.log(iteration, scalars)
+
+    def samples(self, iteration: int, split: str, records: list[dict[str, Any]]) -> None:
+        """A sample log's records (seesaw.checkpoint_engine.sample_log), as text at the iteration."""
+        from seesaw.checkpoint_engine.sample_log import as_markdown
+
+        for tracker in self.trackers:
+            tracker.text(iteration, f"samples/{split}", as_markdown(records))
 
     def close(self) -> None:
         for tracker in self.trackers:

@@ -23,7 +23,7 @@ def iteration(i: int, **changes) -> dict:
                "engines": [{"pod": 0, "engine": 0, "weight_version": i, "prompts": 4},
                            {"pod": None, "replica": 0, "engine": 0, "weight_version": i, "prompts": 4, "lost": True}],
                "eval_accuracy": None, "eval_greedy_accuracy": None,
-               "iteration_seconds": 2.5, "scoring_seconds": 0.05, "trainer_compute_seconds": 0.2}
+               "iteration_seconds": 2.5, "scoring_seconds": 0.05, "trainer_compute_seconds": 0.2, "cut_fraction": 0.25}
     return metrics | changes
 
 
@@ -55,6 +55,21 @@ def test_every_scalar_at_every_iteration_and_held_out_accuracy_at_the_evaluation
     assert [v for _, v in logged["sync/gb_per_second"]] == pytest.approx([2.0] * 3)  # 0.5 GB in 0.25 s
     assert math.isnan(logged["logprob/rollout_vs_trainer_max_abs_diff"][1][1])  # undefined: a gap, not a lost step
     assert logged["accuracy/heldout_greedy"] == [(0, pytest.approx(0.25)), (3, pytest.approx(0.9))]
+
+
+def test_recorded_samples_are_text_at_their_iteration(tmp_path):
+    trackers = Trackers.start(plan(spec(), tmp_path), "job", {})
+    records = [{"iteration": 2, "split": "train", "prompt": "What is 3 + 4?", "reference": "7",
+                "responses": [{"text": "The answer is 7.", "reward": 1.0, "score": 1.0, "tokens": 6, "finish": "stop"},
+                              {"text": "It is | 8", "reward": 0.0, "score": 0.0, "tokens": 4, "finish": "length"}]}]
+    trackers.samples(2, "train", records)
+    trackers.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0})
+    events.Reload()
+    (event,) = events.Tensors("samples/train/text_summary")
+    text = event.tensor_proto.string_val[0].decode()
+    assert event.step == 2 and "What is 3 + 4?" in text and "The answer is 7." in text and "| length |" in text
+    assert "It is / 8" in text  # a '|' in a response cannot break the table
 
 
 def test_the_switch_overhead_is_the_wall_less_generation_scoring_and_the_trainers_compute():

@@ -22,6 +22,7 @@ def write_job(tmp_path, iterations, max_restarts=0):
     manifest["spec"]["failurePolicy"]["maxRestarts"] = max_restarts
     manifest["spec"]["checkpoint"]["everyIterations"] = 1
     manifest["spec"]["rl"]["evaluation"]["everyIterations"] = 1  # eval and checkpoint in one iteration
+    manifest["spec"]["logging"] = {"samplePrompts": 8}  # every prompt of an iteration: the records add up to its metrics
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path
@@ -47,6 +48,20 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
     assert sorted(p.name for p in checkpoints.iterdir()) == ["iteration-000001", "iteration-000002", "latest"]
     exported = Path(summary["exported_model"])
     assert exported == checkpoints / "iteration-000002" / "model"
+    # what the model wrote: every prompt's k responses, adding up to the iteration's metrics
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    k = yaml.safe_load(job.read_text())["spec"]["rollout"]["samplesPerPrompt"]
+    for m in metrics:
+        train = [r for r in samples if r["split"] == "train" and r["iteration"] == m["iteration"]]
+        responses = [response for r in train for response in r["responses"]]
+        assert len(train) == 8 and len(responses) == 8 * k
+        assert sum(r["reward"] for r in responses) / len(responses) == pytest.approx(m["mean_reward"])
+        assert sum(r["score"] for r in responses) / len(responses) == pytest.approx(m["accuracy"])
+        assert sum(r["finish"] == "length" for r in responses) / len(responses) == pytest.approx(m["cut_fraction"])
+        assert sum(r["tokens"] for r in responses) / len(responses) == pytest.approx(m["mean_response_length"])
+        assert all(r["prompt"].endswith("=") and len(r["reference"]) == 4 for r in train)  # the reverse task's
+    assert {r["split"] for r in samples if r["iteration"] == 0} == {"eval-greedy", "eval-sampled"}
+
     # the exported policy is a Hugging Face model that vLLM serves as the trainer computes it
     served, expected = vllm_and_transformers_logprobs(exported)
     worst = max(abs(a - b) / max(1.0, abs(b)) for xs, ys in zip(served, expected) for a, b in zip(xs, ys))
