@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from seesaw.spec import SpecError
+from seesaw.tasks.records import mapped, read_rows
 
 
 @dataclass(frozen=True)
@@ -99,23 +100,24 @@ def code_tests(sandbox: dict[str, Any]) -> Callable[[str, Problem], float]:
     return score
 
 
-def jsonl_task(path: Path, eval_count: int, reward_spec: dict[str, Any] | None = None, seed: int = 1234) -> Task:
-    """Prompts from a JSONL file: {prompt, answer} rows for math, {prompt, tests: [{stdin, stdout}]} for code.
-    A code row's optional `solution` (a reference program) is its answer: what the SFT warm-up
-    demonstrates and the sync probe scores; its optional `wrong_solution` (a plausible
-    mistake) is what the warm-up shows instead in spec.model.generate.sftNoise of its
-    demonstrations, offered when every row has one."""
+DEFAULT_FIELDS = {"prompt": "prompt", "answer": "answer", "answerExtract": "none"}
+
+
+def file_task(path: Path, eval_count: int, reward_spec: dict[str, Any] | None = None, seed: int = 1234,
+              fields: dict[str, Any] | None = None, split: str = "train") -> Task:
+    """Prompts from a JSONL or parquet file or a saved Hugging Face dataset (seesaw.tasks.records):
+    {prompt, answer} rows for math, {prompt, tests: [{stdin, stdout}]} for code, the prompt and
+    answer under the columns `fields` names. A code row's optional `solution` (a reference
+    program) is its answer: what the SFT warm-up demonstrates and the sync probe scores; its
+    optional `wrong_solution` (a plausible mistake) is what the warm-up shows instead in
+    spec.model.generate.sftNoise of its demonstrations, offered when every row has one."""
     reward_spec = reward_spec or {"type": "math", "sandbox": {}}
+    fields = fields or DEFAULT_FIELDS
     reward = reward_spec["type"]
     problems = []
     mistakes: dict[tuple[str, str], str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        row: Any = json.loads(line)
-        where = f"{path}:{number}"
-        if not isinstance(row, dict) or "prompt" not in row:
-            raise SpecError("spec.prompts.source", f"{where}: expected an object with 'prompt'")
+    for where, raw in read_rows(path, split):
+        row = mapped(raw, fields, where)
         difficulty = float(row["difficulty"]) if row.get("difficulty") is not None else None
         if reward == "code":
             if not row.get("tests"):
@@ -126,7 +128,8 @@ def jsonl_task(path: Path, eval_count: int, reward_spec: dict[str, Any] | None =
                 mistakes[problems[-1].prompt, problems[-1].answer] = str(row["wrong_solution"])
         else:
             if "answer" not in row:
-                raise SpecError("spec.prompts.source", f"{where}: spec.reward.type is math, expected an 'answer'")
+                raise SpecError("spec.prompts.fields.answer", f"{where}: spec.reward.type is math, expected an answer "
+                                f"in column {fields['answer']!r}")
             problems.append(Problem(str(row["prompt"]), str(row["answer"]), difficulty))
     train, held_out = split_train_eval(problems, eval_count, seed)
     # the tokenizer must also spell what the warm-up shows
@@ -154,6 +157,8 @@ def load_task(spec: dict[str, Any]) -> Task:
         raise SpecError("spec.prompts.source", f"unknown builtin task {source!r}; "
                         "known: ['builtin:arith', 'builtin:reverse', 'builtin:add-scratchpad']")
     path = Path(source)
-    if not path.is_file():
-        raise SpecError("spec.prompts.source", f"expected builtin:<task> or a JSONL file, {source!r} does not exist")
-    return jsonl_task(path, eval_count, spec["reward"])
+    if not path.exists():
+        raise SpecError("spec.prompts.source", f"expected builtin:<task>, a .jsonl or .parquet file or a saved "
+                        f"Hugging Face dataset folder; {source!r} does not exist")
+    prompts = spec["prompts"]
+    return file_task(path, eval_count, spec["reward"], fields=prompts["fields"], split=prompts["split"])

@@ -46,7 +46,7 @@ def test_jsonl_code_task_runs_the_tests(tmp_path):
 def test_bad_prompt_files_name_the_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"prompt": "x", "answer": "1"}) + "\n" + json.dumps({"question": "y"}))
-    with pytest.raises(SpecError, match=r"bad.jsonl:2: expected an object with 'prompt'"):
+    with pytest.raises(SpecError, match=r"bad.jsonl:2: no column 'prompt' \(columns: \['question'\]\)"):
         load_task(spec_for(path))
     with pytest.raises(SpecError, match="unknown builtin task"):
         load_task(spec_for("builtin:chess"))

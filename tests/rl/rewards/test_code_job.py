@@ -74,7 +74,7 @@ def test_rows_without_a_mistake_offer_no_sft_noise(tmp_path, spec):
     path = tmp_path / "code.jsonl"
     path.write_text("\n".join(json.dumps({"prompt": f"print {i}:", "tests": [{"stdout": str(i)}],
                                           "solution": f"print({i})"}) for i in range(4)))
-    task = load_task(dict(spec, prompts={"source": str(path)}, rl=dict(spec["rl"], evaluation={"prompts": 1})))
+    task = load_task(dict(spec, prompts=dict(spec["prompts"], source=str(path)), rl=dict(spec["rl"], evaluation={"prompts": 1})))
     assert task.wrong_answer is None and {p.answer for p in task.train + task.eval} == {f"print({i})" for i in range(4)}
 
 
