@@ -24,7 +24,7 @@ from seesaw.checkpoint_engine.sample_log import SampleLog
 from seesaw.checkpoint_engine.phases import DeterministicFailure, Phase, PhaseError, PhaseMachine
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.interfaces import Sample
-from seesaw.model.prompt import encode_answer, encode_prompt
+from seesaw.model.prompt import PromptFormat, encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl.objectives import training_samples
@@ -134,6 +134,7 @@ class Conductor:
         self.roster = EngineRoster(self.pods, gang, len(rollouts), log)
         self.on_progress = on_progress or (lambda iteration, phase, metrics: None)
         self.sample_log = SampleLog(run_dir, spec["logging"]["samplePrompts"], tokenizer, on_samples)
+        self.prompt_format = PromptFormat.from_spec(spec)
         timeouts = spec["timeouts"]
         self.machine = PhaseMachine(
             timeouts={Phase.STARTING: timeouts["startupSeconds"], Phase.ROLLOUT: timeouts["rolloutSeconds"],
@@ -288,7 +289,7 @@ class Conductor:
         the mean response tokens of each (what long2short trades accuracy against)."""
         rollout = self.spec["rollout"]
 
-        prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+        prompts = [encode_prompt(self.tokenizer, p.prompt, self.prompt_format) for p in problems]
 
         def measure(samples_per_prompt: int, temperature: float) -> tuple[float, float]:
             samples = self._generate(prompts, samples_per_prompt, rollout["maxTokens"], temperature)
@@ -337,7 +338,9 @@ class Conductor:
             return []
         if temperature is None:
             temperature = self.spec["rollout"]["temperature"]
-        request = {"n": n, "temperature": temperature, "top_p": self.spec["rollout"]["topP"], "max_tokens": max_tokens}
+        rollout = self.spec["rollout"]
+        request = {"n": n, "temperature": temperature, "top_p": rollout["topP"], "top_k": rollout["topK"],
+                   "stop": rollout["stop"], "max_tokens": max_tokens}
 
         def on_engine(slot: EngineSlot, lo: int, hi: int) -> list[Sample]:
             raw = slot.client.call("/generate", dict(request, prompt_ids=prompts[lo:hi]), timeout=self.machine.remaining())
@@ -358,7 +361,7 @@ class Conductor:
         continued = self._generate([r.prompt_ids + r.response_ids for r in pending], 1, buffer.segment_tokens())
         for response, sample in zip(pending, continued):
             buffer.extend(response, sample.response_ids, sample.logprobs, sample.finished)
-        prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+        prompts = [encode_prompt(self.tokenizer, p.prompt, self.prompt_format) for p in problems]
         k = self.spec["rollout"]["samplesPerPrompt"]
         groups = [buffer.add_group(index, prompt, k) for index, prompt in zip(chosen, prompts)]
         for sample in self._generate(prompts, k, buffer.segment_tokens()):
@@ -387,7 +390,7 @@ class Conductor:
                 samples, tokens = self._partial_samples(chosen, problems)
                 problem_indices, prompt_count = [self.partial_indices[s.prompt_index] for s in samples], len(self.partial_indices)
             else:
-                prompts = [encode_prompt(self.tokenizer, p.prompt) for p in problems]
+                prompts = [encode_prompt(self.tokenizer, p.prompt, self.prompt_format) for p in problems]
                 samples = self._generate(prompts, rollout["samplesPerPrompt"], rollout["maxTokens"])
                 problem_indices, prompt_count = [chosen[s.prompt_index] for s in samples], len(prompts)
                 tokens = sum(len(s.response_ids) for s in samples)
@@ -515,7 +518,7 @@ class Conductor:
     def probe_batch(self, problems: list[Problem]) -> dict[str, list[list[int]]]:
         """Fixed sequences (held-out prompts and their reference answers) that every engine
         scores after every sync, and the trainer with it."""
-        return {"prompt_ids": [encode_prompt(self.tokenizer, p.prompt) for p in problems],
+        return {"prompt_ids": [encode_prompt(self.tokenizer, p.prompt, self.prompt_format) for p in problems],
                 "response_ids": [encode_answer(self.tokenizer, p.answer) for p in problems]}
 
     def _refuse_earlier_checkpoints(self) -> None:

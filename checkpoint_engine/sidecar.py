@@ -17,6 +17,7 @@ from seesaw.checkpoint_engine.job_metrics import JobMetrics
 from seesaw.checkpoint_engine.phases import DeterministicFailure, PhaseError, caused_by
 from seesaw.checkpoint_engine.scoring import score_items
 from seesaw.checkpoint_engine.tracking import Trackers, plan
+from seesaw.model.prompt import PromptFormat, check_prompts_fit
 from seesaw.report import plot_run, write_summary
 from seesaw.rpc import WorkerClient
 from seesaw.spec import SpecError
@@ -62,6 +63,10 @@ def main() -> int:
     reporter = _progress_reporter() if leader else None
     try:
         task = load_task(env.spec)
+        if leader:  # what the rollout engines will be sent must fit in their context
+            rollout = env.spec["rollout"]
+            check_prompts_fit([p.prompt for p in task.train + task.eval], AutoTokenizer.from_pretrained(env.model_dir),
+                              PromptFormat.from_spec(env.spec), rollout["maxModelLen"], rollout["maxTokens"])
     except SpecError as err:  # e.g. a code job where the sandbox cannot run: every restart would fail the same way
         log(f"FAILED: {err}; not retried: a restart would fail the same way")
         if reporter:

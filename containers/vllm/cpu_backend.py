@@ -43,14 +43,15 @@ class VLLMCPURollout:
 
     # --- generation --------------------------------------------------------------------
     def generate(self, prompt_ids: list[list[int]], samples_per_prompt: int, temperature: float,
-                 max_tokens: int, top_p: float = 1.0) -> list[Sample]:
+                 max_tokens: int, top_p: float = 1.0, top_k: int = 0, stop: list[str] | None = None) -> list[Sample]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         # No per-request seed: vLLM derives the k samples of a seeded request from one
         # generator, which makes them repeat; the engine's own seed keeps runs reproducible.
-        params = SamplingParams(n=samples_per_prompt, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                logprobs=0)
+        # top_k 0: no cut (vLLM's own "off"); a stop string ends a response as the EOS does ("stop")
+        params = SamplingParams(n=samples_per_prompt, temperature=temperature, top_p=top_p, top_k=top_k,
+                                stop=stop or None, max_tokens=max_tokens, logprobs=0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
         samples = []
         for index, (prompt, output) in enumerate(zip(prompt_ids, outputs)):

@@ -42,7 +42,8 @@ class RolloutService:
 
     def generate(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         samples = self.engine.generate(body["prompt_ids"], int(body["n"]), float(body["temperature"]), int(body["max_tokens"]),
-                                       top_p=float(body["top_p"]))
+                                       top_p=float(body["top_p"]), top_k=int(body.get("top_k", 0)),
+                                       stop=list(body.get("stop", [])))
         return [asdict(s) for s in samples]
 
     def logprobs(self, body: dict[str, Any]) -> list[list[float]]:

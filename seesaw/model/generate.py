@@ -19,7 +19,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from seesaw.model.cache import is_ready, write_model
-from seesaw.model.prompt import encode_answer, encode_prompt  # noqa: F401  (re-exported)
+from seesaw.model.prompt import PromptFormat, encode_answer, encode_prompt  # noqa: F401  (re-exported)
 from seesaw.spec import SpecError
 from seesaw.tasks import Task
 
@@ -84,11 +84,15 @@ def cache_key(spec: dict[str, Any], task: Task) -> str:
         "demonstrations": hashlib.sha256(json.dumps(demonstration_sample(task)).encode()).hexdigest(),
         "version": 1,
     }
+    form = PromptFormat.from_spec(spec)
+    if form.system_prompt is not None:  # only then: the keys of the models cached before it stay
+        shaping["system_prompt"] = form.system_prompt
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def supervised_warmup(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, task: Task,
-                      steps: int, lr: float, seed: int, batch_size: int = 64, noise: float = 0.0, log=print) -> list[float]:
+                      steps: int, lr: float, seed: int, batch_size: int = 64, noise: float = 0.0, log=print,
+                      form: PromptFormat = PromptFormat()) -> list[float]:
     """Teacher-forced fine-tune on (prompt, answer) pairs, loss on the answer tokens only.
 
     With noise > 0 that fraction of demonstrations shows the task's plausible wrong answer
@@ -103,7 +107,7 @@ def supervised_warmup(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFas
     for step in range(steps):
         batch = rng.sample(task.train, min(batch_size, len(task.train)))
         answers = [task.wrong_answer(p) if noise and rng.random() < noise else task.demonstrate(p, rng) for p in batch]
-        rows = [(encode_prompt(tokenizer, p.prompt), encode_answer(tokenizer, a)) for p, a in zip(batch, answers)]
+        rows = [(encode_prompt(tokenizer, p.prompt, form), encode_answer(tokenizer, a)) for p, a in zip(batch, answers)]
         width = max(len(a) + len(b) for a, b in rows)
         ids = torch.full((len(rows), width), tokenizer.pad_token_id)
         labels = torch.full((len(rows), width), -100)
@@ -139,7 +143,7 @@ def prepare_generated_model(spec: dict[str, Any], task: Task, cache_dir: Path, l
         + (", tied embeddings" if config.tie_word_embeddings else "") + f"), SFT warm-up for {generate['sftSteps']} steps"
         + (f" ({generate['sftNoise']:.0%} of demonstrations wrong)" if generate["sftNoise"] else ""))
     supervised_warmup(model, tokenizer, task, generate["sftSteps"], generate["sftLearningRate"], generate["seed"],
-                      noise=generate["sftNoise"], log=log)
+                      noise=generate["sftNoise"], log=log, form=PromptFormat.from_spec(spec))
     model = model.to(getattr(torch, spec["model"]["dtype"]))
 
     def write(staging: Path) -> None:

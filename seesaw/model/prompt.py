@@ -1,22 +1,54 @@
 """Prompts and answers as token ids, the way the model was trained to read them.
 
 A tokenizer with a chat template (an instruct model given by path) gets the prompt as one
-user turn with the generation prompt appended, as verl and TRL do; the template adds any
-BOS itself. Without a template the prompt is plain text, after a BOS only where the
-tokenizer has one (Qwen's has none).
+user turn with the generation prompt appended, as verl and TRL do, after a system turn
+when spec.prompts.systemPrompt sets one (else the template's own default, if it has one);
+the template adds any BOS itself. With spec.prompts.chatTemplate false, or a tokenizer
+without a template, the prompt is plain text, after a BOS only where the tokenizer has one
+(Qwen's has none).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from seesaw.spec import SpecError
 
-def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
+
+@dataclass(frozen=True)
+class PromptFormat:
+    chat_template: bool = True
+    system_prompt: str | None = None  # None: the template's own default system turn, if any
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "PromptFormat":
+        prompts = spec["prompts"]
+        return cls(chat_template=prompts["chatTemplate"], system_prompt=prompts.get("systemPrompt"))
+
+
+def encode_prompt(tokenizer: Any, prompt: str, form: PromptFormat = PromptFormat()) -> list[int]:
+    if form.chat_template and getattr(tokenizer, "chat_template", None):
+        turns = ([{"role": "system", "content": form.system_prompt}] if form.system_prompt is not None else []) + \
+            [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         return list(tokenizer.encode(text, add_special_tokens=False))
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + list(tokenizer.encode(prompt, add_special_tokens=False))
+    text = prompt if form.system_prompt is None else f"{form.system_prompt}\n\n{prompt}"
+    return bos + list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def check_prompts_fit(prompts: list[str], tokenizer: Any, form: PromptFormat, max_model_len: int, max_tokens: int) -> int:
+    """The longest prompt's tokens; refused, naming it, when it and rollout.maxTokens do not fit in maxModelLen."""
+    longest, length = "", 0
+    for prompt in prompts:
+        tokens = len(encode_prompt(tokenizer, prompt, form))
+        if tokens > length:
+            longest, length = prompt, tokens
+    if length + max_tokens > max_model_len:
+        raise SpecError("spec.rollout.maxModelLen", f"{max_model_len} tokens cannot hold the longest prompt "
+                        f"({length} tokens: {longest[:80]!r}) and rollout.maxTokens ({max_tokens}); expected at least "
+                        f"{length + max_tokens}")
+    return length
 
 
 def encode_answer(tokenizer: Any, answer: str) -> list[int]:

@@ -137,7 +137,7 @@ class FakeRolloutEngine:
         view.model, view.device, view.pad_id = self.model, torch.device("cpu"), 0
         return view
 
-    def generate(self, prompt_ids, samples_per_prompt, temperature, max_tokens, top_p=1.0):
+    def generate(self, prompt_ids, samples_per_prompt, temperature, max_tokens, top_p=1.0, top_k=0, stop=None):
         gen = torch.Generator().manual_seed(len(prompt_ids))
         samples = []
         for index, prompt in enumerate(prompt_ids):

@@ -2,7 +2,10 @@
 from types import SimpleNamespace
 
 from seesaw.model.generate import build_tokenizer
-from seesaw.model.prompt import encode_answer, encode_prompt
+import pytest
+
+from seesaw.model.prompt import PromptFormat, check_prompts_fit, encode_answer, encode_prompt
+from seesaw.spec import SpecError
 
 
 def test_a_tokenizer_without_bos_gets_no_bos():
@@ -35,3 +38,29 @@ def test_the_template_is_applied_as_text_then_tokenised_once():
                            encode=lambda text, add_special_tokens: [len(text), add_special_tokens])
     assert encode_prompt(fake, "p") == [1, False]
     assert calls == [([{"role": "user", "content": "p"}], {"tokenize": False, "add_generation_prompt": True})]
+
+
+def chat_tokenizer():
+    tokenizer = build_tokenizer("0123456789=<>|abcdefghijklmnopqrstuvwxyz ")
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    return tokenizer
+
+
+def test_a_system_prompt_is_a_system_turn_and_no_template_sends_plain_text():
+    tokenizer = chat_tokenizer()
+    with_system = encode_prompt(tokenizer, "12=", PromptFormat(system_prompt="be brief"))
+    assert tokenizer.decode(with_system) == "<|system|>be brief<|user|>12=<|assistant|>"
+    plain = encode_prompt(tokenizer, "12=", PromptFormat(chat_template=False))
+    assert plain == [tokenizer.bos_token_id] + tokenizer.encode("12=", add_special_tokens=False)
+    plain_system = encode_prompt(tokenizer, "12=", PromptFormat(chat_template=False, system_prompt="be brief"))
+    assert plain_system == [tokenizer.bos_token_id] + tokenizer.encode("be brief\n\n12=", add_special_tokens=False)
+
+
+def test_the_longest_prompt_must_fit_with_max_tokens_and_is_named_when_it_does_not():
+    tokenizer = build_tokenizer("0123456789=")
+    prompts = ["1=", "123456789=", "12="]
+    assert check_prompts_fit(prompts, tokenizer, PromptFormat(), max_model_len=19, max_tokens=8) == 11  # BOS + 10
+    with pytest.raises(SpecError, match=r"spec.rollout.maxModelLen: 18 tokens cannot hold the longest prompt "
+                                        r"\(11 tokens: '123456789='\) and rollout.maxTokens \(8\); expected at least 19"):
+        check_prompts_fit(prompts, tokenizer, PromptFormat(), max_model_len=18, max_tokens=8)

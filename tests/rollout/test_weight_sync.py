@@ -86,6 +86,23 @@ def test_generation_returns_k_samples_per_prompt_with_logprobs(pod):
     assert max_diff(recomputed, [s["logprobs"] for s in samples]) < TOLERANCE
 
 
+def test_top_k_and_stop_strings_reach_vllms_sampling(pod):
+    from transformers import AutoTokenizer
+
+    _, rollout, model_dir = pod
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompts = probe(model_dir)["prompt_ids"]
+    request = {"prompt_ids": prompts, "n": 1, "top_p": 1.0, "max_tokens": 6}
+    greedy = rollout.call("/generate", dict(request, temperature=0.0))
+    # top-k 1 at temperature 1 samples the likeliest token only: greedy decoding
+    top_1 = rollout.call("/generate", dict(request, temperature=1.0, top_k=1))
+    assert [s["response_ids"] for s in top_1] == [s["response_ids"] for s in greedy]
+    # a stop string ends the response before it, as a stop (not as cut at max_tokens)
+    first = tokenizer.decode(greedy[0]["response_ids"][1:2])
+    stopped = rollout.call("/generate", dict(request, temperature=0.0, stop=[first]))[0]
+    assert stopped["response_ids"] == greedy[0]["response_ids"][:1] and stopped["finished"], (first, stopped)
+
+
 def test_fifty_sync_and_offload_cycles_do_not_grow_resident_memory(local_pod):
     from phase_cycles import run_cycles
 
