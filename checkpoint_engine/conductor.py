@@ -27,6 +27,7 @@ from seesaw.interfaces import Sample
 from seesaw.model.prompt import PromptFormat, encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
+from seesaw.rl import truncation
 from seesaw.rl.objectives import training_samples
 from seesaw.rl.sampling import make_sampler
 from seesaw.rpc import WorkerClient, WorkerError
@@ -397,6 +398,13 @@ class Conductor:
             seconds = time.perf_counter() - started
             correct = self._score(samples, problem_indices, "train", prompt_count)
             scoring_seconds = time.perf_counter() - started - seconds
+            generated = {"accuracy": statistics.fmean(correct) if correct else 0.0,
+                         "mean_length": statistics.fmean(len(s.response_ids) for s in samples) if samples else 0.0,
+                         "cut_fraction": statistics.fmean(not s.finished for s in samples) if samples else 0.0}
+            cut_policy = rl["truncated"]
+            if not self.partial:  # partial rollouts continue a response up to the whole budget
+                kept, correct = truncation.apply(cut_policy, samples, correct)
+                samples, problem_indices = [samples[i] for i in kept], [problem_indices[i] for i in kept]
             penalty = rl["lengthPenalty"]
             bonus = add_length_rewards([s.prompt_index for s in samples], [len(s.response_ids) for s in samples],
                                        [c == 1.0 for c in correct],
@@ -404,11 +412,7 @@ class Conductor:
             for sample, score, extra in zip(samples, correct, bonus):
                 sample.reward = score + extra
             self.sample_log.record(iteration, "train", samples, [self.task.train[i] for i in problem_indices], correct)
-            return samples, {"accuracy": statistics.fmean(correct) if correct else 0.0, "tokens": tokens, "seconds": seconds,
-                             "scoring_seconds": scoring_seconds,
-                             "cut_fraction": statistics.fmean(not s.finished for s in samples) if samples else 0.0,
-                             "mean_length": statistics.fmean(len(s.response_ids) for s in samples) if samples else 0.0,
-                             "correct": correct}
+            return samples, dict(generated, tokens=tokens, seconds=seconds, scoring_seconds=scoring_seconds, correct=correct)
 
         samples, stats = self.machine.run(Phase.ROLLOUT, iteration, work)
         correct = stats.pop("correct")
