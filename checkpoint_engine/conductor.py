@@ -28,6 +28,7 @@ from seesaw.model.prompt import PromptFormat, encode_answer, encode_prompt
 from seesaw.rl.partial_rollout import Group, PartialResponse, PartialRolloutBuffer
 from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl import truncation
+from seesaw.rl.pass_at_k import mean_pass_at_k
 from seesaw.rl.objectives import training_samples
 from seesaw.rl.sampling import make_sampler
 from seesaw.rpc import WorkerClient, WorkerError
@@ -116,6 +117,8 @@ class RunSummary:
     greedy_mean_tokens_before: float = float("nan")
     greedy_mean_tokens_after: float = float("nan")
     history: list[dict[str, Any]] = field(default_factory=list)
+    # held-out pass@k before and after RL ({k, before, after}), when spec.rl.evaluation.passAtK asks
+    pass_at_k: dict[str, float] = field(default_factory=dict)
 
 
 class Conductor:
@@ -292,9 +295,16 @@ class Conductor:
 
         prompts = [encode_prompt(self.tokenizer, p.prompt, self.prompt_format) for p in problems]
 
+        pass_k = self.spec["rl"]["evaluation"]["passAtK"]
+        sampled_n = max(EVAL_SAMPLES, pass_k)  # pass@k needs at least k samples of each prompt
+        per_prompt: list[list[float]] = [[] for _ in prompts]
+
         def measure(samples_per_prompt: int, temperature: float) -> tuple[float, float]:
             samples = self._generate(prompts, samples_per_prompt, rollout["maxTokens"], temperature)
             scores = self._score(samples, [s.prompt_index for s in samples], "eval", len(prompts))
+            if temperature != 0.0:
+                for sample, score in zip(samples, scores):
+                    per_prompt[sample.prompt_index].append(score)
             for sample, score in zip(samples, scores):
                 sample.reward = score
             self.sample_log.record(iteration, "eval-greedy" if temperature == 0.0 else "eval-sampled", samples,
@@ -303,8 +313,11 @@ class Conductor:
             return sum(scores) / max(1, len(scores)), tokens / max(1, len(samples))
 
         def work() -> dict[str, float]:
-            (greedy, greedy_tokens), (sampled, sampled_tokens) = measure(1, 0.0), measure(EVAL_SAMPLES, rollout["temperature"])
-            return {"greedy": greedy, "sampled": sampled, "greedy_tokens": greedy_tokens, "sampled_tokens": sampled_tokens}
+            (greedy, greedy_tokens), (sampled, sampled_tokens) = measure(1, 0.0), measure(sampled_n, rollout["temperature"])
+            result = {"greedy": greedy, "sampled": sampled, "greedy_tokens": greedy_tokens, "sampled_tokens": sampled_tokens}
+            if pass_k:  # pass@1 is "sampled": the mean accuracy over the n samples
+                result["pass_at_k"] = mean_pass_at_k(per_prompt, pass_k)
+            return result
 
         result = self.machine.run(Phase.EVAL, iteration, work)
         self.on_progress(iteration, "evaluated", result)
@@ -610,12 +623,14 @@ class Conductor:
         self.log(f"held-out accuracy after RL: {after['sampled']:.3f} sampled (before {before['sampled']:.3f}), "
                  f"{after['greedy']:.3f} greedy (before {before['greedy']:.3f}); "
                  + (f"mean response {after['sampled_tokens']:.1f} tokens; " if "sampled_tokens" in after else "")
+                 + (f"pass@{rl['evaluation']['passAtK']} {after['pass_at_k']:.3f} (before {before['pass_at_k']:.3f}); "
+                    if "pass_at_k" in after and "pass_at_k" in before else "")
                  + f"vLLM vs trainer max |dlogp| on {len(self.probe['prompt_ids'])} probe sequences after the last sync: {diff:.2e}")
         sync_history = [m.sync_seconds for m in self.history]
         return RunSummary(
             accuracy_before=before["sampled"], accuracy_after=after["sampled"],
             greedy_accuracy_before=before["greedy"], greedy_accuracy_after=after["greedy"],
-            eval_prompts=len(self.task.eval), eval_samples_per_prompt=EVAL_SAMPLES,
+            eval_prompts=len(self.task.eval), eval_samples_per_prompt=max(EVAL_SAMPLES, rl["evaluation"]["passAtK"]),
             iterations=rl["iterations"], wall_seconds=time.time() - started,
             sync={"bytes": int(self.last_sync["bytes"]), "seconds": float(self.last_sync["seconds"]),
                   "mean_phase_seconds": statistics.fmean(sync_history) if sync_history else 0.0,
@@ -626,6 +641,8 @@ class Conductor:
             mean_tokens_before=before.get("sampled_tokens", float("nan")), mean_tokens_after=after.get("sampled_tokens", float("nan")),
             greedy_mean_tokens_before=before.get("greedy_tokens", float("nan")), greedy_mean_tokens_after=after.get("greedy_tokens", float("nan")),
             history=[asdict(m) for m in self.history],
+            pass_at_k={"k": rl["evaluation"]["passAtK"], "before": before["pass_at_k"], "after": after["pass_at_k"]}
+            if "pass_at_k" in before and "pass_at_k" in after else {},
         )
 
     def _record(self, metrics: IterationMetrics, total: int) -> None:

@@ -212,6 +212,8 @@ class Trackers:
             scalars = iteration_scalars(metrics)
         elif phase == "evaluated":
             scalars = {tag: float(metrics[key]) for tag, key in HELD_OUT.items()}
+            if "pass_at_k" in metrics:  # spec.rl.evaluation.passAtK asked for it
+                scalars["accuracy/heldout_pass_at_k"] = float(metrics["pass_at_k"])
         else:
             return
         for tracker in self.trackers:

@@ -21,7 +21,7 @@ def write_job(tmp_path, iterations, max_restarts=0):
     manifest = tiny_manifest(iterations=iterations, promptsPerIteration=8)
     manifest["spec"]["failurePolicy"]["maxRestarts"] = max_restarts
     manifest["spec"]["checkpoint"]["everyIterations"] = 1
-    manifest["spec"]["rl"]["evaluation"]["everyIterations"] = 1  # eval and checkpoint in one iteration
+    manifest["spec"]["rl"]["evaluation"].update(everyIterations=1, passAtK=4)  # eval and checkpoint in one iteration
     manifest["spec"]["logging"] = {"samplePrompts": 8}  # every prompt of an iteration: the records add up to its metrics
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(manifest))
@@ -61,6 +61,10 @@ def test_run_writes_summary_metrics_and_plot(tmp_path):
         assert sum(r["tokens"] for r in responses) / len(responses) == pytest.approx(m["mean_response_length"])
         assert all(r["prompt"].endswith("=") and len(r["reference"]) == 4 for r in train)  # the reverse task's
     assert {r["split"] for r in samples if r["iteration"] == 0} == {"eval-greedy", "eval-sampled"}
+    # pass@4 over the 4 samples of each held-out prompt: at least the accuracy of one (pass@1)
+    assert summary["pass_at_k"]["k"] == 4
+    assert summary["accuracy_before"] <= summary["pass_at_k"]["before"] <= 1.0
+    assert summary["accuracy_after"] <= summary["pass_at_k"]["after"] <= 1.0
 
     # the exported policy is a Hugging Face model that vLLM serves as the trainer computes it
     served, expected = vllm_and_transformers_logprobs(exported)
