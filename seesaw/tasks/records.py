@@ -76,11 +76,11 @@ def mapped(row: Any, fields: dict[str, Any], where: str) -> dict[str, Any]:
     """A row with its prompt and answer columns renamed to the task's keys."""
     if not isinstance(row, dict):
         raise SpecError(FIELD, f"{where}: expected an object per row, got {type(row).__name__}")
-    prompt_column, answer_column = fields["prompt"], fields["answer"]
+    prompt_column, answer_column, rule = fields["prompt"], fields["answer"], fields["answerExtract"]
     if prompt_column not in row:
         raise SpecError("spec.prompts.fields.prompt", f"{where}: no column {prompt_column!r} (columns: {sorted(row)})")
     out = {k: v for k, v in row.items() if k not in (prompt_column, answer_column)}
     out["prompt"] = row[prompt_column]
     if answer_column in row and row[answer_column] is not None:
-        out["answer"] = extract_reference(str(row[answer_column]), fields["answerExtract"], where)
+        out["answer"] = extract_reference(str(row[answer_column]), rule, where)
     return out
