@@ -91,7 +91,9 @@ def test_two_trainer_ranks_per_pod_train_as_one_group_and_a_dead_rank_restarts_t
         SEESAW, job, tmp_path, lambda p: "seesaw.trainer.server" in " ".join(p.cmdline())
         and p.environ().get(pc.POD_INDEX) == "1" and p.environ().get("LOCAL_RANK") == "1", timeout=600)
     assert code == 0, text[-4000:]
-    assert "trainer ready (2 ranks)" in text and "pod 1's trainer ready (2 ranks)" in text, text[-3000:]
+    # each pod's trainer: two ranks of one data-parallel group of four
+    assert "trainer ready (2 ranks, torch on cpu, TP=1 PP=1 DP=4)" in text, text[-3000:]
+    assert "pod 1's trainer ready (2 ranks, torch on cpu, TP=1 PP=1 DP=4)" in text, text[-3000:]
     run_dir = next((tmp_path / "runs").glob("tiny-reverse-2pods-*"))
     pod_1 = (run_dir / "pod-1-trainer.log").read_text()
     # the follower's death takes its pod's trainer container down (said in its log: the run's
