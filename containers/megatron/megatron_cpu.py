@@ -4,14 +4,14 @@ Slow, and only for debugging a TP/PP/DP layout without a GPU (a laptop, CI): the
 talk over gloo, and every tensor Megatron asks for on "cuda" is made on the CPU. Seesaw's
 own backend takes its device from where it runs; what is shimmed here is Megatron's:
 
-- allocations on `device="cuda"` / `torch.cuda.current_device()`, `.cuda()`, `.to("cuda")`
-  and pinned host buffers (DDP grad buffers, p2p buffers of the pipeline schedules, the
-  distributed optimizer's shards);
+- allocations on `device="cuda"`, `.cuda()`, `.to("cuda")` and pinned host buffers (DDP
+  grad buffers, p2p buffers of the pipeline schedules, the distributed optimizer's shards);
 - `Tensor.type()`, which Megatron's DDP and optimizer read to group parameters by dtype
   ("torch.cuda.FloatTensor"), reported as CUDA type names;
-- `torch.cuda.current_device()` (the CPU device), `synchronize()` / `empty_cache()` (nothing to wait for
-  or release), and one stream (and events) whose waits do nothing: the MoE token dispatcher
-  copies its split sizes to the host on a side stream;
+- `torch.cuda.current_device()`, which is the CPU device itself (autograd's backward runs
+  without the function mode, and Megatron allocates there on `device=current_device()`);
+- `synchronize()` / `empty_cache()` (nothing to wait for or release), and one stream (and
+  events) whose waits do nothing: the MoE token dispatcher works on a side stream;
 - the CUDA RNG tracker of `tensor_parallel/random.py` (TP-rank seeds for dropout and init),
   backed by CPU generator states;
 - the MoE dispatcher's copy of its all-to-all split sizes to the host (numpy arrays).
@@ -128,7 +128,9 @@ def enable() -> None:
     cuda.current_device = lambda: torch.device("cpu")
     cuda.synchronize = lambda *a, **k: None
     cuda.empty_cache = lambda: None
-    cuda.manual_seed = lambda seed: None  # the tracker seeds CPU states itself
+    # the CUDA generator is the CPU's: the tracker's named states (one per TP rank) are seeded
+    # from it as on a GPU, and Megatron's data-parallel seed reseeds it
+    cuda.manual_seed = torch.manual_seed
     cuda.get_rng_state = lambda *a, **k: torch.get_rng_state()
     cuda.set_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
     cuda.current_stream = cuda.default_stream = cuda.Stream = lambda *a, **k: _STREAM  # Stream: MoE's dispatcher

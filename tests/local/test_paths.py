@@ -54,4 +54,4 @@ def test_a_missing_model_directory_is_named_before_any_worker_starts(tmp_path):
 def test_a_missing_prompt_file_is_named_with_the_path_it_was_read_as(tmp_path):
     result = run_elsewhere(tmp_path, {"prompts": {"source": "data/missing.jsonl"}})
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"spec.prompts.source: expected builtin:<task> or a JSONL file, '{tmp_path / 'jobs' / 'data' / 'missing.jsonl'}'" in result.stderr
+    assert f"spec.prompts.source: expected builtin:<task>, a .jsonl or .parquet file or a saved Hugging Face dataset folder; '{tmp_path / 'jobs' / 'data' / 'missing.jsonl'}'" in result.stderr
