@@ -36,6 +36,9 @@ class VLLMCPURollout:
             gpu_memory_utilization=min(rollout["gpuMemoryUtilization"], 0.2),
             kv_cache_memory_bytes=int(rollout["cpuKVCacheGiB"] * GiB) or None,
             max_num_seqs=256,
+            # tensor parallelism over gloo, one worker process per rank (vLLM's CPU platform)
+            tensor_parallel_size=rollout["tensorParallel"],
+            distributed_executor_backend="mp" if rollout["tensorParallel"] > 1 else None,
             weight_transfer_config={"backend": MOONCAKE_BACKEND},
             worker_extension_cls=WORKER_EXTENSION,
         )

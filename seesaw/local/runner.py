@@ -234,7 +234,8 @@ def run_job(manifest: dict[str, Any], args: argparse.Namespace) -> int:
     trainer_ranks = int(asked or (trainer_processes_per_pod(spec) if Hardware.detect().gpu_count else 1))
     env[pc.TRAINER_PROCESSES] = str(trainer_ranks)
     pod_count = nodes + int(spec["rollout"]["replicas"])
-    if pod_count > 1 or engines > 1 or trainer_ranks > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
+    rollout_tp = spec["rollout"]["tensorParallel"]  # on the CPU: one vLLM worker process per TP rank
+    if pod_count > 1 or engines > 1 or trainer_ranks > 1 or rollout_tp > 1:  # each pod's workers use their share of this machine's cores, as a pod's CPU limit would
         share = max(1, (os.cpu_count() or 1) // pod_count)
         env.update({pc.CPU_THREADS: str(share), "OMP_NUM_THREADS": str(share), "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
         # the CPU build reserves host memory for its KV cache: a small model needs little, and

@@ -1,7 +1,8 @@
 """`seesaw run` with trainer.backend megatron, on the CPU: Megatron-core's ranks over gloo, the
 vLLM CPU engine and the Mooncake sync, as a GPU job runs them but slowly.
 
-One pod with two trainer ranks at TP=2, then a gang of two pods with a pipeline stage each.
+One pod with two trainer ranks at TP=2 and a TP=2 rollout engine, then a gang of two pods
+with a pipeline stage each.
 The layout is reported (a silent fall back to the torch backend cannot pass), the engine
 proves every sync, iteration 1's batch replayed into the torch backend gives the same loss,
 and a checkpoint continues the run.
@@ -24,10 +25,11 @@ SEESAW = str(Path(sys.executable).parent / "seesaw")
 PROBE = 1e-4  # the conductor's own bound on the engine's log-probs against the trainer's
 
 
-def megatron_job(tmp_path: Path, iterations: int, **trainer) -> Path:
+def megatron_job(tmp_path: Path, iterations: int, rollout_tp: int = 1, **trainer) -> Path:
     manifest = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
     spec = manifest["spec"]
     spec["trainer"].update(backend="megatron", **trainer)
+    spec["rollout"]["tensorParallel"] = rollout_tp
     spec["rl"].update(iterations=iterations)
     spec["rl"]["evaluation"].update(prompts=32, everyIterations=0)
     spec["checkpoint"] = {"everyIterations": 1}
@@ -49,12 +51,16 @@ def records(run_dir: Path) -> list[dict]:
 
 
 def test_two_ranks_at_tp2_train_sync_resume_and_match_the_torch_backends_first_loss(tmp_path):
-    result = run(megatron_job(tmp_path, 2, tensorParallel=2), tmp_path / "runs", "--keep-first-batch", ranks_per_pod=2)
+    # the engine is tensor-parallel too: two vLLM workers over gloo, each loading its shard of every update
+    result = run(megatron_job(tmp_path, 2, rollout_tp=2, tensorParallel=2), tmp_path / "runs", "--keep-first-batch",
+                 ranks_per_pod=2)
     assert "trainer ready (2 ranks, megatron on cpu, TP=2 PP=1 DP=1)" in result.stdout, result.stdout[-3000:]
     run_dir = next((tmp_path / "runs").glob("tiny-reverse-*"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["trainer"] == {"backend": "megatron", "device": "cpu", "tp": 2, "pp": 1, "dp": 1, "ep": 1}
+    assert "tensor_parallel_size=2" in (run_dir / "rollout.log").read_text()
     metrics = records(run_dir)
+    # after every sync both TP workers hold their shard: a wrong one would move the probe's log-probs
     assert all(m["probe_max_abs_logprob_diff"] <= PROBE for m in metrics), [m["probe_max_abs_logprob_diff"] for m in metrics]
 
     # the same batch on a fresh torch trainer from the same weights: the same first loss
@@ -62,7 +68,7 @@ def test_two_ranks_at_tp2_train_sync_resume_and_match_the_torch_backends_first_l
     assert replayed["difference"] <= 1e-4, replayed
 
     # the TP=2 checkpoint of iteration 2 continues the run at iteration 3
-    resumed = run(megatron_job(tmp_path, 3, tensorParallel=2), tmp_path / "resumed",
+    resumed = run(megatron_job(tmp_path, 3, rollout_tp=2, tensorParallel=2), tmp_path / "resumed",
                   "--resume-from", str(run_dir / "checkpoints"), ranks_per_pod=2)
     assert "continuing at iteration 3" in resumed.stdout and "iter   3/3" in resumed.stdout, resumed.stdout[-3000:]
     again = records(next((tmp_path / "resumed").glob("tiny-reverse-*")))

@@ -31,7 +31,6 @@ NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 # Leaves no CPU run can read, each with the code that reads it where it does run.
 NOT_READ_HERE = {
     "spec.rollout.gpuMemoryUtilization": "vLLM GPU backend: engine_args (the CPU build reserves host memory instead)",
-    "spec.rollout.tensorParallel": "vLLM GPU backend: engine_args; CUDA IPC sender: one copy per rollout GPU",
 }
 
 
