@@ -425,6 +425,10 @@ def _server_container(job: Obj, env: list[Obj], name: str, image: str, module: s
         # (set by the command) narrows it to the trainer's. Isolation is by convention here.
         env += [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
                 {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"}]
+    if name == c.CONTAINER_ROLLOUT and int(cluster["gpusPerNode"]) == 0 and job["spec"]["rollout"]["tensorParallel"] > 1:
+        # vLLM's CPU build binds each TP worker's threads to a NUMA node of its own, and
+        # refuses on a node with fewer NUMA nodes than workers; the pod's CPU limit shares them
+        env.append({"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"})
     startup_seconds = float(job["spec"]["timeouts"]["startupSeconds"])
     return {
         "name": name,

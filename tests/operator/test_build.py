@@ -244,3 +244,12 @@ def test_the_kueue_example_in_the_operator_docs_is_a_valid_job_with_the_labels_k
     quota = {r["name"]: r["nominalQuota"] for r in queue["spec"]["resourceGroups"][0]["flavors"][0]["resources"]}
     assert gpus == quota["nvidia.com/gpu"], "the example's quota is what its pods ask for"
     assert all(pod["metadata"]["labels"][c.KUEUE_QUEUE_LABEL] == "team-a" for pod in pods)
+
+
+def test_a_tensor_parallel_cpu_engine_gets_unbound_threads_and_a_gpu_one_does_not():
+    def rollout_env(**spec):
+        return {e["name"]: e.get("value") for e in containers(build.build_pod(job(**spec), 0))["rollout"]["env"]}
+
+    assert rollout_env(cluster={"nodes": 1, "gpusPerNode": 0}, rollout={"tensorParallel": 2})["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in rollout_env(cluster={"nodes": 1, "gpusPerNode": 0})
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in rollout_env(cluster={"nodes": 1, "gpusPerNode": 2}, rollout={"tensorParallel": 2})
