@@ -302,11 +302,10 @@ class Conductor:
         def measure(samples_per_prompt: int, temperature: float) -> tuple[float, float]:
             samples = self._generate(prompts, samples_per_prompt, rollout["maxTokens"], temperature)
             scores = self._score(samples, [s.prompt_index for s in samples], "eval", len(prompts))
-            if temperature != 0.0:
-                for sample, score in zip(samples, scores):
-                    per_prompt[sample.prompt_index].append(score)
             for sample, score in zip(samples, scores):
-                sample.reward = score
+                sample.reward = score  # what the sample log records: held-out answers earn their score
+                if temperature != 0.0:
+                    per_prompt[sample.prompt_index].append(score)
             self.sample_log.record(iteration, "eval-greedy" if temperature == 0.0 else "eval-sampled", samples,
                                    [problems[s.prompt_index] for s in samples], scores)
             tokens = sum(len(s.response_ids) for s in samples)
@@ -414,7 +413,7 @@ class Conductor:
             generated = {"accuracy": statistics.fmean(correct) if correct else 0.0,
                          "mean_length": statistics.fmean(len(s.response_ids) for s in samples) if samples else 0.0,
                          "cut_fraction": statistics.fmean(not s.finished for s in samples) if samples else 0.0}
-            cut_policy = rl["truncated"]
+            cut_policy = rl["truncated"]  # left at score under partial rollouts (the spec's rule)
             if not self.partial:  # partial rollouts continue a response up to the whole budget
                 kept, correct = truncation.apply(cut_policy, samples, correct)
                 samples, problem_indices = [samples[i] for i in kept], [problem_indices[i] for i in kept]

@@ -148,6 +148,9 @@ def _check_rules(spec: dict[str, Any]) -> None:
         raise SpecError("spec.model", f"needs exactly one of path, hub, package or generate, got {sources or 'none'}")
     if spec["model"].get("pvc") and not {"path", "hub"} & set(sources):
         raise SpecError("spec.model.pvc", "holds a path or is the hub download cache: set path or hub with it")
+    if spec["rl"]["partialRollout"]["enabled"] and spec["rl"]["truncated"] != "score":
+        raise SpecError("spec.rl.truncated", "applies to responses cut at maxTokens; partial rollouts continue them "
+                        f"instead: leave it at score, got {spec['rl']['truncated']!r}")
     if gpus and rollout_tp > gpus:
         raise SpecError("spec.rollout.tensorParallel", f"must not exceed cluster.gpusPerNode ({gpus}), got {rollout_tp}")
     if gpus and gpus % rollout_tp:

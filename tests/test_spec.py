@@ -70,6 +70,16 @@ def test_cross_field_rule_rollout_tp_must_divide_gpus():
         validate_manifest(doc)
 
 
+def test_a_cut_response_policy_is_refused_under_partial_rollouts():
+    doc = example()
+    doc["spec"]["rl"].update(truncated="mask", partialRollout={"enabled": True})
+    with pytest.raises(SpecError, match=r"spec\.rl\.truncated: applies to responses cut at maxTokens; partial "
+                                        r"rollouts continue them instead: leave it at score, got 'mask'"):
+        validate_manifest(doc)
+    doc["spec"]["rl"]["truncated"] = "score"
+    assert validate_manifest(doc)["spec"]["rl"]["truncated"] == "score"
+
+
 def test_rollout_replicas_need_a_weight_channel_that_leaves_the_pod():
     doc = example()
     doc["spec"]["rollout"]["replicas"] = 2

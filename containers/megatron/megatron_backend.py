@@ -36,8 +36,9 @@ from seesaw.trainer.optimizers import OptimizerSettings
 from seesaw.trainer.resharding import ModelLayout, Parallelism, hf_shapes, model_rules, _local_name, _placement
 
 log = logging.getLogger("seesaw.trainer.megatron")
-# The distributed optimizer's state in its canonical per-parameter form: a checkpoint loads
-# into another TP/PP/DP layout (Megatron's default format cannot be saved at all in 0.16).
+# The distributed optimizer's state as each data-parallel group's buffers (Megatron's default
+# format cannot be saved at all in 0.16; the per-parameter one, which would load into another
+# TP/PP layout, cannot be loaded into torch's Adam): reloads into the same TP/PP layout.
 CHECKPOINT_METADATA = {"distrib_optim_sharding_type": "dp_reshardable"}
 
 
@@ -477,16 +478,16 @@ class MegatronTrainer:
             for inner in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
                 torch_opt = inner.optimizer
                 state += [p for g in torch_opt.param_groups for p in g["params"]]
-                state += [t for s in torch_opt.state.values() for t in s.values() if self._on_device(t)]
+                state += [t for s in torch_opt.state.values() for t in s.values() if self._movable_state(t)]
             off.add("optimizer", state)
             self.offloader = off
         else:  # optimiser state appears at the first step: register what is new
             for inner in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
                 self.offloader.add("optimizer", [t for s in inner.optimizer.state.values() for t in s.values()
-                                                 if self._on_device(t)])
+                                                 if self._movable_state(t)])
         return self.offloader
 
-    def _on_device(self, value: Any) -> bool:
+    def _movable_state(self, value: Any) -> bool:
         # a step counter lives on the host beside the moments: nothing to move
         return torch.is_tensor(value) and value.device.type == self.device.type and value.dim() > 0
 
