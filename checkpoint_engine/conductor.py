@@ -168,26 +168,37 @@ class Conductor:
 
     # --- phases --------------------------------------------------------------------------
     def wait_ready(self) -> None:
+        """Start every pod in the order a shared GPU needs: its rollout engines start, then
+        sleep, and only then does its trainer allocate (docs/ARCHITECTURE.md, "Starting on a
+        shared GPU"); the same calls on the CPU, where the trainer has built meanwhile."""
         def poll() -> None:
-            pending = {client.name: client for pod in self.pods for client in (pod.trainer, *pod.rollouts)}
+            pending = {client.name: (client, "startable" if client is pod.trainer else "ready")
+                       for pod in self.pods for client in (pod.trainer, *pod.rollouts)}
             while pending:
-                for name, client in list(pending.items()):
+                for name, (client, wanted) in list(pending.items()):
                     state = client.health()
                     if state and state.get("error"):
                         raise PhaseError(Phase.STARTING, f"{name} failed to start: {state['error']}")
-                    if state and state.get("ready"):
-                        self.trainer_ranks = max(self.trainer_ranks, int(state.get("ranks", 1)))
-                        layout = state.get("layout")
-                        if layout and not self.trainer_layout:
-                            self.trainer_layout = layout
-                        ranks = f"{state['local_ranks']} ranks" if state.get("local_ranks", 1) > 1 else ""
-                        described = ", ".join(part for part in (ranks, describe_layout(layout)) if part)
-                        self.log(f"{name} ready" + (f" ({described})" if described else ""))
+                    if state and state.get(wanted):
+                        if wanted == "ready":
+                            self.log(f"{name} ready")
                         del pending[name]
                 time.sleep(0.5)
+            on_every_pod(self.pods, Phase.STARTING, start_pod, self.machine.remaining() - GANG_MARGIN)
             if self.spec["rollout"]["replicas"]:
                 self.roster.wait_for_replicas(self.spec["rollout"]["replicas"],
                                               min(REPLICA_START_GRACE, self.machine.remaining() - GANG_MARGIN))
+
+        def start_pod(pod: PodWorkers) -> None:
+            on_each(pod.rollouts, lambda rollout: rollout.call("/sleep", timeout=self.machine.remaining()))
+            state = pod.trainer.call("/start", timeout=self.machine.remaining())
+            self.trainer_ranks = max(self.trainer_ranks, int(state.get("ranks", 1)))
+            layout = state.get("layout")
+            if layout and not self.trainer_layout:
+                self.trainer_layout = layout
+            ranks = f"{state['local_ranks']} ranks" if state.get("local_ranks", 1) > 1 else ""
+            described = ", ".join(part for part in (ranks, describe_layout(layout)) if part)
+            self.log(f"{pod.trainer.name} ready" + (f" ({described})" if described else ""))
 
         self.machine.run(Phase.STARTING, 0, poll)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -20,20 +20,34 @@ from seesaw.model.export import export_hf_model
 from seesaw.trainer import distributed
 from seesaw.trainer.distributed import join_trainer_group
 from seesaw.trainer.lockstep import PodLeader, follow
-from seesaw.trainer.memory_state import TrainerMemoryState
+from seesaw.trainer.memory_state import TrainerMemory, TrainerMemoryState
 from seesaw.worker_env import WorkerEnv, worker_env
 
 log = logging.getLogger("seesaw.trainer")
 
 
-def start_trainer(env: WorkerEnv) -> tuple[Any, BackendChoice]:
-    """Join the job's trainer group and build this rank's trainer backend."""
+def start_trainer(env: WorkerEnv, wait_for_start: Callable[[], None]) -> tuple[Any, BackendChoice]:
+    """Join the job's trainer group and build this rank's trainer backend.
+
+    On a GPU it shares with vLLM the build waits for `wait_for_start`: the engines start and
+    sleep first (docs/ARCHITECTURE.md, "Starting on a shared GPU"). On the CPU nothing is
+    reserved, so the build overlaps the engines' start."""
     choice = choose_backends(env.spec, Hardware.detect())
     log.info("backends: %s (%s)", choice, "; ".join(choice.reasons))
     device = "cuda" if choice.trainer == "megatron" and choice.rollout == VLLM_GPU else "cpu"
     rank, world = join_trainer_group(device, env.spec["timeouts"]["startupSeconds"])
     log.info("trainer rank %d of %d", rank, world)
+    if device == "cuda":
+        log.info("waiting for the rollout engines to sleep before allocating on the GPU")
+        wait_for_start()
     return backend("trainer", choice.trainer)(env.model_dir, env.spec, device=device), choice
+
+
+def hear_start() -> None:
+    """A follower rank: its pod's leader says when the GPUs are free to allocate on."""
+    message = distributed.hear_pod_leader()
+    if message[0] != "start":
+        raise ValueError(f"the pod leader asked for {message[0]!r} before the trainer started")
 
 
 class TrainerService:
@@ -45,11 +59,17 @@ class TrainerService:
         self.sender = None
         self.error: str | None = None
         self.memory = TrainerMemoryState()
+        self._start = threading.Event()  # set by /start
+        self._loaded = threading.Event()  # the backend is built, or failed to build
         threading.Thread(target=self._load, daemon=True).start()
+
+    def _released(self) -> None:
+        self._start.wait()
+        distributed.tell_pod(("start", (), {}))  # the followers build with the leader
 
     def _load(self) -> None:
         try:
-            trainer, choice = start_trainer(self.env)
+            trainer, choice = start_trainer(self.env, self._released)
             self.trainer = PodLeader(trainer)  # the pod's other ranks make each call with it
             # every rollout engine's tensor-parallel group: the GPUs a sender may stage copies on
             spec = self.env.spec
@@ -59,11 +79,25 @@ class TrainerService:
         except Exception as err:  # reported through /healthz so the conductor can say why
             log.exception("trainer failed to start")
             self.error = f"{type(err).__name__}: {err}"
+        finally:
+            self._loaded.set()
 
     def health(self) -> dict[str, Any]:
-        return {"ready": self.trainer is not None, "error": self.error, "memory": self.memory.state.value,
+        started = self.memory.state is not TrainerMemory.NOT_STARTED
+        # startable: the conductor may call /start (once the engines on its GPUs sleep)
+        return {"ready": started, "startable": self.error is None and not started, "error": self.error,
+                "memory": self.memory.state.value,
                 "ranks": distributed.world_size(), "local_ranks": distributed.local_world_size(),
                 "layout": self.trainer.training_layout if self.trainer is not None else None}
+
+    def start(self, _: dict[str, Any]) -> dict[str, Any]:
+        """Build the backend on the device (on the CPU it is built already) and report it."""
+        self._start.set()
+        self._loaded.wait()
+        if self.error:
+            raise RuntimeError(f"the trainer failed to start: {self.error}")
+        self.memory.started()
+        return self.health()
 
     def weights_handle(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stage the weights for the receivers; the handle carries their checksum, which each
@@ -112,7 +146,7 @@ class TrainerService:
 
     def routes(self) -> dict[str, Any]:
         routes = {
-            "/weights/handle": self.weights_handle, "/weights/release": self.weights_release, "/train": self.train,
+            "/start": self.start, "/weights/handle": self.weights_handle, "/weights/release": self.weights_release, "/train": self.train,
             "/logprobs": self.logprobs, "/offload": self.offload, "/onload": self.onload,
             "/checkpoint/save": self.save, "/checkpoint/load": self.load, "/export": self.export,
         }
@@ -130,7 +164,7 @@ def main() -> None:
                         format=f"%(asctime)s trainer local-rank {distributed.local_rank()} %(levelname)s %(message)s")
     torch.set_num_threads(int(os.environ.get(pod_contract.CPU_THREADS, 0)) or max(1, os.cpu_count() or 1))
     if distributed.local_rank() != 0:  # a follower: the pod's leader tells it each call
-        trainer, _ = start_trainer(worker_env())
+        trainer, _ = start_trainer(worker_env(), hear_start)
         follow(trainer)
         return
     service = TrainerService()

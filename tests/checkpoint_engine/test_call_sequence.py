@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -168,7 +169,7 @@ class RecordingClient:
         return json.loads(json.dumps(self.routes[route](payload), default=vars))
 
     def health(self):
-        return {"ready": True}
+        return {"ready": True, "startable": True}
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +189,9 @@ def services(manifest: dict, model_dir: Path, backend: str, channel: str, log: l
     spec = manifest["spec"]
     trainer_service = TrainerService.__new__(TrainerService)
     trainer_service.memory = TrainerMemoryState()
+    trainer_service.error = None
+    trainer_service._start, trainer_service._loaded = threading.Event(), threading.Event()
+    trainer_service._loaded.set()  # built, as a CPU trainer is by the time the engines sleep
     trainer_service.env = SimpleNamespace(model_dir=model_dir)
     trainer_service.trainer = (MegatronLikeTrainer if backend == "megatron" else TorchTrainer)(model_dir, spec)
     trainer_service.sender = FakeSender(channel)
@@ -230,13 +234,15 @@ def test_calls_of_each_phase_match_the_documented_table(channel, backend, model_
     summary = conductor.run()
     table = documented_sequences()
     groups = by_phase(log)
-    assert groups[0] == ("sync", table["first sync"])
+    # every engine sleeps before the trainer may allocate on the GPUs they share
+    assert groups[0] == ("starting", table["start"])
+    assert groups[1] == ("sync", table["first sync"])
     # the eval after the first sync, then per iteration: rollout, train, checkpoint, sync, and an
     # eval (after iteration 1 by everyIterations, after the last as the final evaluation)
     expected = [("eval", table["eval"])] + [
         ("rollout", table["rollout"]), ("train", table["train"]), ("checkpoint", table["checkpoint"]),
         ("sync", table["sync"]), ("eval", table["eval"])] * 2
-    assert groups[1:] == expected
+    assert groups[2:] == expected
     assert service.memory.state.value == "offloaded"  # the trainer left the device to the rollout
     assert summary.sync["max_abs_logprob_diff"] < 1e-5
 
@@ -245,6 +251,12 @@ def test_weights_handle_after_a_full_offload_is_refused_on_the_cpu(model_dir, tm
     log: list = []
     trainer, _, service = services(job("mooncake-tcp"), model_dir, "torch", "mooncake-tcp", log)
     routes = service.routes()
+    for route in ("/offload", "/weights/handle", "/train"):  # nothing before the engines sleep and /start
+        with pytest.raises(TrainerStateError, match=rf"{route} needs a started trainer: put the rollout engines to sleep"):
+            routes[route]({"keep_weights": True, "bucket_bytes": 1 << 20})
+    assert routes["/start"]({})["ready"]
+    with pytest.raises(TrainerStateError, match="/start: the trainer has started already"):
+        routes["/start"]({})
     routes["/offload"]({"keep_weights": False})
     with pytest.raises(TrainerStateError, match=r"/weights/handle needs the trainer onloaded or weights_only, but it is offloaded"):
         routes["/weights/handle"]({"bucket_bytes": 1 << 20})
