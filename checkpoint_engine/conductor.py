@@ -64,6 +64,9 @@ class IterationMetrics:
     # after this iteration's sync: the engine's log-probs on the probe batch vs the trainer's
     probe_max_abs_logprob_diff: float
     probe_share_of_sync: float
+    # the most any trainer rank's weight sender held during the sync beyond the trainer's own
+    # memory: its staging buffers and the tensor in hand (docs/ARCHITECTURE.md, "Starting on a shared GPU")
+    staging_peak_bytes: int = 0
     # the data-parallel replicas' parameter checksum (every rank checked it equals rank 0's)
     params_checksum: str = ""
     # per engine, this iteration: prompts it rolled out; weight version, checksum and probe difference after the sync
@@ -241,6 +244,7 @@ class Conductor:
                 seconds = time.perf_counter() - started
                 return dict(result, probe_max_abs_logprob_diff=self._check_engine(slot, result, handle, expected, served),
                             offloaded_bytes=offloaded["bytes"] + offloaded_all["bytes"],
+                            staging_peak_bytes=handle["staging"]["peak_bytes"],
                             probe_seconds=trainer_probe_seconds + seconds)
 
             checked = [(slot, result) for (slot, _), result in zip(own_updated, on_each(own_updated, lambda pair: prove(*pair)))]
@@ -258,6 +262,7 @@ class Conductor:
                                    probe_max_abs_logprob_diff=result["probe_max_abs_logprob_diff"])
             results = [result for _, result in checked]
             return dict(results[0], seconds=max(r["seconds"] for r in results),
+                        staging_peak_bytes=max(r["staging_peak_bytes"] for r in results),
                         probe_seconds=max(r["probe_seconds"] for r in results),
                         probe_max_abs_logprob_diff=max(r["probe_max_abs_logprob_diff"] for r in results))
 
@@ -604,6 +609,7 @@ class Conductor:
                 rollout_tokens_per_second=rollout_stats["tokens"] / max(rollout_stats["seconds"], 1e-9),
                 loss=train_stats["loss"],
                 sync_bytes=sync["bytes"],
+                staging_peak_bytes=sync["staging_peak_bytes"],
                 rollout_trainer_logprob_diff=train_stats["extra"].get("max_abs_logprob_diff", float("nan")),
                 probe_max_abs_logprob_diff=sync["probe_max_abs_logprob_diff"],
                 probe_share_of_sync=sync["probe_seconds"] / max(self.machine.timeline[-1].seconds, 1e-9),

@@ -68,6 +68,10 @@ class Trainer(Protocol):
         """Full (unsharded) tensors under Hugging Face names, in a fixed order."""
         ...
 
+    def hf_metadata(self) -> list[tuple[str, list[int], str]]:
+        """(name, shape, dtype) of each tensor hf_state yields, in its order, without computing them."""
+        ...
+
     def offload(self, keep_weights: bool = False) -> MemoryReport:
         """Release optimiser state and gradients from the device, and the parameters unless keep_weights."""
         ...
@@ -101,18 +105,23 @@ class RolloutEngine(Protocol):
 
 
 def weight_handle(channel: str, total_bytes: int, bucket_count: int, receiver_init: dict[str, Any],
-                  **channel_fields: Any) -> dict[str, Any]:
+                  staging: dict[str, int] | None = None, **channel_fields: Any) -> dict[str, Any]:
     """A sender's handle for one sync. The conductor reads only these common keys; the rest
-    (bucket addresses, IPC handles) is for the channel's own receiver."""
+    (bucket addresses, IPC handles) is for the channel's own receiver. `staging` is the
+    sender's byte ledger: what it holds beyond the trainer's memory now, and its peak."""
     return {"channel": channel, "total_bytes": total_bytes, "bucket_count": bucket_count,
-            "receiver_init": receiver_init, **channel_fields}
+            "receiver_init": receiver_init, "staging": staging or {"staged_bytes": 0, "peak_bytes": 0},
+            **channel_fields}
 
 
 class WeightSender(Protocol):
     """Trainer side of a weight channel: stages buckets for a receiver to pull."""
 
-    def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
+    def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int,
+              declared: list[tuple[str, list[int], str]] | None = None) -> dict[str, Any]:
         """Copy the tensors into transfer buffers; return a JSON-able handle for the receiver.
+        `declared` (name, shape, dtype) in order lets a sender plan its buffers before the
+        tensors arrive, and pack each as it comes.
 
         The handle's "receiver_init" is what the rollout engine's side of this channel needs
         to start (RolloutEngine.init_weight_channel), so no caller branches on the channel."""
@@ -134,8 +143,12 @@ class WeightChannel:
 
     name: str
     vllm_engine: str  # the name vLLM's WeightTransferEngineFactory knows the receiving engine by
-    # (trainer, hostname the receivers reach it at, the rollout engine's GPUs) -> its sender
-    open_sender: Callable[[Any, str, list[int]], "WeightSender"]
+    # (trainer, hostname the receivers reach it at, the pod's rollout GPUs, this trainer rank's
+    # local rank) -> its sender, or None where this rank stages nothing (it still produces the
+    # tensors: gathering them is collective)
+    open_sender: Callable[[Any, str, list[int], int], "WeightSender | None"]
+    # the pod's handle from those of its staging ranks (in local-rank order)
+    merge: Callable[[list[dict[str, Any]]], dict[str, Any]] = lambda handles: handles[0]
 
 
 def weight_channel(name: str) -> WeightChannel:

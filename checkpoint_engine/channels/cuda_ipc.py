@@ -1,8 +1,8 @@
 """Weight channel over CUDA IPC: trainer and rollout engine share one GPU, weights never touch the host.
 
-The sender packs the tensors into GPU bucket buffers (a device-to-device copy, needed
-anyway where resharding splits fused tensors) or, with `zero_copy`, shares contiguous CUDA
-tensors as they are; either way it exports CUDA IPC handles with torch's multiprocessing
+The sender packs the tensors into GPU bucket buffers as the trainer produces them (a
+device-to-device copy, needed anyway where resharding splits fused tensors) or, with
+`zero_copy`, shares contiguous CUDA tensors as they are; either way it exports CUDA IPC handles with torch's multiprocessing
 reductions. The receiver opens the handles in its own process and yields views of the
 sender's memory: vLLM's weight loaders copy from them straight into its parameters.
 
@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
+from seesaw.checkpoint_engine.channels.staging import Declared, StagingLedger, dtype_name, pack_as_produced
 from seesaw.interfaces import BucketLayout, WeightChannel, register, weight_handle
 
 ALIGN = 256  # bytes: every tensor in a bucket starts aligned for any dtype and vector loads
@@ -154,69 +155,81 @@ def handle_for_gpu(handle: dict[str, Any], uuid: str) -> dict[str, Any]:
 
 
 class CudaIpcSender:
-    """Trainer side: stages tensors in GPU buckets, one copy on each rollout GPU, and exports
-    their CUDA IPC handles."""
+    """Trainer side: stages one copy of the weights in GPU buckets on this rank's own GPU (each
+    trainer rank serves the rollout worker on its GPU) and exports their CUDA IPC handles."""
 
-    def __init__(self, device: int | str | torch.device | list | None = None, zero_copy: bool = False) -> None:
-        devices = device if isinstance(device, (list, tuple)) else [device]
-        self.devices = [torch.device("cuda", torch.cuda.current_device()) if d is None else torch.device("cuda", d)
-                        if isinstance(d, int) else torch.device(d) for d in devices]
+    def __init__(self, device: int | str | torch.device | None = None, zero_copy: bool = False) -> None:
+        self.device = (torch.device("cuda", torch.cuda.current_device()) if device is None
+                       else torch.device("cuda", device) if isinstance(device, int) else torch.device(device))
         self.zero_copy = zero_copy
         self._alive: list[torch.Tensor] = []  # exported memory must outlive the receiver's use
+        self._staged_bytes = 0
+        self.ledger = StagingLedger()
         self.stats = IpcStats()
 
-    def _stage_on(self, device: torch.device, named: list[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
+    def _bucket(self, nbytes: int) -> torch.Tensor:
+        buffer = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+        self.ledger.allocated(nbytes)
+        self._staged_bytes += nbytes
+        return buffer
+
+    def _shareable(self, tensor: torch.Tensor) -> bool:
+        return self.zero_copy and tensor.is_cuda and tensor.is_contiguous() and tensor.device == self.device
+
+    def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int,
+              declared: list[Declared] | None = None) -> dict[str, Any]:
+        """With `declared` (the trainer's hf_metadata) the buckets are planned from the shapes and
+        each tensor is packed as it is produced; without, the tensors are collected first (a
+        caller that holds them anyway: tests, the rollout engine loading its own tensors)."""
         from torch.multiprocessing.reductions import reduce_tensor
 
-        shared, packed = [], []
-        for name, tensor in named:
-            if self.zero_copy and tensor.is_cuda and tensor.is_contiguous() and tensor.device == device:
-                shared.append((name, tensor))
-            else:
-                packed.append((name, tensor))
-        layouts = plan_packing([(n, list(t.shape), str(t.dtype).removeprefix("torch.")) for n, t in packed], bucket_bytes)
-        tensors = iter(packed)
+        started = time.perf_counter()
+        self.release()
+        self.stats = IpcStats()
+        self.ledger.start_sync()
+        shared: list[tuple[str, torch.Tensor]] = []
+        if declared is None:
+            named = [(name, tensor.detach()) for name, tensor in named_tensors]
+            shared = [(n, t) for n, t in named if self._shareable(t)]
+            named_tensors = [(n, t) for n, t in named if not self._shareable(t)]
+            declared = [(n, list(t.shape), dtype_name(t)) for n, t in named_tensors]
+            del named
         buckets = []
-        for layout in layouts:
-            buffer = torch.empty(layout.nbytes, dtype=torch.uint8, device=device)
-            for offset, shape, dtype in zip(layout.offsets, layout.shapes, layout.dtypes):
-                _, tensor = next(tensors)
-                size = _nbytes(shape, dtype)
-                buffer[offset: offset + size].view(DTYPES[dtype]).view(shape).copy_(tensor, non_blocking=True)
+        for layout, buffer in pack_as_produced(named_tensors, plan_packing(declared, bucket_bytes), self._bucket, self.ledger):
             self._alive.append(buffer)
             buckets.append(dict(asdict(layout), ipc=encode_ipc_args(reduce_tensor(buffer)[1])))
         direct = []
         for name, tensor in shared:
             self._alive.append(tensor)
             direct.append({"name": name, "ipc": encode_ipc_args(reduce_tensor(tensor)[1])})
-        total = sum(b["nbytes"] for b in buckets) + sum(t.numel() * t.element_size() for _, t in shared)
-        self.stats.buckets += len(buckets)
-        self.stats.zero_copy_tensors += len(shared)
-        return {"gpu_uuid": gpu_uuid(device.index), "total_bytes": total, "buckets": buckets, "shared": direct}
-
-    def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, Any]:
-        started = time.perf_counter()
-        self.release()
-        self.stats = IpcStats()
-        named = [(name, tensor.detach()) for name, tensor in named_tensors]
-        per_gpu = [self._stage_on(device, named, bucket_bytes) for device in self.devices]
         # The receiver reads on its own stream: the copies must be complete before it opens the handles.
-        for device in self.devices:
-            torch.cuda.synchronize(device)
-        self.stats.bytes = per_gpu[0]["total_bytes"]
-        self.stats.seconds = time.perf_counter() - started
-        return weight_handle("cuda-ipc", per_gpu[0]["total_bytes"], len(per_gpu[0]["buckets"]), receiver_init={},
-                             per_gpu=per_gpu)
+        torch.cuda.synchronize(self.device)
+        total = sum(b["nbytes"] for b in buckets) + sum(t.numel() * t.element_size() for _, t in shared)
+        self.stats = IpcStats(bytes=total, seconds=time.perf_counter() - started, buckets=len(buckets),
+                              zero_copy_tensors=len(shared))
+        part = {"gpu_uuid": gpu_uuid(self.device.index), "total_bytes": total, "buckets": buckets, "shared": direct}
+        return weight_handle("cuda-ipc", total, len(buckets), receiver_init={}, per_gpu=[part],
+                             staging=self.ledger.report())
 
     def release(self) -> None:
         """Free the last staging buffers (after the receiver has finished with them): they
         are the memory the next rollout needs."""
         self._alive.clear()
-        torch.cuda.ipc_collect()
-        torch.cuda.empty_cache()
+        self.ledger.freed(self._staged_bytes)
+        self._staged_bytes = 0
+        if torch.cuda.is_initialized():
+            torch.cuda.ipc_collect()
+            torch.cuda.empty_cache()
 
     def close(self) -> None:
         self.release()
+
+
+def merge_rank_handles(handles: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod's handle from each staging rank's: one part per GPU, the largest staging peak."""
+    merged = dict(handles[0], per_gpu=[part for handle in handles for part in handle["per_gpu"]])
+    merged["staging"] = {key: max(h["staging"][key] for h in handles) for key in handles[0]["staging"]}
+    return merged
 
 
 class CudaIpcReceiver:
@@ -263,6 +276,8 @@ class CudaIpcReceiver:
 
 VLLM_ENGINE = "seesaw-cuda-ipc"  # containers/vllm/worker_extension.py
 
-# one staged copy on each GPU of the rollout engine's tensor-parallel group
+# one staged copy on each GPU of the rollout engines, by the trainer rank on that GPU
 register("weight_channel", "cuda-ipc")(WeightChannel(
-    "cuda-ipc", VLLM_ENGINE, lambda trainer, hostname, rollout_gpus: CudaIpcSender(rollout_gpus)))
+    "cuda-ipc", VLLM_ENGINE,
+    lambda trainer, hostname, rollout_gpus, local_rank: CudaIpcSender(local_rank) if local_rank in rollout_gpus else None,
+    merge=merge_rank_handles))

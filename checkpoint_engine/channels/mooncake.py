@@ -1,7 +1,8 @@
 """Weight channel over the Mooncake transfer engine (TCP here, RDMA on GPU clusters).
 
-The trainer keeps its parameters in one contiguous buffer (as Megatron's DDP does) and
-registers it with its transfer engine once; no staging copy is made per sync. The
+The CPU trainer keeps its parameters in one contiguous buffer and registers it with its
+transfer engine once; no staging copy is made per sync. A Megatron trainer's full tensors are
+gathered from its shards and packed into a staging buffer of the sender's, one at a time. The
 receiver registers one buffer of the same size, pulls bucket after bucket with
 asynchronous reads, and hands each bucket's tensors to the engine while the next bucket is
 in flight. Buckets land at distinct offsets, so a bucket's tensors stay valid for as long
@@ -9,12 +10,14 @@ as the engine keeps references to them (vLLM's layerwise reload does).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from seesaw.checkpoint_engine.channels.staging import Declared, StagingLedger, check_declared, nbytes_of
 from seesaw.interfaces import BucketLayout, WeightChannel, register, weight_handle
 
 DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.int32, torch.uint8)}
@@ -84,22 +87,28 @@ def _engine(hostname: str, protocol: str, device: str = ""):
 class MooncakeSender:
     """Trainer side: exposes a registered buffer of weights for receivers to read.
 
-    Given the trainer's flat parameter buffer, tensors that live in it are served in place
-    (zero copy). Tensors from elsewhere (a Megatron trainer gathering TP shards into full
-    Hugging Face tensors) are first packed into the buffer, which is then a staging area.
+    Given the trainer's flat parameter buffer, its tensors are served in place (zero copy).
+    With `staging`, the buffer is the sender's own and the tensors (a Megatron trainer's TP
+    shards gathered into full Hugging Face tensors) are packed into it one by one as they
+    are produced; its byte ledger counts the buffer and the tensor in hand.
     """
 
-    def __init__(self, flat_buffer: torch.Tensor, hostname: str = "127.0.0.1", protocol: str = "tcp", device: str = "") -> None:
+    def __init__(self, flat_buffer: torch.Tensor, hostname: str = "127.0.0.1", protocol: str = "tcp", device: str = "",
+                 staging: bool = False) -> None:
         if not flat_buffer.is_contiguous():
             raise TransferError("flat_buffer must be contiguous")
         self.buffer = flat_buffer
         self.hostname = hostname
         self.protocol = protocol
         self.device = device
+        self.staging = staging
         self.engine = _engine(hostname, protocol, device)
         self.nbytes = flat_buffer.numel() * flat_buffer.element_size()
         if self.engine.register_memory(flat_buffer.data_ptr(), self.nbytes) != 0:
             raise TransferError(f"could not register {self.nbytes} bytes with Mooncake")
+        self.ledger = StagingLedger()
+        if staging:  # kept for every sync: the sender's memory for the life of the trainer
+            self.ledger.allocated(self.nbytes)
 
     @property
     def session(self) -> str:
@@ -109,24 +118,39 @@ class MooncakeSender:
         start = self.buffer.data_ptr()
         return start <= tensor.data_ptr() and tensor.data_ptr() + tensor.numel() * tensor.element_size() <= start + self.nbytes
 
-    def _pack(self, named_tensors: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+    def _pack(self, named_tensors: Iterable[tuple[str, torch.Tensor]],
+              declared: list[Declared] | None) -> list[tuple[str, torch.Tensor]]:
+        """Each tensor copied to the next free bytes of the staging buffer as it arrives, then dropped."""
         raw = self.buffer.view(torch.uint8)
+        expected = iter(declared) if declared is not None else None
         packed, offset = [], 0
         for name, tensor in named_tensors:
-            size = tensor.numel() * tensor.element_size()
+            if expected is not None:
+                check_declared(next(expected, ("(nothing more)", [], "")), name, tensor)
+            self.ledger.hold(tensor)
+            size = nbytes_of(tensor)
             if offset + size > self.nbytes:
                 raise TransferError(f"{name}: the weights exceed the {self.nbytes}-byte staging buffer")
             view = raw[offset: offset + size].view(tensor.dtype).view(tensor.shape)
-            view.copy_(tensor)
+            with torch.no_grad():
+                view.copy_(tensor)
             packed.append((name, view))
             offset += size
+            del tensor  # packed: the producer's copy may go
         return packed
 
-    def stage(self, named_tensors, bucket_bytes: int) -> dict[str, Any]:
+    def stage(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int,
+              declared: list[Declared] | None = None) -> dict[str, Any]:
         """A JSON-able description of the buckets: the receiver needs nothing else."""
-        named_tensors = list(named_tensors)
-        if not all(self._in_buffer(t) for _, t in named_tensors):
-            named_tensors = self._pack(named_tensors)
+        self.ledger.start_sync()
+        if self.staging:
+            named_tensors = self._pack(named_tensors, declared)
+        else:
+            named_tensors = list(named_tensors)  # views of the trainer's own buffer: nothing is copied
+            outside = [name for name, tensor in named_tensors if not self._in_buffer(tensor)]
+            if outside:
+                raise TransferError(f"{outside[0]}: not inside the trainer's flat parameter buffer, which this sender "
+                                    "serves in place (a trainer without one gets a staging buffer)")
         base = self.buffer.data_ptr()
         slots = layout_of(named_tensors, base)
         layouts = plan_buckets(slots, bucket_bytes)
@@ -137,6 +161,7 @@ class MooncakeSender:
             # the receiver shares this pod's network namespace, so it listens on the same address
             receiver_init={"capacity_bytes": self.nbytes, "hostname": self.hostname, "protocol": self.protocol,
                            "device": self.device},
+            staging=self.ledger.report(),
             session=self.session,
             buckets=[dict(asdict(layout), remote_addr=base + start, start=start) for layout, start in zip(layouts, starts)],
         )
@@ -216,16 +241,22 @@ class MooncakeReceiver:
 VLLM_ENGINE = "seesaw-mooncake"  # containers/vllm/mooncake_engine.py, registered by the vLLM plugin
 
 
-def sender_buffer(trainer: Any) -> torch.Tensor:
-    """The memory the sender registers with Mooncake: the trainer's flat parameter buffer when
-    it has one (read in place, no staging copy), else one buffer its full tensors are staged
-    into (Megatron's shards are gathered first)."""
+def open_for_trainer(trainer: Any, hostname: str, protocol: str, device: str = "") -> MooncakeSender:
+    """The sender over the trainer's flat parameter buffer when it has one (read in place, no
+    staging copy), else over a staging buffer sized from the tensors the trainer declares
+    (Megatron's shards are gathered into it at each sync)."""
     flat = getattr(trainer, "flat", None)
     if flat is not None:
-        return flat
-    total = sum(t.numel() * t.element_size() for _, t in trainer.hf_state())
-    return torch.empty(total, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
+        return MooncakeSender(flat, hostname, protocol, device)
+    total = sum(math.prod(shape) * DTYPES[dtype].itemsize for _, shape, dtype in trainer.hf_metadata())
+    buffer = torch.empty(total, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
+    return MooncakeSender(buffer, hostname, protocol, device, staging=True)
 
 
-register("weight_channel", "mooncake-tcp")(WeightChannel(
-    "mooncake-tcp", VLLM_ENGINE, lambda trainer, hostname, rollout_gpus: MooncakeSender(sender_buffer(trainer), hostname, "tcp")))
+def pod_leader_sender(protocol: str, device: str = "") -> Callable[..., MooncakeSender | None]:
+    """One sender per pod, on its leader rank: the pod's engines all read from it."""
+    return lambda trainer, hostname, rollout_gpus, local_rank: (
+        open_for_trainer(trainer, hostname, protocol, device) if local_rank == 0 else None)
+
+
+register("weight_channel", "mooncake-tcp")(WeightChannel("mooncake-tcp", VLLM_ENGINE, pod_leader_sender("tcp")))

@@ -6,12 +6,10 @@ memory (GPUDirect RDMA) and the host is not on the data path.
 """
 from __future__ import annotations
 
-from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE, MooncakeSender, sender_buffer
+from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE, pod_leader_sender
 from seesaw.interfaces import WeightChannel, register
 
 
 NIC = ""  # e.g. "mlx5_0"; empty lets Mooncake pick from its topology scan
 
-register("weight_channel", "mooncake-rdma")(WeightChannel(
-    "mooncake-rdma", VLLM_ENGINE,
-    lambda trainer, hostname, rollout_gpus: MooncakeSender(sender_buffer(trainer), hostname, "rdma", NIC)))
+register("weight_channel", "mooncake-rdma")(WeightChannel("mooncake-rdma", VLLM_ENGINE, pod_leader_sender("rdma", NIC)))

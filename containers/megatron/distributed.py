@@ -76,6 +76,15 @@ def hear_pod_leader() -> Any:
     return box[0]
 
 
+def gather_on_pod_leader(value: Any) -> list[Any] | None:
+    """Every rank of the pod sends `value`; the leader gets them all in local-rank order, the others None."""
+    if _pod_group is None:
+        return [value]
+    gathered = [None] * local_world_size() if local_rank() == 0 else None
+    dist.gather_object(value, gathered, dst=_pod_leader, group=_pod_group)
+    return gathered
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 

@@ -18,7 +18,8 @@ from seesaw.trainer import distributed
 log = logging.getLogger("seesaw.trainer.lockstep")
 
 # The trainer protocol's calls that every rank makes (collectives, or each rank's own memory).
-CALLS = ("train_step", "sequence_logprobs", "hf_state", "offload", "onload", "save_checkpoint", "load_checkpoint")
+CALLS = ("train_step", "sequence_logprobs", "hf_state", "offload", "onload", "save_checkpoint", "load_checkpoint",
+         "stage_weights", "release_weights")
 
 
 class PodLeader:

@@ -465,7 +465,15 @@ class MegatronTrainer:
             if par.pp > 1:
                 for _, t in full:
                     dist.broadcast(t, src=pp_ranks[owner_stage], group=mpu.get_pipeline_model_parallel_group())
-            yield from full
+            while full:  # handed over one by one: a sender that packs a tensor frees it
+                yield full.pop(0)
+
+    def hf_metadata(self) -> list[tuple[str, list[int], str]]:
+        """(name, shape, dtype) of each tensor hf_state yields, in its order, computing nothing:
+        a weight sender plans its buffers from it."""
+        shapes = hf_shapes(self.layout)
+        dtype = str(self.dtype).removeprefix("torch.")
+        return [(name, list(shapes[name]), dtype) for rule in model_rules(self.layout) for name in rule.hf]
 
     # --- memory --------------------------------------------------------------------------
     def _offloader(self) -> StateOffloader:

@@ -20,6 +20,7 @@ from seesaw.model.export import export_hf_model
 from seesaw.trainer import distributed
 from seesaw.trainer.distributed import join_trainer_group
 from seesaw.trainer.lockstep import PodLeader, follow
+from seesaw.trainer.weight_staging import WeightStaging
 from seesaw.trainer.memory_state import TrainerMemory, TrainerMemoryState
 from seesaw.worker_env import WorkerEnv, worker_env
 
@@ -50,13 +51,21 @@ def hear_start() -> None:
         raise ValueError(f"the pod leader asked for {message[0]!r} before the trainer started")
 
 
+def staging_trainer(trainer: Any, choice: BackendChoice, env: WorkerEnv) -> WeightStaging:
+    """The backend with this rank's weight sender: the channel says which ranks stage."""
+    spec = env.spec
+    # every rollout engine's tensor-parallel group: the GPUs a copy may be staged on
+    rollout_gpus = list(range(rollout_engines_per_pod(spec) * spec["rollout"]["tensorParallel"]))
+    channel = weight_channel(choice.weight_channel)
+    return WeightStaging(trainer, channel.open_sender(trainer, env.pod_ip, rollout_gpus, distributed.local_rank()), channel)
+
+
 class TrainerService:
     """Routes of the trainer container; the model loads in the background so /healthz answers early."""
 
     def __init__(self) -> None:
         self.env = worker_env()
         self.trainer = None
-        self.sender = None
         self.error: str | None = None
         self.memory = TrainerMemoryState()
         self._start = threading.Event()  # set by /start
@@ -70,11 +79,8 @@ class TrainerService:
     def _load(self) -> None:
         try:
             trainer, choice = start_trainer(self.env, self._released)
-            self.trainer = PodLeader(trainer)  # the pod's other ranks make each call with it
-            # every rollout engine's tensor-parallel group: the GPUs a sender may stage copies on
-            spec = self.env.spec
-            rollout_gpus = list(range(rollout_engines_per_pod(spec) * spec["rollout"]["tensorParallel"]))
-            self.sender = weight_channel(choice.weight_channel).open_sender(self.trainer, self.env.pod_ip, rollout_gpus)
+            # the pod's other ranks make each call with it
+            self.trainer = PodLeader(staging_trainer(trainer, choice, self.env))
             log.info("trainer ready: %s backend, %s weight channel", choice.trainer, choice.weight_channel)
         except Exception as err:  # reported through /healthz so the conductor can say why
             log.exception("trainer failed to start")
@@ -100,14 +106,11 @@ class TrainerService:
         return self.health()
 
     def weights_handle(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Stage the weights for the receivers; the handle carries their checksum, which each
-        engine must report back for what it loaded."""
-        staged = distributed.StreamChecksum()
-        handle = self.sender.stage(staged.over(self.trainer.hf_state()), int(body["bucket_bytes"]))
-        return dict(handle, weight_checksum=staged.hex())
+        """Stage the weights for the receivers, on every rank the channel asks to."""
+        return self.trainer.stage_weights(int(body["bucket_bytes"]))
 
     def weights_release(self, _: dict[str, Any]) -> dict[str, Any]:
-        self.sender.release()
+        self.trainer.release_weights()
         return {"ok": True}
 
     def train(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -164,8 +167,9 @@ def main() -> None:
                         format=f"%(asctime)s trainer local-rank {distributed.local_rank()} %(levelname)s %(message)s")
     torch.set_num_threads(int(os.environ.get(pod_contract.CPU_THREADS, 0)) or max(1, os.cpu_count() or 1))
     if distributed.local_rank() != 0:  # a follower: the pod's leader tells it each call
-        trainer, _ = start_trainer(worker_env(), hear_start)
-        follow(trainer)
+        env = worker_env()
+        trainer, choice = start_trainer(env, hear_start)
+        follow(staging_trainer(trainer, choice, env))
         return
     service = TrainerService()
     serve(service.routes(), service.env.trainer_port, service.health, service.env.listen_hosts)

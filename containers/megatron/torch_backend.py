@@ -70,6 +70,10 @@ class TorchTrainer:
     def hf_state(self) -> Iterator[tuple[str, torch.Tensor]]:
         yield from ((name, param.data) for name, param in self.model.named_parameters())
 
+    def hf_metadata(self) -> list[tuple[str, list[int], str]]:
+        """(name, shape, dtype) of each tensor hf_state yields, in its order."""
+        return [(name, list(p.shape), str(p.dtype).removeprefix("torch.")) for name, p in self.model.named_parameters()]
+
     # --- log-probs ---------------------------------------------------------------------
     def _token_logprobs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """log pi_theta of each response token, [batch, max_response_len], and its mask."""

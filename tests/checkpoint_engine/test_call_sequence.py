@@ -33,6 +33,9 @@ from seesaw.trainer.memory_state import TrainerMemoryState, TrainerStateError
 from seesaw.trainer.distributed import checksum_hex, params_checksum
 from seesaw.trainer.server import TrainerService
 from seesaw.trainer.torch_backend import TorchTrainer
+from seesaw.trainer.weight_staging import WeightStaging
+import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight channels)
+from seesaw.interfaces import weight_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ["mooncake-tcp", "mooncake-rdma", "cuda-ipc"]
@@ -90,7 +93,7 @@ class FakeSender:
         self.channel = channel
         self.staged = False
 
-    def stage(self, named_tensors, bucket_bytes: int) -> dict:
+    def stage(self, named_tensors, bucket_bytes: int, declared=None) -> dict:
         tensors = [(n, t.clone()) for n, t in named_tensors]  # reads the weights, as a copy into buckets does
         total = sum(t.numel() * t.element_size() for _, t in tensors)
         self.staged = True
@@ -193,10 +196,11 @@ def services(manifest: dict, model_dir: Path, backend: str, channel: str, log: l
     trainer_service._start, trainer_service._loaded = threading.Event(), threading.Event()
     trainer_service._loaded.set()  # built, as a CPU trainer is by the time the engines sleep
     trainer_service.env = SimpleNamespace(model_dir=model_dir)
-    trainer_service.trainer = (MegatronLikeTrainer if backend == "megatron" else TorchTrainer)(model_dir, spec)
-    trainer_service.sender = FakeSender(channel)
+    sender = FakeSender(channel)
+    trainer = (MegatronLikeTrainer if backend == "megatron" else TorchTrainer)(model_dir, spec)
+    trainer_service.trainer = WeightStaging(trainer, sender, weight_channel(channel))
     rollout_service = RolloutService.__new__(RolloutService)
-    rollout_service.engine = FakeRolloutEngine(trainer_service.sender, model_dir)
+    rollout_service.engine = FakeRolloutEngine(sender, model_dir)
     rollout = RecordingClient("rollout", rollout_service.routes(), log)
     rollout.engine = rollout_service.engine  # for tests that make the engine misbehave
     return RecordingClient("trainer", trainer_service.routes(), log), rollout, trainer_service
@@ -272,11 +276,11 @@ def test_weights_handle_after_a_full_offload_is_refused_on_the_cpu(model_dir, tm
 def test_a_corrupted_transfer_fails_the_sync_naming_both_checksums(model_dir, tmp_path):
     manifest = job("mooncake-tcp")
     conductor, _, service = run_conductor(manifest, model_dir, "torch", "mooncake-tcp", tmp_path)
-    sender = service.sender
+    sender = service.trainer.sender
     real_stage = sender.stage
 
-    def corrupted(named, bucket_bytes):
-        handle = real_stage(named, bucket_bytes)
+    def corrupted(named, bucket_bytes, declared=None):
+        handle = real_stage(named, bucket_bytes, declared)
         sender.tensors = [(n, t + 0.5) for n, t in sender.tensors]  # other bytes arrive than were staged
         return handle
 

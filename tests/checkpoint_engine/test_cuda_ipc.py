@@ -116,3 +116,15 @@ def test_each_tensor_parallel_worker_opens_the_part_staged_on_its_own_gpu() -> N
     assert handle_for_gpu(handle, "GPU-0")["buckets"][0]["names"] == ["on-0"]
     with pytest.raises(IpcChannelError, match=r"staged weights on GPU\(s\) \['GPU-0', 'GPU-1'\], not on this process's GPU GPU-7"):
         handle_for_gpu(handle, "GPU-7")
+
+
+def test_the_pod_handle_holds_each_staging_ranks_gpu_and_the_largest_peak() -> None:
+    from seesaw.interfaces import weight_handle
+
+    ranks = [weight_handle("cuda-ipc", 100, 1, receiver_init={}, staging={"staged_bytes": 100 + i, "peak_bytes": 150 + i},
+                           per_gpu=[{"gpu_uuid": f"GPU-{i}", "buckets": [], "shared": []}]) for i in range(2)]
+    merged = weight_channel("cuda-ipc").merge(ranks)
+    assert [part["gpu_uuid"] for part in merged["per_gpu"]] == ["GPU-0", "GPU-1"]
+    assert merged["staging"] == {"staged_bytes": 101, "peak_bytes": 151} and merged["total_bytes"] == 100
+    # the channel stages on each rollout GPU by the rank on it, and nowhere else
+    assert weight_channel("cuda-ipc").open_sender(None, "", [0, 1], 3) is None

@@ -33,7 +33,7 @@ def test_in_place_weights_arrive_bit_exact_in_another_process():
 def test_tensors_outside_the_buffer_are_staged_into_it():
     staging = torch.empty(4096, dtype=torch.uint8)
     named = [("x", torch.arange(12, dtype=torch.float32).view(3, 4)), ("y", torch.tensor([1, 2, 3], dtype=torch.bfloat16))]
-    sender = MooncakeSender(staging)
+    sender = MooncakeSender(staging, staging=True)
     received = pull(sender.stage(named, bucket_bytes=1024))
     assert torch.equal(received["x"], named[0][1]) and torch.equal(received["y"], named[1][1])
     with pytest.raises(TransferError, match="big: the weights exceed the 4096-byte staging buffer"):

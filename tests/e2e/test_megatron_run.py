@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from safetensors.torch import load_file
 
 from seesaw import pod_contract as pc
 from seesaw.checkpoint_engine.first_batch import replay
@@ -62,6 +63,12 @@ def test_two_ranks_at_tp2_train_sync_resume_and_match_the_torch_backends_first_l
     metrics = records(run_dir)
     # after every sync both TP workers hold their shard: a wrong one would move the probe's log-probs
     assert all(m["probe_max_abs_logprob_diff"] <= PROBE for m in metrics), [m["probe_max_abs_logprob_diff"] for m in metrics]
+    # Megatron's gathered tensors were packed into the sender's staging buffer one at a time:
+    # its peak is that buffer plus the tensor in hand, never a second copy of the weights
+    largest = max(t.numel() * t.element_size() for f in Path(summary["exported_model"]).glob("*.safetensors")
+                  for t in load_file(f).values())
+    assert all(m["sync_bytes"] < m["staging_peak_bytes"] <= m["sync_bytes"] + largest for m in metrics), \
+        [(m["sync_bytes"], m["staging_peak_bytes"], largest) for m in metrics]
 
     # the same batch on a fresh torch trainer from the same weights: the same first loss
     replayed = replay(run_dir, "torch")
