@@ -84,18 +84,15 @@ $(TRL_VENV)/.installed: requirements/bench-peer.txt
 	$(TRL_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
 	touch $@
 
-# One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`).
-# Megatron vs CPU loss parity, CUDA IPC hand-off and offload/onload against their floors.
+# One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`),
+# about 3 minutes: Megatron vs CPU loss parity, CUDA IPC hand-off, offload/onload against their
+# floors, memory over 50 offload cycles, the start order and a bounded sync on a 0.5B shape.
 # The Megatron backend on the CPU (gloo ranks) against the torch backend, per TP/PP/DP layout.
 bench-megatron-cpu: install
 	$(PY) bench/megatron_cpu_parity.py
 
 bench-gpu:
-	mkdir -p runs/bench-gpu
-	$(PY) bench/gpu_megatron_parity.py --json runs/bench-gpu/parity.json
-	$(PY) bench/gpu_ipc_handoff.py --json runs/bench-gpu/ipc_handoff.json
-	$(PY) bench/gpu_offload.py --json runs/bench-gpu/offload.json
-	$(PY) bench/gpu_cycles.py --json runs/bench-gpu/cycles.json
+	bench/gpu_all.sh $(PY)
 
 # Container images (tools/images.py): SET=cpu (default) builds the operator, the checkpoint
 # engine and the CPU trainer and rollout images (tagged <tag>-cpu); SET=gpu the production set on

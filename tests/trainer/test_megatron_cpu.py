@@ -85,7 +85,7 @@ def test_sgd_is_accepted_with_the_crds_default_distributed_optimizer(tmp_path, l
     within(parity(tmp_path, llama, spec_trainer, world=1), FP32)
 
 
-@pytest.mark.parametrize("script", ["gpu_megatron_parity", "gpu_cycles"])
+@pytest.mark.parametrize("script", ["gpu_megatron_parity", "gpu_cycles", "gpu_start_order"])
 def test_the_gpu_bench_scripts_specs_start_the_megatron_trainer(tmp_path, llama, script, monkeypatch):
     # their specs once lacked fields the trainer reads (rl.objective, timeouts): built by hand
     import importlib.util
