@@ -60,10 +60,17 @@ def wait_ready(pod, clients: dict, timeout: float = 300) -> None:
             state = client.health()
             if state and state.get("error"):
                 raise AssertionError(f"{name} failed to start: {state['error']}")
-            if state and state.get("ready"):
+            if state and (state.get("ready") or state.get("startable")):
                 del pending[name]
         assert time.monotonic() < deadline, f"not ready in {timeout}s: {list(pending)}"
         time.sleep(0.5)
+    # the conductor's start order: every engine sleeps, then the trainer builds on its device
+    for name, client in clients.items():
+        if "trainer" not in name:
+            client.call("/sleep", timeout=timeout)
+    for name, client in clients.items():
+        if "trainer" in name and not client.health().get("ready"):
+            client.call("/start", timeout=timeout)
 
 
 def start_until_first_iteration(argv: list[str], cwd: Path, env: dict | None = None):
