@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from seesaw import spec_reads
+from seesaw import manifest_yaml, spec_reads
 
 API_GROUP = "seesaw.dev"
 API_VERSION = "v1alpha1"
@@ -211,17 +211,26 @@ def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
     return resolved
 
 
-def load_manifest(path: str | Path) -> dict[str, Any]:
+def load_manifest(path: str | Path, as_kubectl: bool = True) -> dict[str, Any]:
+    """The file's one RLJob, validated. A user's manifest is read as kubectl sends it to the
+    server (seesaw.manifest_yaml); `as_kubectl=False` reads a file Seesaw itself wrote with
+    PyYAML (a pod's job.yaml), by PyYAML's rules, so what it wrote reads back unchanged."""
     path = Path(path)
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        text = path.read_text()
+        docs = [d for d in (manifest_yaml.load_all(text) if as_kubectl else yaml.safe_load_all(text)) if d is not None]
     except FileNotFoundError:
         raise SpecError("<file>", "no such file", str(path)) from None
     except yaml.YAMLError as err:
         raise SpecError("<file>", f"not valid YAML: {err}", str(path)) from None
+    except manifest_yaml.ManifestYAMLError as err:
+        raise SpecError("<file>", str(err), str(path)) from None
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(jobs) != 1 and len(docs) == 1 and isinstance(docs[0], dict):
+        raise SpecError("kind", f"expected {KIND} (apiVersion {API_GROUP}/{API_VERSION}), got {docs[0].get('kind')!r}", str(path))
     if len(jobs) != 1:
-        raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)}", str(path))
+        kinds = ", ".join(repr(d.get("kind")) if isinstance(d, dict) else type(d).__name__ for d in docs) or "none"
+        raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)} (documents' kinds: {kinds})", str(path))
     return validate_manifest(jobs[0], str(path))
 
 
