@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -211,26 +212,59 @@ def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
     return resolved
 
 
-def load_manifest(path: str | Path, as_kubectl: bool = True) -> dict[str, Any]:
-    """The file's one RLJob, validated. A user's manifest is read as kubectl sends it to the
-    server (seesaw.manifest_yaml); `as_kubectl=False` reads a file Seesaw itself wrote with
-    PyYAML (a pod's job.yaml), by PyYAML's rules, so what it wrote reads back unchanged."""
-    path = Path(path)
+STDIN = "-"  # as kubectl's `-f -`
+
+
+def _read_documents(path: str | Path, as_kubectl: bool) -> list[Any]:
+    """The non-empty documents of a YAML or JSON file (or of stdin, `-`)."""
     try:
-        text = path.read_text()
-        docs = [d for d in (manifest_yaml.load_all(text) if as_kubectl else yaml.safe_load_all(text)) if d is not None]
+        text = sys.stdin.read() if str(path) == STDIN else Path(path).read_text()
+        docs = manifest_yaml.load_all(text) if as_kubectl else yaml.safe_load_all(text)
+        return [d for d in docs if d is not None]
     except FileNotFoundError:
         raise SpecError("<file>", "no such file", str(path)) from None
     except yaml.YAMLError as err:
         raise SpecError("<file>", f"not valid YAML: {err}", str(path)) from None
     except manifest_yaml.ManifestYAMLError as err:
         raise SpecError("<file>", str(err), str(path)) from None
+
+
+def _document_source(path: str | Path, index: int, count: int) -> str:
+    where = "<stdin>" if str(path) == STDIN else str(path)
+    return f"{where} (document {index + 1} of {count})" if count > 1 else where
+
+
+def load_manifests(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every RLJob document of a file (or stdin), validated, with the name of each (file and
+    document number, as errors give them); another kind is refused, naming `kind`."""
+    docs = _read_documents(path, as_kubectl=True)
+    if not docs:
+        raise SpecError("<file>", "no documents", str(path))
+    out = []
+    for index, doc in enumerate(docs):
+        source = _document_source(path, index, len(docs))
+        if not isinstance(doc, dict):
+            raise SpecError("<document>", f"expected a mapping (an RLJob), got {type(doc).__name__}", source)
+        if doc.get("kind") != KIND:
+            raise SpecError("kind", f"expected {KIND} (apiVersion {API_GROUP}/{API_VERSION}), got {doc.get('kind')!r}", source)
+        out.append((source, validate_manifest(doc, source)))
+    return out
+
+
+def load_manifest(path: str | Path, as_kubectl: bool = True) -> dict[str, Any]:
+    """The file's one RLJob, validated. A user's manifest is read as kubectl sends it to the
+    server (seesaw.manifest_yaml); `as_kubectl=False` reads a file Seesaw itself wrote with
+    PyYAML (a pod's job.yaml), by PyYAML's rules, so what it wrote reads back unchanged."""
+    if as_kubectl:
+        jobs = load_manifests(path)
+        if len(jobs) != 1:
+            raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)} ({', '.join(s for s, _ in jobs)})",
+                            str(path))
+        return jobs[0][1]
+    docs = _read_documents(path, as_kubectl=False)
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
-    if len(jobs) != 1 and len(docs) == 1 and isinstance(docs[0], dict):
-        raise SpecError("kind", f"expected {KIND} (apiVersion {API_GROUP}/{API_VERSION}), got {docs[0].get('kind')!r}", str(path))
     if len(jobs) != 1:
-        kinds = ", ".join(repr(d.get("kind")) if isinstance(d, dict) else type(d).__name__ for d in docs) or "none"
-        raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)} (documents' kinds: {kinds})", str(path))
+        raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)}", str(path))
     return validate_manifest(jobs[0], str(path))
 
 

@@ -3,6 +3,7 @@ then the JSON the API server decodes. The table's expected values are that conve
 tests/apiserver/test_yaml_as_kubectl.py checks the same table against the real Go code."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -55,3 +56,26 @@ def test_a_wrong_kind_is_named(tmp_path):
 
 def test_nan_is_not_a_value_anywhere():
     assert all(not (isinstance(v, float) and math.isnan(v)) for v in SCALARS.values())
+
+
+def test_validate_reads_every_document_of_files_and_stdin_and_names_the_bad_one(tmp_path, capsys, monkeypatch):
+    import io
+
+    from seesaw.cli import main
+
+    good = example_text("0.001")
+    two = tmp_path / "two.yaml"
+    two.write_text(good + "---\n" + good.replace("name: lr", "name: lr2"))
+    as_json = tmp_path / "job.json"
+    as_json.write_text(json.dumps(manifest_yaml.load(good)))
+    monkeypatch.setattr("sys.stdin", io.StringIO(good))
+    assert main(["validate", str(two), str(as_json), "-"]) == 0
+    out = capsys.readouterr().out
+    assert f"{two} (document 1 of 2): valid RLJob lr" in out and f"{two} (document 2 of 2): valid RLJob lr2" in out
+    assert f"{as_json}: valid RLJob lr" in out and "<stdin>: valid RLJob lr" in out
+    two.write_text(good + "---\n" + good.replace("learningRate: 0.001", "learningRate: fast"))
+    assert main(["validate", str(two)]) == 2
+    assert f"{two} (document 2 of 2): spec.trainer.optimizer.learningRate" in capsys.readouterr().err
+    two.write_text(good + "---\n" + good)
+    with pytest.raises(SpecError, match=r"expected exactly one RLJob document, found 2"):
+        load_manifest(two)  # seesaw run takes one job
