@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from seesaw import manifest_yaml, spec_reads
+from seesaw.object_meta import MetadataError, check_metadata
 
 API_GROUP = "seesaw.dev"
 API_VERSION = "v1alpha1"
@@ -111,8 +112,6 @@ def _unknown_fields(schema: dict[str, Any], value: Any, path: str) -> list[str]:
 
 
 TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-MAX_NAME = 52  # pods are named <name>-<index>, replicas <name>-rollout-<r>
 INT64 = 2 ** 63
 
 
@@ -130,13 +129,6 @@ def _as_the_server_reads_it(schema: dict[str, Any], value: Any, path: str) -> An
     if schema.get("type") == "integer" and isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
         raise SpecError(path, f"expected an integer of at most 64 bits, got {value}")
     return value
-
-
-def _check_name(metadata: Any) -> None:
-    name = (metadata or {}).get("name") if isinstance(metadata, dict) else None
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME or not NAME_RE.match(name)):
-        raise SpecError("metadata.name", f"must be a DNS label of at most {MAX_NAME} characters (lower-case letters, "
-                        f"digits, '-', starting with a letter): pods are named <name>-<index>, got {name!r}")
 
 
 def _check_rules(spec: dict[str, Any]) -> None:
@@ -177,8 +169,9 @@ def _check_rules(spec: dict[str, Any]) -> None:
         raise SpecError("spec.trainer.expertParallel", f"must not exceed the total GPU count ({total}), got {trainer['expertParallel']}")
 
 
-def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
-    """Return the manifest with defaults applied; raise SpecError naming the first bad field."""
+def validate_manifest(doc: Any, source: str = "", on_create: bool = True) -> dict[str, Any]:
+    """Return the manifest with defaults applied; raise SpecError naming the first bad field.
+    `on_create=False` checks an object the server holds already (its metadata has a resourceVersion)."""
     if not isinstance(doc, dict):
         raise SpecError("<root>", f"expected a mapping (an RLJob manifest), got {type(doc).__name__}", source)
     if doc.get("apiVersion") != f"{API_GROUP}/{API_VERSION}":
@@ -192,7 +185,10 @@ def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
         unknown += _unknown_fields(schema["properties"]["spec"], doc.get("spec"), "spec")
         if unknown:
             raise SpecError(unknown[0], "unknown field (not in the RLJob schema)")
-        _check_name(doc.get("metadata"))
+        try:
+            check_metadata(doc.get("metadata"), on_create)
+        except MetadataError as err:
+            raise SpecError(err.field, err.problem) from None
         # status belongs to the status subresource: the server discards it on create
         body = {k: v for k, v in doc.items() if k not in ("metadata", "status")}
         doc = {**_as_the_server_reads_it(schema, body, ""), **({"metadata": doc["metadata"]} if "metadata" in doc else {})}
