@@ -6,13 +6,17 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from seesaw.spec import SpecError, load_manifest, load_manifests
+from seesaw.spec import SpecError, check_edit, load_manifest, load_manifests
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    old = load_manifest(args.against) if args.against else None
     for path in args.job:
         for source, manifest in load_manifests(path):
-            print(f"{source}: valid RLJob {manifest['metadata'].get('name') or manifest['metadata'].get('generateName', '')}")
+            if old is not None:
+                check_edit(manifest, old, source)
+            verdict = f"a valid edit of {args.against}" if old is not None else "valid RLJob"
+            print(f"{source}: {verdict} {manifest['metadata'].get('name') or manifest['metadata'].get('generateName', '')}")
     return 0
 
 
@@ -74,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check RLJob manifests against the CRD schema, read as kubectl reads them")
     validate.add_argument("job", nargs="+", help="YAML or JSON files, each with one or more RLJob documents; - for stdin")
+    validate.add_argument("--against", metavar="OLD.yaml",
+                          help="check the files as an edit of this RLJob: the CRD's transition rules (immutable blocks; "
+                               "rollout.replicas may change, as kubectl scale does)")
     validate.set_defaults(func=_cmd_validate)
 
     run = sub.add_parser("run", help="run an RLJob on this machine (the embedded default)")

@@ -247,6 +247,20 @@ def load_manifests(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def check_edit(new: dict[str, Any], old: dict[str, Any], source: str = "") -> None:
+    """Refuse an edit of `old` into `new` (both validated) as the server would: the name stays,
+    and every transition rule of the CRD holds (the immutable blocks; rollout.replicas may change)."""
+    from seesaw.transitions import broken_rules
+
+    new_name, old_name = (m["metadata"].get("name") for m in (new, old))
+    if new_name != old_name:
+        raise SpecError("metadata.name", f"field is immutable: an edit keeps the name ({old_name!r}), got {new_name!r}", source)
+    broken = broken_rules(crd_version_schema()["properties"]["spec"], spec_reads.plain(new["spec"]), spec_reads.plain(old["spec"]))
+    if broken:
+        field, message = broken[0]
+        raise SpecError(field, message, source)
+
+
 def load_manifest(path: str | Path, as_kubectl: bool = True) -> dict[str, Any]:
     """The file's one RLJob, validated. A user's manifest is read as kubectl sends it to the
     server (seesaw.manifest_yaml); `as_kubectl=False` reads a file Seesaw itself wrote with
