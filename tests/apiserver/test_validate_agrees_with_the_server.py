@@ -2,11 +2,16 @@
 and for a refusal the same field named. The corpus is generated from the CRD's schema (a
 wrong type, each bound, each enum) plus what the schema alone does not say: each CEL rule,
 unknown fields inside and outside spec, nulls, integral floats, an integer beyond int64,
-the name rule, and status on create."""
+the name rule, status on create, metadata as the server checks it, and plain YAML scalars that
+PyYAML and kubectl read differently. Every case is YAML text, as a user writes it: the server
+gets what kubectl would send for it (tools/yaml2json, sigs.k8s.io/yaml's conversion), seesaw
+reads the same text as `seesaw validate` does."""
 from __future__ import annotations
 
 import copy
 import itertools
+import json
+import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,7 +20,8 @@ import yaml
 
 from seesaw.operator import constants as c
 from seesaw.operator.kube import collection_path
-from seesaw.spec import SpecError, crd_version_schema, validate_manifest
+from real_apiserver import binaries
+from seesaw.spec import SpecError, crd_version_schema, load_manifests
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
@@ -75,10 +81,17 @@ def other_cases() -> Iterator[tuple[str, dict]]:
     yield "ok:null-is-dropped-then-defaulted", with_value("spec.rollout.temperature", None)
     yield "ok:integral-float", with_value("spec.rl.iterations", 60.0)
     yield "ok:status-on-create-is-discarded", with_value("status", {"phase": "Bogus"})
+    yield "ok:empty-optional-object", with_value("spec.failurePolicy", {})
     yield "unknown:inside-spec", with_value("spec.rl.iteratons", 5)
     yield "unknown:outside-spec", with_value("specs", {"rl": {}})
-    yield "int64:overflow", with_value("spec.rl.seed", 2 ** 64)
-    yield "required:model", {k: v for k, v in copy.deepcopy(BASE).items() if k != "spec"} | {"spec": {"cluster": {"nodes": 1}}}
+    yield "unknown:deep-inside-spec", with_value("spec.rl.objective.weight", 1)
+    yield "unknown:inside-rollout", with_value("spec.rollout.topp", 0.5)
+    yield "unknown:next-to-a-known-one", with_value("spec.trainer.optimizer.lr", 0.1)
+    yield "values:int64-overflow", with_value("spec.rl.seed", 2 ** 64)
+    yield "values:required-model", {k: v for k, v in copy.deepcopy(BASE).items() if k != "spec"} | {"spec": {"cluster": {"nodes": 1}}}
+    yield "values:fractional-integer", with_value("spec.rl.iterations", 2.5)
+    yield "values:negative-zero-integer", with_value("spec.rl.iterations", -0.0)
+    yield "values:list-for-object", with_value("spec.rl", [])
 
 
 def metadata_cases() -> Iterator[tuple[str, dict]]:
@@ -105,13 +118,63 @@ def metadata_cases() -> Iterator[tuple[str, dict]]:
     yield "ok:labels", meta(name="lbl-ok", labels={"kueue.x-k8s.io/queue-name": "team-a", "tier": "", "a.b/c_d": "e.f"})
 
 
-CASES = dict(itertools.chain(schema_cases(crd_version_schema()["properties"]["spec"], "spec"), rule_cases(), other_cases(),
-                             metadata_cases()))
+def yaml_cases() -> Iterator[tuple[str, str]]:
+    """Plain scalars that PyYAML and kubectl read differently, in a field of the example, as YAML text."""
+    for name, path, scalar in [
+        ("exponent-learning-rate", "spec.trainer.optimizer.learningRate", "1e-6"),
+        ("exponent-temperature", "spec.rollout.temperature", "1e0"),
+        ("hex-iterations", "spec.rl.iterations", "0x10"),
+        ("octal-seed", "spec.rl.seed", "0755"),
+        ("zero-padded-iterations", "spec.rl.iterations", "08"),
+        ("sexagesimal-iterations", "spec.rl.iterations", "1:30"),
+        ("underscored-iterations", "spec.rl.iterations", "1_0"),
+        ("y-for-suspend", "spec.suspend", "y"),
+        ("yes-for-suspend", "spec.suspend", "yes"),
+        ("n-for-a-string", "spec.prompts.systemPrompt", "n"),
+        ("date-for-a-string", "spec.prompts.systemPrompt", "2026-12-01"),
+        ("infinite-temperature", "spec.rollout.temperature", ".inf"),
+        ("nan-learning-rate", "spec.trainer.optimizer.learningRate", ".nan"),
+        ("big-integer-seed", "spec.rl.seed", "99999999999999999999"),
+        ("binary-digits", "spec.prompts.digits", "0b11"),
+    ]:
+        text = yaml.safe_dump(with_value(path, "SCALAR-PLACEHOLDER"), sort_keys=False)
+        yield f"yaml:{name}", text.replace("SCALAR-PLACEHOLDER", scalar)
 
 
-def server_verdict(server, manifest: dict) -> tuple[bool, str]:
-    """(accepted, what the server said)."""
-    manifest = copy.deepcopy(manifest)
+CASES = dict(itertools.chain(
+    ((name, yaml.safe_dump(manifest, sort_keys=False)) for name, manifest in itertools.chain(
+        schema_cases(crd_version_schema()["properties"]["spec"], "spec"), rule_cases(), other_cases(), metadata_cases())),
+    yaml_cases()))
+FLOOR = 5  # cases per family at least
+
+
+def family(case: str) -> str:
+    """`cel`, `metadata`, `yaml`, ... for hand-written cases; `schema:<check>` for generated ones."""
+    head, _, check = case.partition(":")
+    return f"schema:{check}" if head.startswith("spec.") else head
+
+
+def test_every_family_has_its_floor_of_cases():
+    counts: dict[str, int] = {}
+    for case in CASES:
+        counts[family(case)] = counts.get(family(case), 0) + 1
+    print("cases per family: " + ", ".join(f"{name} {count}" for name, count in sorted(counts.items())))
+    assert {"cel", "metadata", "yaml", "unknown", "values", "ok", "schema:type", "schema:enum"} <= set(counts)
+    assert all(count >= FLOOR for count in counts.values()), counts
+
+
+def kubectl_json(text: str) -> dict | None:
+    """The JSON kubectl sends for this YAML (tools/yaml2json: sigs.k8s.io/yaml), or None where
+    kubectl cannot convert it (it then sends nothing)."""
+    converted = subprocess.run([str(binaries() / "yaml2json")], input=text, capture_output=True, text=True, timeout=30)
+    return json.loads(converted.stdout) if converted.returncode == 0 else None
+
+
+def server_verdict(server, text: str) -> tuple[bool, str]:
+    """(accepted, what kubectl or the server said)."""
+    manifest = kubectl_json(text)
+    if manifest is None:
+        return False, "kubectl could not convert it to JSON"
     if manifest.get("metadata", {}).get("name") == BASE["metadata"]["name"]:  # the name cases keep theirs
         manifest["metadata"]["name"] = f"case-{next(_names)}"
     status, body = server.call("POST", collection_path(c.RLJOB_API_VERSION, c.RLJOB_KIND, "differential"), manifest,
@@ -123,16 +186,18 @@ def server_verdict(server, manifest: dict) -> tuple[bool, str]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_seesaw_validate_agrees_with_the_api_server(server, installed, case):
-    manifest = CASES[case]
-    accepted, said = server_verdict(server, manifest)
+def test_seesaw_validate_agrees_with_the_api_server(server, installed, case, tmp_path):
+    text = CASES[case]
+    accepted, said = server_verdict(server, text)
+    job = tmp_path / "job.yaml"
+    job.write_text(text)
     try:
-        validate_manifest(copy.deepcopy(manifest))
+        load_manifests(job)
         ours, field = True, ""
     except SpecError as err:
         ours, field = False, err.field
     assert ours == accepted, f"server {'accepted' if accepted else 'refused: ' + said}; seesaw {'accepted' if ours else 'refused ' + field}"
-    if not accepted:
+    if not accepted and "kubectl could not convert" not in said:
         assert field and any(name in said for name in server_names(field)), f"seesaw names {field!r}; the server said {said}"
 
 
