@@ -74,6 +74,15 @@ def rule_cases() -> Iterator[tuple[str, dict]]:
     yield "cel:replicas-need-mooncake", with_value("spec.rollout.replicas", 1, with_value("spec.weightSync.channel", "cuda-ipc"))
     yield "cel:name-too-long", with_value("metadata.name", "a" * 53)
     yield "cel:name-not-a-label", with_value("metadata.name", "Tiny_Reverse")
+    # each rule barely satisfied: the edge a rule must let through
+    yield "cel:ok-rollout-tp-equals-gpus", with_value("spec.rollout.tensorParallel", 4, with_value("spec.cluster", gpu))
+    yield "cel:ok-rollout-tp-divides-gpus", with_value("spec.rollout.tensorParallel", 2, with_value("spec.cluster", gpu))
+    yield "cel:ok-engines-times-tp-fill-the-gpus", with_value("spec.rollout.enginesPerPod", 2, with_value("spec.rollout.tensorParallel", 2, with_value("spec.cluster", gpu)))
+    yield "cel:ok-trainer-tp-pp-equals-gpus", with_value("spec.trainer.pipelineParallel", 2, with_value("spec.trainer.tensorParallel", 2, with_value("spec.cluster", gpu)))
+    yield "cel:ok-expert-parallel-equals-gpus", with_value("spec.trainer.expertParallel", 4, with_value("spec.cluster", gpu))
+    yield "cel:ok-replicas-with-mooncake", with_value("spec.rollout.replicas", 1, with_value("spec.weightSync.channel", "mooncake-tcp"))
+    yield "cel:ok-name-of-52", with_value("metadata.name", "a" * 52)
+    yield "cel:ok-name-with-digits-and-dashes", with_value("metadata.name", "a-1-b2")
 
 
 def other_cases() -> Iterator[tuple[str, dict]]:
