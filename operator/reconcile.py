@@ -266,7 +266,8 @@ class _Round:
     def fail_if_spec_invalid(self) -> bool:
         """A spec the API server let through but that cannot run fails the job, named."""
         try:
-            resolved = validate_manifest({k: self.job[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.job})
+            resolved = validate_manifest({k: self.job[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.job},
+                                         on_create=False)
         except SpecError as err:
             self.add_initial_conditions()
             self.fail(c.REASON_SPEC_INVALID, str(err))

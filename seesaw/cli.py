@@ -6,12 +6,17 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from seesaw.spec import SpecError, load_manifest
+from seesaw.spec import SpecError, check_edit, load_manifest, load_manifests
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    load_manifest(args.job)
-    print(f"{args.job}: valid RLJob")
+    old = load_manifest(args.against) if args.against else None
+    for path in args.job:
+        for source, manifest in load_manifests(path):
+            if old is not None:
+                check_edit(manifest, old, source)
+            verdict = f"a valid edit of {args.against}" if old is not None else "valid RLJob"
+            print(f"{source}: {verdict} {manifest['metadata'].get('name') or manifest['metadata'].get('generateName', '')}")
     return 0
 
 
@@ -71,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seesaw", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    validate = sub.add_parser("validate", help="check an RLJob manifest against the CRD schema")
-    validate.add_argument("job")
+    validate = sub.add_parser("validate", help="check RLJob manifests against the CRD schema, read as kubectl reads them")
+    validate.add_argument("job", nargs="+", help="YAML or JSON files, each with one or more RLJob documents; - for stdin")
+    validate.add_argument("--against", metavar="OLD.yaml",
+                          help="check the files as an edit of this RLJob: the CRD's transition rules (immutable blocks; "
+                               "rollout.replicas may change, as kubectl scale does)")
     validate.set_defaults(func=_cmd_validate)
 
     run = sub.add_parser("run", help="run an RLJob on this machine (the embedded default)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from seesaw import spec_reads
+from seesaw import manifest_yaml, spec_reads
+from seesaw.object_meta import MetadataError, check_metadata
 
 API_GROUP = "seesaw.dev"
 API_VERSION = "v1alpha1"
@@ -110,8 +112,6 @@ def _unknown_fields(schema: dict[str, Any], value: Any, path: str) -> list[str]:
 
 
 TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-MAX_NAME = 52  # pods are named <name>-<index>, replicas <name>-rollout-<r>
 INT64 = 2 ** 63
 
 
@@ -129,13 +129,6 @@ def _as_the_server_reads_it(schema: dict[str, Any], value: Any, path: str) -> An
     if schema.get("type") == "integer" and isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
         raise SpecError(path, f"expected an integer of at most 64 bits, got {value}")
     return value
-
-
-def _check_name(metadata: Any) -> None:
-    name = (metadata or {}).get("name") if isinstance(metadata, dict) else None
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME or not NAME_RE.match(name)):
-        raise SpecError("metadata.name", f"must be a DNS label of at most {MAX_NAME} characters (lower-case letters, "
-                        f"digits, '-', starting with a letter): pods are named <name>-<index>, got {name!r}")
 
 
 def _check_rules(spec: dict[str, Any]) -> None:
@@ -176,8 +169,9 @@ def _check_rules(spec: dict[str, Any]) -> None:
         raise SpecError("spec.trainer.expertParallel", f"must not exceed the total GPU count ({total}), got {trainer['expertParallel']}")
 
 
-def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
-    """Return the manifest with defaults applied; raise SpecError naming the first bad field."""
+def validate_manifest(doc: Any, source: str = "", on_create: bool = True) -> dict[str, Any]:
+    """Return the manifest with defaults applied; raise SpecError naming the first bad field.
+    `on_create=False` checks an object the server holds already (its metadata has a resourceVersion)."""
     if not isinstance(doc, dict):
         raise SpecError("<root>", f"expected a mapping (an RLJob manifest), got {type(doc).__name__}", source)
     if doc.get("apiVersion") != f"{API_GROUP}/{API_VERSION}":
@@ -191,7 +185,10 @@ def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
         unknown += _unknown_fields(schema["properties"]["spec"], doc.get("spec"), "spec")
         if unknown:
             raise SpecError(unknown[0], "unknown field (not in the RLJob schema)")
-        _check_name(doc.get("metadata"))
+        try:
+            check_metadata(doc.get("metadata"), on_create)
+        except MetadataError as err:
+            raise SpecError(err.field, err.problem) from None
         # status belongs to the status subresource: the server discards it on create
         body = {k: v for k, v in doc.items() if k not in ("metadata", "status")}
         doc = {**_as_the_server_reads_it(schema, body, ""), **({"metadata": doc["metadata"]} if "metadata" in doc else {})}
@@ -211,14 +208,70 @@ def validate_manifest(doc: Any, source: str = "") -> dict[str, Any]:
     return resolved
 
 
-def load_manifest(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+STDIN = "-"  # as kubectl's `-f -`
+
+
+def _read_documents(path: str | Path, as_kubectl: bool) -> list[Any]:
+    """The non-empty documents of a YAML or JSON file (or of stdin, `-`)."""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        text = sys.stdin.read() if str(path) == STDIN else Path(path).read_text()
+        docs = manifest_yaml.load_all(text) if as_kubectl else yaml.safe_load_all(text)
+        return [d for d in docs if d is not None]
     except FileNotFoundError:
         raise SpecError("<file>", "no such file", str(path)) from None
     except yaml.YAMLError as err:
         raise SpecError("<file>", f"not valid YAML: {err}", str(path)) from None
+    except manifest_yaml.ManifestYAMLError as err:
+        raise SpecError("<file>", str(err), str(path)) from None
+
+
+def _document_source(path: str | Path, index: int, count: int) -> str:
+    where = "<stdin>" if str(path) == STDIN else str(path)
+    return f"{where} (document {index + 1} of {count})" if count > 1 else where
+
+
+def load_manifests(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every RLJob document of a file (or stdin), validated, with the name of each (file and
+    document number, as errors give them); another kind is refused, naming `kind`."""
+    docs = _read_documents(path, as_kubectl=True)
+    if not docs:
+        raise SpecError("<file>", "no documents", str(path))
+    out = []
+    for index, doc in enumerate(docs):
+        source = _document_source(path, index, len(docs))
+        if not isinstance(doc, dict):
+            raise SpecError("<document>", f"expected a mapping (an RLJob), got {type(doc).__name__}", source)
+        if doc.get("kind") != KIND:
+            raise SpecError("kind", f"expected {KIND} (apiVersion {API_GROUP}/{API_VERSION}), got {doc.get('kind')!r}", source)
+        out.append((source, validate_manifest(doc, source)))
+    return out
+
+
+def check_edit(new: dict[str, Any], old: dict[str, Any], source: str = "") -> None:
+    """Refuse an edit of `old` into `new` (both validated) as the server would: the name stays,
+    and every transition rule of the CRD holds (the immutable blocks; rollout.replicas may change)."""
+    from seesaw.transitions import broken_rules
+
+    new_name, old_name = (m["metadata"].get("name") for m in (new, old))
+    if new_name != old_name:
+        raise SpecError("metadata.name", f"field is immutable: an edit keeps the name ({old_name!r}), got {new_name!r}", source)
+    broken = broken_rules(crd_version_schema()["properties"]["spec"], spec_reads.plain(new["spec"]), spec_reads.plain(old["spec"]))
+    if broken:
+        field, message = broken[0]
+        raise SpecError(field, message, source)
+
+
+def load_manifest(path: str | Path, as_kubectl: bool = True) -> dict[str, Any]:
+    """The file's one RLJob, validated. A user's manifest is read as kubectl sends it to the
+    server (seesaw.manifest_yaml); `as_kubectl=False` reads a file Seesaw itself wrote with
+    PyYAML (a pod's job.yaml), by PyYAML's rules, so what it wrote reads back unchanged."""
+    if as_kubectl:
+        jobs = load_manifests(path)
+        if len(jobs) != 1:
+            raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)} ({', '.join(s for s, _ in jobs)})",
+                            str(path))
+        return jobs[0][1]
+    docs = _read_documents(path, as_kubectl=False)
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
     if len(jobs) != 1:
         raise SpecError("<file>", f"expected exactly one RLJob document, found {len(jobs)}", str(path))

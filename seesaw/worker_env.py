@@ -69,7 +69,8 @@ def shared_prepared_model(spec: dict[str, Any], cache: Path) -> Path:
 def worker_env() -> WorkerEnv:
     """Read the pod contract's variables (set by the operator's pod builder or by `seesaw run`)."""
     env = os.environ
-    manifest = load_manifest(env.get(pc.JOB_CONFIG, "/etc/seesaw/job.yaml"))
+    # written by Seesaw (the operator's ConfigMap, seesaw run) with PyYAML: read back by its rules
+    manifest = load_manifest(env.get(pc.JOB_CONFIG, "/etc/seesaw/job.yaml"), as_kubectl=False)
     if env.get(pc.ROLLOUT_REPLICAS):  # the count of now, not the manifest's first one
         manifest["spec"]["rollout"]["replicas"] = int(env[pc.ROLLOUT_REPLICAS])
     run_dir = env.get(pc.RUN_DIR, "/tmp/seesaw")

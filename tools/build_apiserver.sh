@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the upstream Kubernetes apiextensions-apiserver and fetch etcd, from Debian sid's
 # packages only (the Kubernetes staging libraries are packaged there as Go source), into a
-# cache outside the repository: $SEESAW_CACHE/apiserver-$APISERVER_VERSION/bin/{apiextensions-apiserver,etcd}.
-# A second run finds the binaries and does nothing. The machine's own apt setup is untouched:
+# cache outside the repository: $SEESAW_CACHE/apiserver-$APISERVER_VERSION/bin/{apiextensions-apiserver,etcd},
+# with yaml2json (tools/yaml2json: kubectl's YAML-to-JSON conversion, sigs.k8s.io/yaml) next to them.
+# A second run finds the binaries and does nothing; a cache from before yaml2json gets only it. The machine's own apt setup is untouched:
 # sid gets its own sources list, lists and archive directories under the cache.
 set -euo pipefail
 
@@ -10,7 +11,10 @@ APISERVER_VERSION="${APISERVER_VERSION:?pin the golang-k8s-apiextensions-apiserv
 GO_PACKAGE="${GO_PACKAGE:?pin the Go toolchain package, e.g. golang-1.27-go}"
 CACHE="${SEESAW_CACHE:-$HOME/.cache/seesaw}"
 OUT="$CACHE/apiserver-$APISERVER_VERSION"
-if [ -x "$OUT/bin/apiextensions-apiserver" ] && [ -x "$OUT/bin/etcd" ]; then
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+need_server=1
+[ -x "$OUT/bin/apiextensions-apiserver" ] && [ -x "$OUT/bin/etcd" ] && need_server=0
+if [ "$need_server" = 0 ] && [ -x "$OUT/bin/yaml2json" ]; then
   echo "apiserver: cached in $OUT"
   exit 0
 fi
@@ -28,31 +32,42 @@ APT=(-o "Dir::Etc::SourceList=$WORK/apt/sources.list" -o Dir::Etc::SourceParts=/
 
 echo "apiserver: reading Debian sid's package lists"
 apt-get "${APT[@]}" update -qq
-have=$(apt-cache "${APT[@]}" show golang-k8s-apiextensions-apiserver-dev 2>/dev/null | sed -n 's/^Version: //p' | head -1)
-if [ "$have" != "$APISERVER_VERSION" ]; then
-  echo "apiserver: Debian sid carries golang-k8s-apiextensions-apiserver-dev $have, not the pinned $APISERVER_VERSION;" \
-       "set APISERVER_VERSION in the Makefile to $have (and check the tests still pass)" >&2
-  exit 1
+if [ "$need_server" = 1 ]; then
+  have=$(apt-cache "${APT[@]}" show golang-k8s-apiextensions-apiserver-dev 2>/dev/null | sed -n 's/^Version: //p' | head -1)
+  if [ "$have" != "$APISERVER_VERSION" ]; then
+    echo "apiserver: Debian sid carries golang-k8s-apiextensions-apiserver-dev $have, not the pinned $APISERVER_VERSION;" \
+         "set APISERVER_VERSION in the Makefile to $have (and check the tests still pass)" >&2
+    exit 1
+  fi
+  root_package=golang-k8s-apiextensions-apiserver-dev extra=etcd-server
+else  # the server is cached: only what yaml2json needs
+  root_package=golang-k8s-sigs-yaml-dev extra=""
 fi
 
-# Every Go source package the server needs, the toolchain and etcd.
-packages=$(apt-cache "${APT[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-             --no-replaces --no-enhances golang-k8s-apiextensions-apiserver-dev \
-           | grep -E '^golang-.*-dev$' | sort -u)
+# Every Go source package the build needs, the toolchain (and etcd for the server).
+packages=$( { echo "$root_package"; apt-cache "${APT[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
+             --no-breaks --no-replaces --no-enhances "$root_package"; } | grep -E '^golang-.*-dev$' | sort -u)
 GO_SOURCE="${GO_PACKAGE%-go}-src"  # the toolchain's standard library comes in its own package
-echo "apiserver: downloading $(echo "$packages" | wc -l) Go source packages, $GO_PACKAGE, $GO_SOURCE and etcd-server"
-(cd "$WORK/debs" && apt-get "${APT[@]}" download -qq $packages "$GO_PACKAGE" "$GO_SOURCE" etcd-server)
+echo "apiserver: downloading $(echo "$packages" | wc -l) Go source packages, $GO_PACKAGE, $GO_SOURCE $extra"
+(cd "$WORK/debs" && apt-get "${APT[@]}" download -qq $packages "$GO_PACKAGE" "$GO_SOURCE" $extra)
 for deb in "$WORK"/debs/*.deb; do dpkg-deb -x "$deb" "$WORK/root"; done
 
 GO=$(ls "$WORK"/root/usr/lib/go-*/bin/go | head -1)
-echo "apiserver: building k8s.io/apiextensions-apiserver with $("$GO" version | cut -d' ' -f3) (a few minutes)"
+go_build() {  # output, package or directory; in GOPATH mode over Debian's Go sources
+  (cd "$3" && GOROOT="$(dirname "$(dirname "$GO")")" GO111MODULE=off GOPATH="$WORK/root/usr/share/gocode" \
+     GOCACHE="$WORK/gocache" "$GO" build -o "$1" "$2")
+}
 mkdir -p "$WORK/bin"
-(cd "$WORK" && GOROOT="$(dirname "$(dirname "$GO")")" GO111MODULE=off GOPATH="$WORK/root/usr/share/gocode" \
-   GOCACHE="$WORK/gocache" "$GO" build -o "$WORK/bin/apiextensions-apiserver" k8s.io/apiextensions-apiserver)
-cp "$WORK/root/usr/bin/etcd" "$WORK/bin/etcd"
+if [ "$need_server" = 1 ]; then
+  echo "apiserver: building k8s.io/apiextensions-apiserver with $("$GO" version | cut -d' ' -f3) (a few minutes)"
+  go_build "$WORK/bin/apiextensions-apiserver" k8s.io/apiextensions-apiserver "$WORK"
+  cp "$WORK/root/usr/bin/etcd" "$WORK/bin/etcd"
+fi
+echo "apiserver: building yaml2json (kubectl's YAML to JSON conversion)"
+go_build "$WORK/bin/yaml2json" . "$REPO/tools/yaml2json"
 
 mkdir -p "$OUT/bin"
-mv "$WORK/bin/apiextensions-apiserver" "$WORK/bin/etcd" "$OUT/bin/"
+mv "$WORK"/bin/* "$OUT/bin/"
 echo "$APISERVER_VERSION" > "$OUT/VERSION"
 rm -rf "$WORK"
 echo "apiserver: built in $OUT"

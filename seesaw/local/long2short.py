@@ -29,7 +29,7 @@ from seesaw.rl.long2short import long2short_rl_manifest, merge_models
 from seesaw.spec import SpecError, validate_manifest
 
 METHODS = ("shortest-rejection", "dpo", "rl", "merge")
-MAX_NAME = 52  # RLJob names are DNS labels of at most this many characters
+from seesaw.object_meta import MAX_NAME  # RLJob names are DNS labels of at most this many characters
 # The learning rates, unless given, as shares of the long job's (docs/RL.md has the runs).
 # DPO pushes rejected responses down without bound: at the RL rate the demo policy
 # collapsed (held-out 0.71 -> 0.01), at 0.3 of it too (0.81 -> 0.19); at a tenth it gained.

@@ -15,6 +15,7 @@ from seesaw.operator import constants as c
 from seesaw.operator.reconcile import decide
 from seesaw.operator.kube import collection_path
 from seesaw.spec import load_manifest
+from rljob_edits import IMMUTABLE_CHANGES
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -102,12 +103,6 @@ def test_the_name_and_cross_field_rules_are_enforced_by_the_server(server, insta
     assert status == 422 and "trainer.expertParallel must not exceed the total GPU count" in refused["message"], refused
 
 
-IMMUTABLE_CHANGES = {
-    "model": {"dtype": "bfloat16"}, "images": {"pullPolicy": "Always"}, "cluster": {"nodes": 2},
-    "trainer": {"microBatchSize": 64}, "rl": {"iterations": 7}, "prompts": {"digits": 5},
-    "reward": {"type": "code"}, "weightSync": {"bucketMiB": 8}, "checkpoint": {"everyIterations": 3},
-    "timeouts": {"startupSeconds": 999}, "rollout": {"maxTokens": 16},
-}
 
 
 @pytest.mark.parametrize("block", sorted(IMMUTABLE_CHANGES))

@@ -28,6 +28,7 @@ def test_the_crd_validates_against_the_kubernetes_schema():
     columns = {col["name"]: col["jsonPath"] for col in version["additionalPrinterColumns"]}
     assert columns["Replicas"] == ".spec.rollout.replicas" and columns["Replicas-Ready"] == ".status.rollout.readyReplicas"
     assert columns["Phase"] == ".status.phase" and columns["Iteration"] == ".status.iteration"
+    assert columns["Pod-Phase"] == ".status.podPhase"
     assert columns["Reward"] == ".status.metrics.meanReward" and columns["Age"] == ".metadata.creationTimestamp"
 
 

@@ -294,6 +294,6 @@ def test_kubectl_get_shows_phase_iteration_reward_and_age(env, ns):
     if body.get("kind") != "Table":
         pytest.fail(f"no server-side table: {body.get('kind')}")
     names = [col["name"] for col in body["columnDefinitions"]]
-    assert names == ["Name", "Phase", "Iteration", "Step", "Reward", "Restarts", "Replicas", "Replicas-Ready", "Age"]
+    assert names == ["Name", "Phase", "Iteration", "Pod-Phase", "Reward", "Restarts", "Replicas", "Replicas-Ready", "Age"]
     (row,) = body["rows"]
     assert row["cells"][:8] == ["table", "Running", 7, None, 0.625, 0, 0, 0]
