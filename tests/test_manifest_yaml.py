@@ -54,9 +54,6 @@ def test_a_wrong_kind_is_named(tmp_path):
         load_manifest(job)
 
 
-def test_nan_is_not_a_value_anywhere():
-    assert all(not (isinstance(v, float) and math.isnan(v)) for v in SCALARS.values())
-
 
 def test_validate_reads_every_document_of_files_and_stdin_and_names_the_bad_one(tmp_path, capsys, monkeypatch):
     import io
