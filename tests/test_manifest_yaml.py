@@ -4,7 +4,6 @@ tests/apiserver/test_yaml_as_kubectl.py checks the same table against the real G
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import yaml
