@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seesaw.spec import SpecError
+from seesaw.spec import SpecError, check_torch_trainer_layout
 
 # Names under which the backends register (seesaw.interfaces.register).
 TORCH, MEGATRON = "torch", "megatron"
@@ -91,6 +91,7 @@ def choose_backends(spec: dict[str, Any], hardware: Hardware) -> BackendChoice:
     if trainer == "auto":
         trainer = MEGATRON if gpu_job else TORCH
         reasons.append(f"trainer auto -> {trainer}: {hardware.gpu_count} GPU(s) found, cluster.gpusPerNode={gpus_per_node}")
+        check_torch_trainer_layout(trainer, _get(spec, "trainer", {}), f" (auto, with {hardware.gpu_count} GPU(s) here)")
     if trainer == MEGATRON and not gpu_job:
         # Megatron's CPU mode (seesaw.trainer.megatron_cpu): slow, to debug a layout without a GPU
         reasons.append("trainer megatron on the CPU: no GPU for this job, ranks over gloo")

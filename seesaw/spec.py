@@ -158,6 +158,7 @@ def _check_rules(spec: dict[str, Any]) -> None:
     if spec["rl"]["objective"]["type"] != "mirror-descent" and spec["rl"]["partialRollout"]["enabled"]:
         raise SpecError("spec.rl.objective.type", f"{spec['rl']['objective']['type']} compares a prompt's whole "
                         "responses; turn rl.partialRollout off")
+    check_torch_trainer_layout(trainer["backend"], trainer)
     model_parallel = trainer["tensorParallel"] * trainer["pipelineParallel"]
     total = gpus * spec["cluster"]["nodes"]
     if gpus and total % model_parallel:
@@ -167,6 +168,19 @@ def _check_rules(spec: dict[str, Any]) -> None:
         )
     if gpus and trainer["expertParallel"] > total:
         raise SpecError("spec.trainer.expertParallel", f"must not exceed the total GPU count ({total}), got {trainer['expertParallel']}")
+
+
+def check_torch_trainer_layout(backend: str, trainer: dict[str, Any], resolved: str = "") -> None:
+    """The torch trainer has no model parallelism: a layout asking for it would be silently
+    ignored, so it is refused (for `auto`, once the backend is resolved on the hardware)."""
+    if backend != "torch":
+        return
+    asked = {field: trainer.get(field, 1) for field in ("tensorParallel", "pipelineParallel", "expertParallel")}
+    asked = {field: value for field, value in asked.items() if value != 1}
+    if asked:
+        shown = ", ".join(f"{field} {value}" for field, value in asked.items())
+        raise SpecError("spec.trainer.backend", f"the torch trainer{resolved} is data parallel only, got {shown}: "
+                        "set them to 1, or trainer.backend megatron (which also runs on the CPU)")
 
 
 def validate_manifest(doc: Any, source: str = "", on_create: bool = True) -> dict[str, Any]:

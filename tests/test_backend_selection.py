@@ -59,6 +59,8 @@ def test_accepts_the_spec_alone() -> None:
         (dict(weightSync={"channel": "mooncake-rdma"}), ONE_GPU, "spec.weightSync.channel", "RDMA device"),
         (dict(trainer={"tensorParallel": 8}), ONE_GPU, "spec.trainer.tensorParallel", "has 1 GPU"),
         (dict(rollout={"tensorParallel": 2}, cluster={"gpusPerNode": 2}), ONE_GPU, "spec.rollout.tensorParallel", "got 2"),
+        (dict(trainer={"tensorParallel": 2}, cluster={"gpusPerNode": 2}), CPU, "spec.trainer.backend", "auto, with 0 GPU(s) here"),
+        (dict(trainer={"pipelineParallel": 2}), CPU, "spec.trainer.backend", "pipelineParallel 2"),
     ],
 )
 def test_impossible_combinations_name_the_field(spec: dict, hardware: Hardware, field: str, words: str) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from seesaw import manifest_yaml
 from seesaw.spec import SpecError, load_manifest, validate_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,12 +13,12 @@ EXAMPLE = ROOT / "examples" / "tiny-reverse.yaml"
 
 
 def example() -> dict:
-    return yaml.safe_load(EXAMPLE.read_text())
+    return manifest_yaml.load(EXAMPLE.read_text())
 
 
 def test_every_example_validates_against_the_crd():
     for path in sorted((ROOT / "examples").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in manifest_yaml.load_all(path.read_text()):
             if doc and doc.get("kind") == "RLJob":
                 validate_manifest(doc, str(path))
 
@@ -90,10 +91,19 @@ def test_rollout_replicas_need_a_weight_channel_that_leaves_the_pod():
         validate_manifest(doc)
 
 
+def test_the_torch_trainer_refuses_model_parallelism():
+    doc = example()
+    doc["spec"]["trainer"]["pipelineParallel"] = 2
+    with pytest.raises(SpecError, match=r"spec\.trainer\.backend: the torch trainer is data parallel only, got pipelineParallel 2"):
+        validate_manifest(doc)
+    doc["spec"]["trainer"]["backend"] = "megatron"
+    assert validate_manifest(doc)["spec"]["trainer"]["pipelineParallel"] == 2
+
+
 def test_auto_picks_mooncake_when_rollout_replicas_need_the_weights():
     from seesaw.backend_selection import Hardware, choose_backends
 
-    doc = yaml.safe_load((ROOT / "examples" / "qwen-math-gpu.yaml").read_text())
+    doc = manifest_yaml.load((ROOT / "examples" / "qwen-math-gpu.yaml").read_text())
     shared_gpu = Hardware(gpu_count=8, shared_gpu=True)
     assert choose_backends(validate_manifest(doc)["spec"], shared_gpu).weight_channel == "cuda-ipc"
     doc["spec"]["rollout"]["replicas"] = 1

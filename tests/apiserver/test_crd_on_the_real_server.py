@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from seesaw.checkpoint_engine.status_reporter import METRICS, RESULT
 from seesaw.operator import constants as c
@@ -16,6 +15,7 @@ from seesaw.operator.reconcile import decide
 from seesaw.operator.kube import collection_path
 from seesaw.spec import load_manifest
 from rljob_edits import IMMUTABLE_CHANGES
+from seesaw import manifest_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -45,14 +45,14 @@ def test_the_crd_installs_and_its_cel_rules_compile(installed):
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_every_example_is_accepted_and_defaulted_as_seesaw_spec_defaults_it(server, installed, example):
     manifest = load_manifest(example)  # seesaw's own defaults
-    raw = yaml.safe_load(example.read_text())
+    raw = manifest_yaml.load(example.read_text())
     status, created = server.call("POST", jobs("examples"), raw, fieldValidation="Strict")
     assert status == 201, created.get("message", created)
     assert integral(created["spec"]) == integral(manifest["spec"])
 
 
 def new_job(server, name: str) -> dict:
-    raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
+    raw = manifest_yaml.load((REPO / "examples" / "tiny-reverse.yaml").read_text())
     raw["metadata"] = {"name": name}
     status, created = server.call("POST", jobs("scale"), raw)
     assert status == 201, created.get("message", created)
@@ -92,7 +92,7 @@ def test_spec_rollout_is_immutable_except_its_replicas(server, installed):
 
 
 def test_the_name_and_cross_field_rules_are_enforced_by_the_server(server, installed):
-    raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
+    raw = manifest_yaml.load((REPO / "examples" / "tiny-reverse.yaml").read_text())
     raw["metadata"] = {"name": "a" * 53}
     status, refused = server.call("POST", jobs("rules"), raw)
     assert status == 422 and "metadata.name must be a DNS label of at most 52 characters" in refused["message"], refused
@@ -121,7 +121,7 @@ def test_managed_by_cannot_be_added_changed_or_removed(server, installed):
     status, refused = server.call("PATCH", path, {"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}},
                            "application/merge-patch+json")
     assert status == 422 and "spec.managedBy is immutable" in refused["message"], refused
-    raw = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
+    raw = manifest_yaml.load((REPO / "examples" / "tiny-reverse.yaml").read_text())
     raw["metadata"] = {"name": "managed"}
     raw["spec"]["managedBy"] = "kueue.x-k8s.io/multikueue"
     assert server.call("POST", jobs("scale"), raw)[0] == 201

@@ -16,8 +16,9 @@ from pathlib import Path
 import yaml
 
 from rljob_edits import IMMUTABLE_CHANGES
+from seesaw import manifest_yaml
 
-BASE = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "tiny-reverse.yaml").read_text())
+BASE = manifest_yaml.load((Path(__file__).resolve().parents[2] / "examples" / "tiny-reverse.yaml").read_text())
 
 _names = itertools.count()
 EDITS = {

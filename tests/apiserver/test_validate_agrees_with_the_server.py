@@ -22,9 +22,10 @@ from seesaw.operator import constants as c
 from seesaw.operator.kube import collection_path
 from real_apiserver import binaries
 from seesaw.spec import SpecError, crd_version_schema, load_manifests
+from seesaw import manifest_yaml
 
 REPO = Path(__file__).resolve().parents[2]
-BASE = yaml.safe_load((REPO / "examples" / "tiny-reverse.yaml").read_text())
+BASE = manifest_yaml.load((REPO / "examples" / "tiny-reverse.yaml").read_text())
 _names = itertools.count()
 
 
@@ -72,6 +73,10 @@ def rule_cases() -> Iterator[tuple[str, dict]]:
     yield "cel:expert-parallel", with_value("spec.trainer.expertParallel", 8, with_value("spec.cluster", gpu))
     yield "cel:model-path-or-generate", with_value("spec.model", {"dtype": "float32"})
     yield "cel:replicas-need-mooncake", with_value("spec.rollout.replicas", 1, with_value("spec.weightSync.channel", "cuda-ipc"))
+    torch = with_value("spec.trainer.backend", "torch", with_value("spec.cluster", gpu))
+    yield "cel:torch-trainer-tp", with_value("spec.trainer.tensorParallel", 2, torch)
+    yield "cel:torch-trainer-pp", with_value("spec.trainer.pipelineParallel", 2, torch)
+    yield "cel:torch-trainer-ep", with_value("spec.trainer.expertParallel", 2, torch)
     yield "cel:name-too-long", with_value("metadata.name", "a" * 53)
     yield "cel:name-not-a-label", with_value("metadata.name", "Tiny_Reverse")
     # each rule barely satisfied: the edge a rule must let through
@@ -81,6 +86,7 @@ def rule_cases() -> Iterator[tuple[str, dict]]:
     yield "cel:ok-trainer-tp-pp-equals-gpus", with_value("spec.trainer.pipelineParallel", 2, with_value("spec.trainer.tensorParallel", 2, with_value("spec.cluster", gpu)))
     yield "cel:ok-expert-parallel-equals-gpus", with_value("spec.trainer.expertParallel", 4, with_value("spec.cluster", gpu))
     yield "cel:ok-replicas-with-mooncake", with_value("spec.rollout.replicas", 1, with_value("spec.weightSync.channel", "mooncake-tcp"))
+    yield "cel:ok-megatron-trainer-tp", with_value("spec.trainer.tensorParallel", 2, with_value("spec.trainer.backend", "megatron", with_value("spec.cluster", gpu)))
     yield "cel:ok-name-of-52", with_value("metadata.name", "a" * 52)
     yield "cel:ok-name-with-digits-and-dashes", with_value("metadata.name", "a-1-b2")
 

@@ -11,6 +11,7 @@ import yaml
 
 from pod_helpers import start_until_first_iteration
 from seesaw.local.docker_runtime import RUN_LABEL
+from seesaw import manifest_yaml
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def test_a_missing_image_is_named_before_anything_starts(docker_engine, engine_l
 
 def test_a_container_that_dies_is_named_and_the_run_leaves_nothing(cpu_images, engine_left_clean, tmp_path):
     client, host = engine_left_clean
-    job = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    job = manifest_yaml.load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
     job["spec"]["failurePolicy"] = {"maxRestarts": 0}
     job["spec"]["rl"]["iterations"] = 40
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from seesaw import manifest_yaml
+
 from images import REGISTRY, SETS, TAG
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -387,7 +389,7 @@ def test_images_carry_the_names_jobs_use():
     # The CPU examples name the CPU set's worker images.
     cpu = {image.name: image.reference(REGISTRY, TAG) for image in SETS["cpu"]}
     for example in sorted((ROOT / "examples").glob("tiny-*.yaml")):
-        images = yaml.safe_load(example.read_text())["spec"]["images"]
+        images = manifest_yaml.load(example.read_text())["spec"]["images"]
         assert (images["trainer"], images["rollout"]) == (cpu["trainer"], cpu["rollout"]), example.name
     # The Makefile's defaults, and the chart's operator image.
     makefile = (ROOT / "Makefile").read_text()

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pod_helpers import run_to_completion
+from seesaw import manifest_yaml
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,7 +16,7 @@ ITERATIONS = 40
 
 
 def test_the_code_example_learns_from_sandboxed_rewards(tmp_path):
-    manifest = yaml.safe_load((ROOT / "examples" / "tiny-code.yaml").read_text())
+    manifest = manifest_yaml.load((ROOT / "examples" / "tiny-code.yaml").read_text())
     spec = manifest["spec"]
     spec["prompts"]["source"] = str(ROOT / "examples" / "data" / "tiny-code.jsonl")
     spec["rl"].update(iterations=ITERATIONS)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from seesaw import pod_contract as pc
 from seesaw.checkpoint_engine.first_batch import replay
+from seesaw import manifest_yaml
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +28,7 @@ PROBE = 1e-4  # the conductor's own bound on the engine's log-probs against the 
 
 
 def megatron_job(tmp_path: Path, iterations: int, rollout_tp: int = 1, **trainer) -> Path:
-    manifest = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    manifest = manifest_yaml.load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
     spec = manifest["spec"]
     spec["trainer"].update(backend="megatron", **trainer)
     spec["rollout"]["tensorParallel"] = rollout_tp

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import yaml
 
 from megatron_cases import case_spec, run_case, tiny_model
 from seesaw.checkpoint_engine import tracking
@@ -24,6 +23,7 @@ from seesaw.rl.objectives import objective_loss, training_samples
 from seesaw.tasks import load_task
 from seesaw.spec import SpecError, crd_version_schema, validate_manifest
 from seesaw.spec_reads import ENV, schema_leaves
+from seesaw import manifest_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
@@ -43,7 +43,7 @@ def pod(index: int, phase: str = "Running") -> dict:
 def operator_reads(monkeypatch, reads: Path) -> None:
     """The operator's decisions (create, fail and restart, finish) and builders on the GPU example."""
     monkeypatch.setenv(ENV, str(reads))
-    gpu = yaml.safe_load((ROOT / "examples" / "qwen-math-gpu.yaml").read_text())
+    gpu = manifest_yaml.load((ROOT / "examples" / "qwen-math-gpu.yaml").read_text())
     gpu["metadata"].update(namespace="ml", uid="u", generation=1)
     for spec_patch in ({}, {"suspend": True}, {"cluster": dict(gpu["spec"]["cluster"], gpuSharing="devicePlugin",
                                                                   gangScheduling="none")}):
@@ -64,7 +64,7 @@ def operator_reads(monkeypatch, reads: Path) -> None:
 def task_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
     """Tasks the local run does not use: the arithmetic builtin, JSONL code problems in the sandbox."""
     monkeypatch.setenv(ENV, str(reads))
-    base = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    base = manifest_yaml.load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
     arith = dict(base["spec"], prompts={"source": "builtin:arith"}, rl=dict(base["spec"]["rl"], evaluation={"prompts": 16}))
     load_task(validate_manifest(dict(base, spec=arith))["spec"])
     problems = tmp_path / "code.jsonl"
@@ -77,7 +77,7 @@ def task_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
 def long2short_reads(monkeypatch, reads: Path) -> None:
     """The long2short task and the DPO objective (as `seesaw long2short` writes its jobs)."""
     monkeypatch.setenv(ENV, str(reads))
-    base = yaml.safe_load((ROOT / "examples" / "tiny-add-long.yaml").read_text())
+    base = manifest_yaml.load((ROOT / "examples" / "tiny-add-long.yaml").read_text())
     base["spec"]["rl"] = dict(base["spec"]["rl"], objective={"type": "dpo"}, evaluation={"prompts": 16})
     spec = validate_manifest(base)["spec"]
     load_task(spec)
@@ -89,7 +89,7 @@ def long2short_reads(monkeypatch, reads: Path) -> None:
 def tracking_reads(monkeypatch, reads: Path, tmp_path: Path) -> None:
     """W&B and MLflow settings (the local run asks for neither), read before their packages are looked for."""
     monkeypatch.setenv(ENV, str(reads))
-    base = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    base = manifest_yaml.load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
     logging = {"secretName": "trackers", "wandb": {"project": "rl", "entity": "team", "mode": "offline"},
                "mlflow": {"trackingUri": "http://mlflow:5000", "experiment": "seesaw"}}
     spec = validate_manifest(dict(base, spec=dict(base["spec"], logging=logging)))["spec"]
@@ -103,8 +103,8 @@ def model_source_reads(monkeypatch, reads: Path) -> None:
     """The Hub and package model sources (the local run generates its model): what the source
     reads before it fetches, and the operator's pod for a Hub model with a token."""
     monkeypatch.setenv(ENV, str(reads))
-    base = yaml.safe_load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
-    package = validate_manifest(yaml.safe_load((ROOT / "examples" / "smollm2-math.yaml").read_text()))
+    base = manifest_yaml.load((ROOT / "examples" / "tiny-reverse.yaml").read_text())
+    package = validate_manifest(manifest_yaml.load((ROOT / "examples" / "smollm2-math.yaml").read_text()))
     GGUFPackage.from_spec(package["spec"]["model"]["package"])
     hub = dict(base, metadata={"name": "hub", "namespace": "ml", "uid": "u"},
                spec=dict(base["spec"], model={"hub": {"repo": "org/m", "tokenSecret": "hf"}, "pvc": "models"}))

@@ -10,7 +10,7 @@ import jsonschema
 import kopf.cli
 import kubernetes_validate
 import pytest
-import yaml
+from seesaw import manifest_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "seesaw"
@@ -216,7 +216,7 @@ def test_notes_tell_how_to_apply_the_first_job_and_watch_it(render, values):
     applied = re.findall(r"kubectl apply .*-f (examples/\S+\.yaml)", rendered.notes)
     assert applied, "NOTES must show how to apply an example RLJob"
     assert (ROOT / applied[0]).is_file(), f"NOTES applies {applied[0]}, which does not exist"
-    example = yaml.safe_load((ROOT / applied[0]).read_text())
+    example = manifest_yaml.load((ROOT / applied[0]).read_text())
     assert example["kind"] == "RLJob"
     name = example["metadata"]["name"]
     assert "kubectl get rlj" in rendered.notes and " -w" in rendered.notes
