@@ -87,6 +87,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         if error.schema.get("exclusiveMinimum") and error.validator == "minimum":
             bound = "greater than"
         return field, f"expected {bound} {error.validator_value}, got {error.instance!r}"
+    if error.validator == "pattern":
+        return field, f"expected a name matching {error.validator_value}, got {error.instance!r}"
     if error.validator == "additionalProperties":
         return field, error.message
     return field, error.message

@@ -58,6 +58,8 @@ def schema_cases(schema: dict, path: str) -> Iterator[tuple[str, dict]]:
             yield f"{here}:maximum", with_value(here, sub["maximum"] + 1)
         if "enum" in sub:
             yield f"{here}:enum", with_value(here, "not-" + str(sub["enum"][0]))
+        if "pattern" in sub:
+            yield f"{here}:pattern", with_value(here, "-Not_A-Name-")
         if "maxLength" in sub:
             yield f"{here}:maxLength", with_value(here, "x" * (sub["maxLength"] + 1))
         if kind == "object" and sub.get("properties"):

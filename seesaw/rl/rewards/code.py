@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from seesaw.rl.rewards.registry import register_verifier
-from seesaw.rl.rewards.sandbox import SandboxLimits, SandboxResult, run_python
+from seesaw.rl.rewards.sandbox import SandboxLimits, SandboxResult, require_isolation, run_python
 
 MODES = ("all", "fraction")
 
@@ -126,7 +126,9 @@ def code_reward(response: str, cases: Sequence[Any], limits: SandboxLimits = San
     return CodeVerifier(limits, "all" if all_or_nothing else "fraction").score(response, list(cases))
 
 
-@register_verifier("code")
+@register_verifier("code", reference="tests")
 def code_verifier(reward_spec: dict[str, Any], **options: Any) -> CodeVerifier:
+    """Refused (SandboxUnavailable) where the sandbox cannot isolate the code: responses never run unsandboxed."""
+    require_isolation()
     options.setdefault("limits", SandboxLimits.from_spec(reward_spec.get("sandbox", {})))
     return CodeVerifier(**options)
