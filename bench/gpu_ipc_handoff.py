@@ -18,7 +18,7 @@ import time
 import torch
 import torch.multiprocessing as mp
 
-from seesaw.checkpoint_engine.channels.cuda_ipc import CudaIpcReceiver, CudaIpcSender
+from seesaw.checkpoint_engine.weights.cuda_ipc import CudaIpcReceiver, CudaIpcSender
 
 GB = 1e9
 

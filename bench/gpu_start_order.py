@@ -25,7 +25,7 @@ import torch
 import torch.multiprocessing as mp
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from seesaw.checkpoint_engine.channels.cuda_ipc import CudaIpcReceiver, CudaIpcSender
+from seesaw.checkpoint_engine.weights.cuda_ipc import CudaIpcReceiver, CudaIpcSender
 from seesaw.interfaces import backend
 from seesaw.spec import job_spec
 from seesaw.spec_reads import plain

@@ -51,7 +51,7 @@ def build_model(directory: Path) -> int:
 def _raw_receiver(handle: dict, repeats: int, results: mp.Queue, log_path: str) -> None:
     # the transfer engine logs every bucket at INFO on stderr: into the bench's log, not the table
     os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
-    from seesaw.checkpoint_engine.channels.mooncake import MooncakeReceiver
+    from seesaw.checkpoint_engine.weights.mooncake import MooncakeReceiver
 
     receiver = MooncakeReceiver(handle["total_bytes"])
     times = []

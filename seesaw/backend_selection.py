@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seesaw.checkpoint_engine.weights import UnknownChannel, channel_rules
 from seesaw.spec import SpecError, check_torch_trainer_layout
 
 # Names under which the backends register (seesaw.interfaces.register).
@@ -80,6 +81,24 @@ def _get(spec: dict[str, Any], path: str, default: Any) -> Any:
     return node
 
 
+def check_channel_fits(channel: str, hardware: Hardware, on_gpu: bool, trainer: str, rollout: str) -> None:
+    """An explicitly named channel against its rules (seesaw.checkpoint_engine.weights)."""
+    try:
+        rules = channel_rules(channel)
+    except UnknownChannel as err:
+        raise SpecError("spec.weightSync.channel", str(err).removeprefix("spec.weightSync.channel: ")) from None
+    if rules.needs_gpu and hardware.gpu_count == 0:
+        raise SpecError("spec.weightSync.channel", f"{channel} needs a GPU shared by trainer and rollout, found no GPU; use auto or mooncake-tcp")
+    if rules.same_gpu and not on_gpu:
+        raise SpecError("spec.weightSync.channel",
+                        f"{channel} needs the megatron trainer and the vllm-gpu rollout, got trainer {trainer!r} and rollout {rollout!r}")
+    if rules.same_gpu and not hardware.shared_gpu:
+        raise SpecError("spec.weightSync.channel",
+                        f"{channel} needs trainer and rollout on the same GPU, but they do not share one here; use mooncake-rdma or mooncake-tcp")
+    if rules.needs_rdma and not hardware.rdma_devices:
+        raise SpecError("spec.weightSync.channel", f"{channel} needs an RDMA device (/sys/class/infiniband is empty); use mooncake-tcp")
+
+
 def choose_backends(spec: dict[str, Any], hardware: Hardware) -> BackendChoice:
     """Resolve the three backends for a (defaulted) RLJob spec on the given hardware."""
     spec = _spec_of(spec)
@@ -125,18 +144,6 @@ def choose_backends(spec: dict[str, Any], hardware: Hardware) -> BackendChoice:
         else:
             channel, why = MOONCAKE_TCP, "no shared GPU and no RDMA device" if on_gpu else "CPU job"
         reasons.append(f"weightSync.channel auto -> {channel}: {why}")
-    elif channel == CUDA_IPC:
-        if hardware.gpu_count == 0:
-            raise SpecError("spec.weightSync.channel", "cuda-ipc needs a GPU shared by trainer and rollout, found no GPU; use auto or mooncake-tcp")
-        if not on_gpu:
-            raise SpecError("spec.weightSync.channel",
-                            f"cuda-ipc needs the megatron trainer and the vllm-gpu rollout, got trainer {trainer!r} and rollout {rollout!r}")
-        if not hardware.shared_gpu:
-            raise SpecError("spec.weightSync.channel",
-                            "cuda-ipc needs trainer and rollout on the same GPU, but they do not share one here; use mooncake-rdma or mooncake-tcp")
-    elif channel == MOONCAKE_RDMA:
-        if not hardware.rdma_devices:
-            raise SpecError("spec.weightSync.channel", "mooncake-rdma needs an RDMA device (/sys/class/infiniband is empty); use mooncake-tcp")
-    elif channel != MOONCAKE_TCP:
-        raise SpecError("spec.weightSync.channel", f"expected one of ['auto', 'mooncake-tcp', 'mooncake-rdma', 'cuda-ipc'], got {channel!r}")
+    else:
+        check_channel_fits(channel, hardware, on_gpu, trainer, rollout)
     return BackendChoice(trainer=trainer, rollout=rollout, weight_channel=channel, reasons=tuple(reasons))

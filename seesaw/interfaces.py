@@ -108,9 +108,10 @@ def weight_handle(channel: str, total_bytes: int, bucket_count: int, receiver_in
                   staging: dict[str, int] | None = None, **channel_fields: Any) -> dict[str, Any]:
     """A sender's handle for one sync. The conductor reads only these common keys; the rest
     (bucket addresses, IPC handles) is for the channel's own receiver. `staging` is the
-    sender's byte ledger: what it holds beyond the trainer's memory now, and its peak."""
+    sender's byte ledger: what it holds beyond the trainer's memory now, and its peak. The
+    receiver_init names the channel, so vLLM's one engine opens the right receiver."""
     return {"channel": channel, "total_bytes": total_bytes, "bucket_count": bucket_count,
-            "receiver_init": receiver_init, "staging": staging or {"staged_bytes": 0, "peak_bytes": 0},
+            "receiver_init": {"channel": channel, **receiver_init}, "staging": staging or {"staged_bytes": 0, "peak_bytes": 0},
             **channel_fields}
 
 
@@ -134,34 +135,36 @@ class WeightSender(Protocol):
     def close(self) -> None: ...
 
 
+class WeightReceiver(Protocol):
+    """Rollout side of a weight channel: pulls staged buckets, yields named tensors."""
+
+    stats: Any  # of the last receive: bytes, buckets, seconds at least
+
+    def receive(self, handle: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]: ...
+
+    def release(self) -> None:
+        """Drop what the last receive holds of the sender's memory, once vLLM has loaded it."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class WeightChannel:
     """One way the weights travel from the trainer to a rollout engine, found by its name
-    (spec.weightSync.channel): how the trainer opens its sender, and which vLLM
-    weight-transfer engine receives on the other side (it starts from the handle's
-    receiver_init). Nothing outside the channel's own module branches on its name."""
+    (spec.weightSync.channel, seesaw.checkpoint_engine.weights): how the trainer opens its
+    sender, and how vLLM's side opens the receiver from the handle's receiver_init. Nothing
+    outside the channel's own module branches on its name."""
 
     name: str
-    vllm_engine: str  # the name vLLM's WeightTransferEngineFactory knows the receiving engine by
     # (trainer, hostname the receivers reach it at, the pod's rollout GPUs, this trainer rank's
     # local rank) -> its sender, or None where this rank stages nothing (it still produces the
     # tensors: gathering them is collective)
     open_sender: Callable[[Any, str, list[int], int], "WeightSender | None"]
+    # (the sender's receiver_init, the vLLM worker's torch device) -> the receiver
+    open_receiver: Callable[[dict[str, Any], torch.device], WeightReceiver]
     # the pod's handle from those of its staging ranks (in local-rank order)
     merge: Callable[[list[dict[str, Any]]], dict[str, Any]] = lambda handles: handles[0]
-
-
-def weight_channel(name: str) -> WeightChannel:
-    """The registered channel called name (importing seesaw.checkpoint_engine.channels registers them all)."""
-    return backend("weight_channel", name)
-
-
-class WeightReceiver(Protocol):
-    """Rollout side of a weight channel: pulls staged buckets, yields named tensors."""
-
-    def receive(self, handle: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]: ...
-
-    def close(self) -> None: ...
 
 
 T = TypeVar("T")

@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from seesaw import manifest_yaml, spec_reads
+from seesaw.checkpoint_engine.weights import channel_rules
 from seesaw.object_meta import MetadataError, check_metadata
 
 API_GROUP = "seesaw.dev"
@@ -154,9 +155,10 @@ def _check_rules(spec: dict[str, Any]) -> None:
     if gpus and engines * rollout_tp > gpus:
         raise SpecError("spec.rollout.enginesPerPod", f"{engines} engines x rollout.tensorParallel {rollout_tp} need "
                         f"{engines * rollout_tp} GPUs, more than cluster.gpusPerNode ({gpus})")
-    if spec["rollout"]["replicas"] and spec["weightSync"]["channel"] == "cuda-ipc":
+    channel = spec["weightSync"]["channel"]
+    if spec["rollout"]["replicas"] and channel != "auto" and not channel_rules(channel).leaves_pod:
         raise SpecError("spec.rollout.replicas", "rollout replicas take their weights over the Mooncake transfer engine; "
-                        "weightSync.channel cuda-ipc cannot leave the pod (use auto, mooncake-tcp or mooncake-rdma)")
+                        f"weightSync.channel {channel} cannot leave the pod (use auto, mooncake-tcp or mooncake-rdma)")
     if spec["rl"]["objective"]["type"] != "mirror-descent" and spec["rl"]["partialRollout"]["enabled"]:
         raise SpecError("spec.rl.objective.type", f"{spec['rl']['objective']['type']} compares a prompt's whole "
                         "responses; turn rl.partialRollout off")

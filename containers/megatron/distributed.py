@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from seesaw import pod_contract as pc
+from seesaw.checkpoint_engine.weights.checksum import checksum_hex, params_checksum
 
 
 class ReplicaMismatch(RuntimeError):
@@ -121,33 +122,6 @@ def max_over_ranks(value: float) -> float:
     box = torch.tensor([value], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(box, op=dist.ReduceOp.MAX)
     return float(box[0])
-
-
-def params_checksum(flat: torch.Tensor) -> int:
-    """An exact, order-independent checksum: the sum of the parameters' bit patterns."""
-    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[flat.element_size()]
-    return int(flat.detach().view(bits).sum(dtype=torch.int64))
-
-
-class StreamChecksum:
-    """params_checksum of a stream of named tensors, summed as they pass: what a weight
-    sender staged or a receiver loaded (Hugging Face layout, so both sides agree)."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def over(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
-        for name, tensor in named_tensors:
-            self.value += params_checksum(tensor.detach().contiguous().view(-1))
-            yield name, tensor
-
-    def hex(self) -> str:
-        return checksum_hex(self.value)
-
-
-def checksum_hex(value: int) -> str:
-    """A checksum as 16 hex digits (the sum taken modulo 2**64)."""
-    return f"{value & (2 ** 64 - 1):016x}"
 
 
 def check_replicas_identical(flat: torch.Tensor) -> str:

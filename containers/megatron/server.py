@@ -10,10 +10,10 @@ from typing import Any, Callable
 import torch
 
 from seesaw import pod_contract
-import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight channels)
 import seesaw.trainer  # noqa: F401  (registers the trainer backends)
 from seesaw.backend_selection import VLLM_GPU, BackendChoice, Hardware, choose_backends
-from seesaw.interfaces import Sample, backend, weight_channel
+from seesaw.checkpoint_engine.weights import weight_channel
+from seesaw.interfaces import Sample, backend
 from seesaw.spec import rollout_engines_per_pod
 from seesaw.rpc import serve
 from seesaw.model.export import export_hf_model

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from seesaw.checkpoint_engine.weights.checksum import StreamChecksum
 from seesaw.interfaces import WeightChannel, WeightSender
 from seesaw.trainer import distributed
 
@@ -28,7 +29,7 @@ class WeightStaging:
     def stage_weights(self, bucket_bytes: int) -> dict[str, Any] | None:
         """Every rank: produce and (where asked) stage; the leader returns the pod's handle,
         carrying the checksum of what was staged, which each engine must report back."""
-        staged = distributed.StreamChecksum()
+        staged = StreamChecksum()
         tensors = staged.over(self.trainer.hf_state())
         if self.sender is None:
             for _ in tensors:

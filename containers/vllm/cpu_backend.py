@@ -10,7 +10,8 @@ import time
 from typing import Any, Iterable
 
 from seesaw.interfaces import MemoryReport, Sample, register
-from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE as MOONCAKE_BACKEND
+from seesaw.checkpoint_engine.weights import VLLM_ENGINE
+from seesaw.checkpoint_engine.weights.checksum import checksum_hex
 from seesaw.rollout.vllm_plugin import ASLEEP_SPIN_SECONDS, AWAKE_SPIN_SECONDS
 
 WORKER_EXTENSION = "seesaw.rollout.worker_extension.SeesawWorkerExtension"
@@ -39,7 +40,7 @@ class VLLMCPURollout:
             # tensor parallelism over gloo, one worker process per rank (vLLM's CPU platform)
             tensor_parallel_size=rollout["tensorParallel"],
             distributed_executor_backend="mp" if rollout["tensorParallel"] > 1 else None,
-            weight_transfer_config={"backend": MOONCAKE_BACKEND},
+            weight_transfer_config={"backend": VLLM_ENGINE},
             worker_extension_cls=WORKER_EXTENSION,
         )
         self.weight_version = 0
@@ -121,8 +122,6 @@ class VLLMCPURollout:
     def weight_checksum(self) -> str:
         """The checksum of the weights the engine's workers loaded at the last update ("" before
         it); every tensor-parallel worker loads every tensor, so all must agree."""
-        from seesaw.trainer.distributed import checksum_hex
-
         sums = self.llm.collective_rpc("seesaw_weight_checksum")
         if None in sums:
             return ""

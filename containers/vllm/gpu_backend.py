@@ -13,23 +13,14 @@ from typing import Any, Iterable
 
 import torch
 
-from seesaw.interfaces import MemoryReport, UnknownBackend, backends, register, weight_channel
+from seesaw.checkpoint_engine.weights import VLLM_ENGINE
+from seesaw.interfaces import MemoryReport, register
 from seesaw.rollout.cpu_backend import WORKER_EXTENSION, VLLMCPURollout
 
 SLEEP_LEVEL = 2  # discard weights too: the sync overwrites them anyway, and nothing is copied to the host
 
 
-def transfer_backend(channel: str) -> str:
-    """vLLM weight-transfer engine name for a Seesaw weight channel."""
-    import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the channels)
-
-    try:
-        return weight_channel(channel).vllm_engine
-    except UnknownBackend:
-        raise ValueError(f"spec.weightSync.channel: expected one of {backends('weight_channel')}, got {channel!r}") from None
-
-
-def engine_args(model_dir: str, spec: dict[str, Any], channel: str, seed: int = 0) -> dict[str, Any]:
+def engine_args(model_dir: str, spec: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """Keyword arguments of vllm.LLM for this job (pure: tested on the CPU)."""
     rollout = spec["rollout"]
     return dict(
@@ -42,7 +33,7 @@ def engine_args(model_dir: str, spec: dict[str, Any], channel: str, seed: int = 
         load_format="dummy",
         enable_sleep_mode=True,
         enable_prefix_caching=True,
-        weight_transfer_config={"backend": transfer_backend(channel)},
+        weight_transfer_config={"backend": VLLM_ENGINE},
         worker_extension_cls=WORKER_EXTENSION,
     )
 
@@ -50,18 +41,13 @@ def engine_args(model_dir: str, spec: dict[str, Any], channel: str, seed: int = 
 class VLLMGPURollout(VLLMCPURollout):
     """RolloutEngine protocol on vLLM's CUDA build."""
 
-    def __init__(self, model_dir: str, spec: dict[str, Any], seed: int = 0, channel: str | None = None) -> None:
+    def __init__(self, model_dir: str, spec: dict[str, Any], seed: int = 0) -> None:
         from vllm import LLM
 
         from seesaw.rollout.worker_extension import register_engines
 
         register_engines()  # in this process too (vLLM validates the backend name here)
-        self.channel = channel or spec["weightSync"]["channel"]
-        if self.channel == "auto":
-            from seesaw.backend_selection import Hardware, choose_backends
-
-            self.channel = choose_backends(spec, Hardware.detect()).weight_channel
-        self.llm = LLM(**engine_args(model_dir, spec, self.channel, seed))
+        self.llm = LLM(**engine_args(model_dir, spec, seed))
         self.weight_version = 0
         self.asleep = False
 
@@ -93,7 +79,7 @@ class VLLMGPURollout(VLLMCPURollout):
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int = 256 << 20) -> int:
         """Load tensors held by this process (on its GPU) through the CUDA IPC path."""
-        from seesaw.checkpoint_engine.channels.cuda_ipc import CudaIpcSender
+        from seesaw.checkpoint_engine.weights.cuda_ipc import CudaIpcSender
 
         sender = CudaIpcSender(torch.cuda.current_device())
         try:
@@ -107,5 +93,5 @@ class VLLMGPURollout(VLLMCPURollout):
 
 
 @register("rollout", "vllm-gpu")
-def vllm_gpu_rollout(model_dir: str, spec: dict[str, Any], seed: int = 0, channel: str | None = None) -> VLLMGPURollout:
-    return VLLMGPURollout(model_dir, spec, seed, channel)
+def vllm_gpu_rollout(model_dir: str, spec: dict[str, Any], seed: int = 0) -> VLLMGPURollout:
+    return VLLMGPURollout(model_dir, spec, seed)

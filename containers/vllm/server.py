@@ -25,12 +25,11 @@ class RolloutService:
     def _load(self) -> None:
         try:
             choice = choose_backends(self.env.spec, Hardware.detect())
-            options = {"channel": choice.weight_channel} if choice.rollout == "vllm-gpu" else {}
             # every engine of the gang samples from its own seed
             # every engine of the job samples its own stream: gang pods first, then the replicas
             pod = self.env.pod_index if self.env.replica is None else self.env.num_pods + self.env.replica
             seed = self.env.spec["rl"]["seed"] + pod * self.env.rollout_engines + self.env.rollout_engine
-            self.engine = backend("rollout", choice.rollout)(self.env.model_dir, self.env.spec, seed=seed, **options)
+            self.engine = backend("rollout", choice.rollout)(self.env.model_dir, self.env.spec, seed=seed)
             log.info("rollout engine ready: %s, %s weight channel", choice.rollout, choice.weight_channel)
         except Exception as err:
             log.exception("rollout engine failed to start")

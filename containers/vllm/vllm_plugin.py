@@ -1,11 +1,10 @@
 """vLLM general plugin, loaded in every vLLM process: registers Seesaw's weight-transfer
-engines, and on the CPU build lets a sleeping engine give its core back to the trainer."""
+engine, and on the CPU build lets a sleeping engine give its core back to the trainer."""
 from __future__ import annotations
 
 import os
 import weakref
 
-from seesaw.checkpoint_engine.channels.mooncake import VLLM_ENGINE as MOONCAKE_BACKEND
 
 # vLLM's processes spin (sched_yield) on their shared-memory queue for 1 s after each
 # message, for latency between decode steps. On the CPU build that 1 s outlasts a small job's
@@ -20,12 +19,9 @@ _readers: weakref.WeakSet = weakref.WeakSet()
 
 
 def register() -> None:
-    from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
+    from seesaw.checkpoint_engine.weights import register_vllm_engine
 
-    if MOONCAKE_BACKEND not in WeightTransferEngineFactory._registry:
-        WeightTransferEngineFactory.register_engine(
-            MOONCAKE_BACKEND, "seesaw.rollout.mooncake_engine", "MooncakeWeightTransferEngine"
-        )
+    register_vllm_engine()
     track_queue_readers_on_cpu()
 
 

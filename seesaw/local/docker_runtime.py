@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from seesaw import pod_contract as pc
+from seesaw.local.pods import StartFailed, died, log_prefix, pod_title
 from seesaw.operator import build
 from seesaw.operator import constants as c
 from seesaw.spec import SpecError
@@ -168,8 +169,6 @@ class DockerPod:
 
     def __init__(self, client: Any, plan: PodPlan, network: str, namespace: str, logs_dir: Path,
                  index: int, replica: bool, echo_main: bool, startup_seconds: float) -> None:
-        from seesaw.local.runner import log_prefix, pod_title
-
         self.client, self.plan = client, plan
         self.index, self.replica = index, replica
         self.name = pod_title(index, replica)
@@ -261,8 +260,6 @@ class DockerPod:
         return self.exit_code("sidecar")
 
     def dead_worker(self) -> tuple[str, int] | None:
-        from seesaw.local.runner import died
-
         for key in self.containers:
             code = self.exit_code(key)
             if died(key, code, follower=self.index > 0 or self.replica):
@@ -368,8 +365,6 @@ class DockerRuntime:
 
     def start_gang(self, env: dict[str, str], pods: list) -> None:
         import docker
-
-        from seesaw.local.runner import StartFailed
 
         attempt = int(env[pc.RESTART_ATTEMPT])
         checkpoints = {"checkpoints": self.run_dir / "checkpoints"}

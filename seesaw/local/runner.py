@@ -26,6 +26,7 @@ import yaml
 from seesaw import pod_contract as pc
 from seesaw.checkpoint_engine import checkpoints
 from seesaw.local.paths import manifest_folder, resolve_paths
+from seesaw.local.pods import StartFailed, died, log_prefix, pod_title
 from seesaw.model.sources import prepare_model
 from seesaw.backend_selection import Hardware
 from seesaw.supervise import die_with_parent
@@ -95,23 +96,6 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def died(container: str, code: int | None, follower: bool) -> bool:
-    """Whether a pod's container that ended (`code`) ends the gang's attempt: a worker's any
-    exit (workers serve until stopped), a follower's checkpoint engine's failure; pod 0's
-    checkpoint engine is watched by the runner."""
-    return code is not None and (container != "sidecar" or (follower and code != 0))
-
-
-def pod_title(index: int, replica: bool) -> str:
-    """How messages name a pod."""
-    return f"rollout replica {index}" if replica else f"pod {index}"
-
-
-def log_prefix(index: int, replica: bool) -> str:
-    """Of a pod's log files in the run directory (pod 0's have none)."""
-    return f"replica-{index}-" if replica else (f"pod-{index}-" if index else "")
 
 
 class LocalPod:
@@ -390,10 +374,6 @@ class Terminated(Exception):
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
-
-
-class StartFailed(Exception):
-    """A pod could not be started (its image, a startup probe): the attempt failed, saying why."""
 
 
 def play_gang(runtime, env: dict[str, str], resume: str | None, replicas: int = 0) -> tuple[int, str]:

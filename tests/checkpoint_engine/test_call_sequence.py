@@ -30,15 +30,17 @@ from seesaw.spec import validate_manifest
 from seesaw.tasks import load_task
 from seesaw.trainer.megatron_backend import StateOffloader
 from seesaw.trainer.memory_state import TrainerMemoryState, TrainerStateError
-from seesaw.trainer.distributed import checksum_hex, params_checksum
+from seesaw.checkpoint_engine import weights
+from seesaw.checkpoint_engine.weights import ChannelRules, weight_channel
+from seesaw.checkpoint_engine.weights.checksum import checksum_hex, params_checksum
 from seesaw.trainer.server import TrainerService
 from seesaw.trainer.torch_backend import TorchTrainer
 from seesaw.trainer.weight_staging import WeightStaging
-import seesaw.checkpoint_engine.channels  # noqa: F401  (registers the weight channels)
-from seesaw.interfaces import weight_channel
+import stub_channel
 
 ROOT = Path(__file__).resolve().parents[2]
-CHANNELS = ["mooncake-tcp", "mooncake-rdma", "cuda-ipc"]
+# the three of the product, and a pull channel registered from the tests as a new one would be
+CHANNELS = ["mooncake-tcp", "mooncake-rdma", "cuda-ipc", stub_channel.NAME]
 BACKENDS = ["torch", "megatron"]
 
 
@@ -52,17 +54,25 @@ def documented_sequences() -> dict[str, list[str]]:
     return rows
 
 
+@pytest.fixture(autouse=True)
+def stub_channel_registered(monkeypatch):
+    monkeypatch.setitem(weights.CHANNELS, stub_channel.NAME, weights.ChannelEntry("stub_channel", "CHANNEL", ChannelRules()))
+
+
 def job(channel: str) -> dict:
+    """The manifest as validated (the CRD's enum knows the product's channels), then the channel."""
     manifest = {
         "apiVersion": "seesaw.dev/v1alpha1", "kind": "RLJob", "metadata": {"name": "sequence"},
         "spec": {"model": {"dtype": "float32", "generate": {}}, "cluster": {"nodes": 1, "gpusPerNode": 0},
-                 "trainer": {"backend": "torch"}, "weightSync": {"channel": channel},
+                 "trainer": {"backend": "torch"}, "weightSync": {"channel": "mooncake-tcp"},
                  "rollout": {"samplesPerPrompt": 2, "maxTokens": 4, "maxModelLen": 32},
                  "rl": {"iterations": 2, "promptsPerIteration": 4, "evaluation": {"prompts": 4, "everyIterations": 1}},
                  "checkpoint": {"everyIterations": 1},
                  "prompts": {"source": "builtin:reverse", "digits": 3}},
     }
-    return validate_manifest(manifest)
+    resolved = validate_manifest(manifest)
+    resolved["spec"]["weightSync"]["channel"] = channel
+    return resolved
 
 
 class MegatronLikeTrainer(TorchTrainer):
@@ -102,8 +112,9 @@ class FakeSender:
         init = {} if self.channel == "cuda-ipc" else {"capacity_bytes": total, "hostname": "127.0.0.1",
                                                       "protocol": self.channel.removeprefix("mooncake-"), "device": ""}
         self.tensors = tensors
-        self.receiver_init = init
-        return weight_handle(self.channel, total, 1, receiver_init=init, **extra)
+        handle = weight_handle(self.channel, total, 1, receiver_init=init, **extra)
+        self.receiver_init = handle["receiver_init"]
+        return handle
 
     def release(self) -> None:
         self.staged = False
@@ -157,6 +168,27 @@ class FakeRolloutEngine:
         return MemoryReport(0, 0.0)
 
 
+class PullingRolloutEngine(FakeRolloutEngine):
+    """Loads through the channel's own receiver, opened from the registry by the name in the
+    receiver_init, as vLLM's Seesaw engine does."""
+
+    def init_weight_channel(self, receiver_init: dict) -> None:
+        self.receiver = weight_channel(receiver_init["channel"]).open_receiver(
+            {k: v for k, v in receiver_init.items() if k != "channel"}, torch.device("cpu"))
+
+    def update_weights(self, handle: dict) -> dict:
+        loaded = dict(self.receiver.receive(handle))
+        self.receiver.release()
+        with torch.no_grad():
+            params = dict(self.model.named_parameters())
+            for name, tensor in loaded.items():
+                params[name].copy_(tensor)
+        self.weight_version += 1
+        checksum = checksum_hex(sum(params_checksum(t.contiguous().view(-1)) for t in loaded.values()))
+        return {"bytes": handle["total_bytes"], "seconds": 0.0, "buckets": handle["bucket_count"],
+                "weight_version": self.weight_version, "weight_checksum": checksum}
+
+
 class RecordingClient:
     """A WorkerClient that calls a service's routes in-process and records (phase, call)."""
 
@@ -196,11 +228,12 @@ def services(manifest: dict, model_dir: Path, backend: str, channel: str, log: l
     trainer_service._start, trainer_service._loaded = threading.Event(), threading.Event()
     trainer_service._loaded.set()  # built, as a CPU trainer is by the time the engines sleep
     trainer_service.env = SimpleNamespace(model_dir=model_dir)
-    sender = FakeSender(channel)
     trainer = (MegatronLikeTrainer if backend == "megatron" else TorchTrainer)(model_dir, spec)
+    pulls = channel == stub_channel.NAME
+    sender = weight_channel(channel).open_sender(trainer, "127.0.0.1", [0], 0) if pulls else FakeSender(channel)
     trainer_service.trainer = WeightStaging(trainer, sender, weight_channel(channel))
     rollout_service = RolloutService.__new__(RolloutService)
-    rollout_service.engine = FakeRolloutEngine(sender, model_dir)
+    rollout_service.engine = (PullingRolloutEngine if pulls else FakeRolloutEngine)(sender, model_dir)
     rollout = RecordingClient("rollout", rollout_service.routes(), log)
     rollout.engine = rollout_service.engine  # for tests that make the engine misbehave
     return RecordingClient("trainer", trainer_service.routes(), log), rollout, trainer_service

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from seesaw.checkpoint_engine.channels.cuda_ipc import (
+from seesaw.checkpoint_engine.weights.cuda_ipc import (
     ALIGN,
     IPC_FIELDS,
     IpcChannelError,
@@ -14,7 +14,7 @@ from seesaw.checkpoint_engine.channels.cuda_ipc import (
     encode_ipc_args,
     plan_packing,
 )
-from seesaw.interfaces import UnknownBackend, weight_channel
+from seesaw.checkpoint_engine.weights import UnknownChannel, channel_rules, weight_channel
 
 
 def test_packing_keeps_order_aligns_and_respects_the_bucket_size() -> None:
@@ -67,18 +67,17 @@ def test_decoding_refuses_classes_outside_the_allowlist() -> None:
 
 
 def test_channels_are_registered_without_a_gpu() -> None:
-    import seesaw.checkpoint_engine.channels.mooncake_rdma  # noqa: F401
-
     for name in ("cuda-ipc", "mooncake-rdma", "mooncake-tcp"):
         channel = weight_channel(name)
-        assert channel.name == name and callable(channel.open_sender)
-    assert weight_channel("cuda-ipc").vllm_engine != weight_channel("mooncake-rdma").vllm_engine
-    with pytest.raises(UnknownBackend, match="carrier-pigeon"):
+        assert channel.name == name and callable(channel.open_sender) and callable(channel.open_receiver)
+    assert not channel_rules("cuda-ipc").leaves_pod and channel_rules("mooncake-rdma").needs_rdma
+    with pytest.raises(UnknownChannel, match=r"spec.weightSync.channel: expected one of \['cuda-ipc', 'mooncake-rdma', "
+                                             r"'mooncake-tcp'\], got 'carrier-pigeon'"):
         weight_channel("carrier-pigeon")
 
 
 def _receive_in_child(handle: dict, queue) -> None:  # runs in a spawned process
-    from seesaw.checkpoint_engine.channels.cuda_ipc import CudaIpcReceiver
+    from seesaw.checkpoint_engine.weights.cuda_ipc import CudaIpcReceiver
 
     receiver = CudaIpcReceiver(0)
     queue.put({name: tensor.float().sum().item() for name, tensor in receiver.receive(handle)})
@@ -90,7 +89,7 @@ def _receive_in_child(handle: dict, queue) -> None:  # runs in a spawned process
 def test_two_process_handoff_on_one_gpu(zero_copy: bool) -> None:
     import torch.multiprocessing as mp
 
-    from seesaw.checkpoint_engine.channels.cuda_ipc import CudaIpcSender
+    from seesaw.checkpoint_engine.weights.cuda_ipc import CudaIpcSender
 
     tensors = {f"w{i}": torch.randn(257, 33, device="cuda", dtype=torch.bfloat16) for i in range(5)}
     tensors["strided"] = torch.randn(64, 64, device="cuda").t()
@@ -107,7 +106,7 @@ def test_two_process_handoff_on_one_gpu(zero_copy: bool) -> None:
 
 
 def test_each_tensor_parallel_worker_opens_the_part_staged_on_its_own_gpu() -> None:
-    from seesaw.checkpoint_engine.channels.cuda_ipc import IpcChannelError, handle_for_gpu
+    from seesaw.checkpoint_engine.weights.cuda_ipc import IpcChannelError, handle_for_gpu
     from seesaw.interfaces import weight_handle
 
     parts = [{"gpu_uuid": f"GPU-{i}", "buckets": [{"names": [f"on-{i}"]}], "shared": []} for i in range(2)]

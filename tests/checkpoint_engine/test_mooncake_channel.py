@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mooncake_peer import pull
-from seesaw.checkpoint_engine.channels.mooncake import MooncakeSender, TensorSlot, TransferError, plan_buckets
+from seesaw.checkpoint_engine.weights.mooncake import MooncakeSender, TensorSlot, TransferError, plan_buckets
 
 
 def test_buckets_are_contiguous_ranges_of_at_most_the_bucket_size():

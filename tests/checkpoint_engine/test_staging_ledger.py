@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mooncake_peer import pull
-from seesaw.checkpoint_engine.channels.cuda_ipc import plan_packing
-from seesaw.checkpoint_engine.channels.mooncake import MooncakeSender, TransferError
-from seesaw.checkpoint_engine.channels.staging import StagingError, StagingLedger, pack_as_produced
+from seesaw.checkpoint_engine.weights.cuda_ipc import plan_packing
+from seesaw.checkpoint_engine.weights.mooncake import MooncakeSender, TransferError
+from seesaw.checkpoint_engine.weights.staging import StagingError, StagingLedger, pack_as_produced
 
 SHAPES = {"embed": [512, 64], "q": [64, 64], "k": [16, 64], "v": [16, 64], "mlp": [256, 64], "norm": [64]}
 DECLARED = [(name, shape, "float32") for name, shape in SHAPES.items()]

@@ -7,7 +7,7 @@ import torch
 def _receive(handle, queue):
     import torch
 
-    from seesaw.checkpoint_engine.channels.mooncake import MooncakeReceiver
+    from seesaw.checkpoint_engine.weights.mooncake import MooncakeReceiver
 
     receiver = MooncakeReceiver(handle["total_bytes"])
     # plain bytes across the queue: pickled tensors would point at the child's memory

@@ -19,8 +19,8 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from seesaw.checkpoint_engine.channels.staging import Declared, StagingLedger, dtype_name, pack_as_produced
-from seesaw.interfaces import BucketLayout, WeightChannel, register, weight_handle
+from seesaw.checkpoint_engine.weights.staging import Declared, StagingLedger, dtype_name, pack_as_produced
+from seesaw.interfaces import BucketLayout, WeightChannel, weight_handle
 
 ALIGN = 256  # bytes: every tensor in a bucket starts aligned for any dtype and vector loads
 DTYPES = {str(d).removeprefix("torch."): d for d in (
@@ -251,7 +251,7 @@ class CudaIpcReceiver:
     def receive(self, handle: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]:
         mine = handle_for_gpu(handle, gpu_uuid(self.device_index))
         started = time.perf_counter()
-        self.close()
+        self.release()
         stats = IpcStats()
         for index, bucket in enumerate(mine["buckets"]):
             buffer = self._open(bucket["ipc"], f"bucket {index} ({bucket['names'][0]}...)")
@@ -270,14 +270,17 @@ class CudaIpcReceiver:
         stats.seconds = time.perf_counter() - started
         self.stats = stats
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Drop the views: the trainer may free or reuse its buckets once vLLM has loaded them."""
         self._opened.clear()
 
+    def close(self) -> None:
+        self.release()
 
-VLLM_ENGINE = "seesaw-cuda-ipc"  # containers/vllm/worker_extension.py
 
 # one staged copy on each GPU of the rollout engines, by the trainer rank on that GPU
-register("weight_channel", "cuda-ipc")(WeightChannel(
-    "cuda-ipc", VLLM_ENGINE,
+CHANNEL = WeightChannel(
+    "cuda-ipc",
     lambda trainer, hostname, rollout_gpus, local_rank: CudaIpcSender(local_rank) if local_rank in rollout_gpus else None,
-    merge=merge_rank_handles))
+    lambda receiver_init, device: CudaIpcReceiver(device.index),
+    merge=merge_rank_handles)

@@ -1,4 +1,4 @@
-"""Weight channel over the Mooncake transfer engine (TCP here, RDMA on GPU clusters).
+"""The weight channels over the Mooncake transfer engine: TCP here, RDMA on GPU clusters.
 
 The CPU trainer keeps its parameters in one contiguous buffer and registers it with its
 transfer engine once; no staging copy is made per sync. A Megatron trainer's full tensors are
@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from seesaw.checkpoint_engine.channels.staging import Declared, StagingLedger, check_declared, nbytes_of
-from seesaw.interfaces import BucketLayout, WeightChannel, register, weight_handle
+from seesaw.checkpoint_engine.weights.staging import Declared, StagingLedger, check_declared, nbytes_of
+from seesaw.interfaces import BucketLayout, WeightChannel, weight_handle
 
 DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.int32, torch.uint8)}
 
@@ -234,11 +234,11 @@ class MooncakeReceiver:
             raw = self.buffer[base + offset: base + offset + nbytes]
             yield name, raw.view(torch_dtype).view(shape)
 
+    def release(self) -> None:
+        """Nothing to drop: the tensors were views of this receiver's own buffer, reused next sync."""
+
     def close(self) -> None:
         self.engine.unregister_memory(self.buffer.data_ptr())
-
-
-VLLM_ENGINE = "seesaw-mooncake"  # containers/vllm/mooncake_engine.py, registered by the vLLM plugin
 
 
 def open_for_trainer(trainer: Any, hostname: str, protocol: str, device: str = "") -> MooncakeSender:
@@ -259,4 +259,15 @@ def pod_leader_sender(protocol: str, device: str = "") -> Callable[..., Mooncake
         open_for_trainer(trainer, hostname, protocol, device) if local_rank == 0 else None)
 
 
-register("weight_channel", "mooncake-tcp")(WeightChannel("mooncake-tcp", VLLM_ENGINE, pod_leader_sender("tcp")))
+def open_receiver(receiver_init: dict[str, Any], device: torch.device) -> MooncakeReceiver:
+    """The receive buffer on the vLLM worker's device: over RDMA the NIC writes straight into
+    GPU memory (GPUDirect RDMA), so the host is not on the data path."""
+    return MooncakeReceiver(receiver_init["capacity_bytes"], receiver_init["hostname"], receiver_init["protocol"],
+                            receiver_init["device"], buffer_device="cpu" if device.type == "cpu" else str(device))
+
+
+NIC = ""  # for RDMA, e.g. "mlx5_0"; empty lets Mooncake pick from its topology scan
+
+TCP = WeightChannel("mooncake-tcp", pod_leader_sender("tcp"), open_receiver)
+# for trainer and rollout engines on different GPUs or nodes
+RDMA = WeightChannel("mooncake-rdma", pod_leader_sender("rdma", NIC), open_receiver)
