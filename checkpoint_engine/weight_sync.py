@@ -1,0 +1,128 @@
+"""The sync phase: the trainer's new weights into every live rollout engine, then each engine's
+proof that it holds them. One sequence for every channel (docs/ARCHITECTURE.md, "The call
+sequence of each phase"); the channel itself is the weights room's business.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from seesaw.checkpoint_engine.engines import EngineRoster, EngineSlot
+from seesaw.checkpoint_engine.gang import PodWorkers, on_each, on_each_guarded
+from seesaw.checkpoint_engine.phases import DeterministicFailure, Phase, PhaseError
+
+MiB = 1024 * 1024
+# Largest per-token |log-prob difference| between an engine and the trainer on the probe
+# batch, by dtype: well above kernel and reduction-order noise, far below what wrong or
+# stale weights give (nats).
+PROBE_TOLERANCE = {"float32": 1e-2, "float16": 0.25, "bfloat16": 0.5}
+
+
+def check_engine(slot: EngineSlot, result: dict[str, Any], handle: dict[str, Any], expected: list[list[float]],
+                 served: list[list[float]], dtype: str) -> float:
+    """Refuse to roll out on an engine that did not load this sync's weights: its weight
+    version, the checksum of what it loaded, and its log-probs on the probe batch. Returns
+    the largest log-prob difference."""
+    record, rollout = slot.record, slot.client
+    expected_version = record["weight_version"] + 1
+    if result["weight_version"] != expected_version:
+        raise PhaseError(Phase.SYNC, f"{rollout.name} reports weight version {result['weight_version']}, "
+                                     f"expected {expected_version}: it did not take this sync's weights")
+    if result["weight_checksum"] != handle["weight_checksum"]:
+        raise PhaseError(Phase.SYNC, f"{rollout.name} loaded weights with checksum {result['weight_checksum'] or '(none)'}, "
+                                     f"the trainer staged {handle['weight_checksum']}: the transfer corrupted or "
+                                     f"missed tensors")
+    diff = max(abs(a - b) for xs, ys in zip(expected, served) for a, b in zip(xs, ys))
+    tolerance = PROBE_TOLERANCE[dtype]
+    if not diff <= tolerance:  # NaN fails too
+        # the checksum matched: the engine holds every byte the trainer sent and computes
+        # something else with them (a layer it does not reload, a model it runs otherwise),
+        # which the same weights into the same engine after a restart would repeat
+        raise DeterministicFailure(
+            Phase.SYNC, f"{rollout.name}'s log-probs on the probe batch differ from the trainer's by {diff:.3g} "
+                        f"(> {tolerance} for {dtype}) although it loaded exactly the bytes "
+                        f"the trainer sent (checksum {handle['weight_checksum']}): it computes something else "
+                        f"with the same weights (weight version {result['weight_version']}); not a transfer error, "
+                        "so a restart would fail the same way")
+    return diff
+
+
+@dataclass
+class PodSync:
+    """One pod's sync: its trainer's handle, and what the trainer computed on the probe batch."""
+
+    pod: PodWorkers
+    handle: dict[str, Any]
+    offloaded_bytes: int = 0
+    expected: list[list[float]] | None = None
+    trainer_probe_seconds: float = 0.0
+
+
+class WeightSync:
+    def __init__(self, spec: dict[str, Any], roster: EngineRoster, probe: dict[str, list[list[int]]],
+                 remaining: Callable[[], float], pod_count: Callable[[], int]) -> None:
+        self.bucket_bytes = spec["weightSync"]["bucketMiB"] * MiB
+        self.dtype = spec["model"]["dtype"]
+        self.roster, self.probe = roster, probe
+        self.remaining, self.pod_count = remaining, pod_count
+
+    def on_pod(self, pod: PodWorkers) -> list[tuple[EngineSlot, dict[str, Any]]]:
+        """The pod's trainer stages, its engines and the replicas it feeds pull and prove:
+        [(engine, its result)] of every engine that took the weights."""
+        trainer = pod.trainer
+        replicas = self.roster.fed_by(pod, self.pod_count())  # they never sleep: no trainer shares their GPUs
+        # the optimiser state makes room for the rollout's weights; the parameters stay to be read
+        offloaded = trainer.call("/offload", {"keep_weights": True}, timeout=self.remaining())
+        on_each(pod.rollouts, lambda rollout: rollout.call("/wake_up", {"tags": ["weights"]}, timeout=self.remaining()))
+        sync = PodSync(pod, trainer.call("/weights/handle", {"bucket_bytes": self.bucket_bytes}, timeout=self.remaining()))
+        own = [self.roster.slot_of(client) for client in pod.rollouts]
+        own_updated = list(zip(own, on_each(own, lambda slot: self.update(slot, sync.handle))))  # a gang engine's failure fails the sync
+        replica_updated = [(slot, result) for slot, result in zip(replicas, on_each_guarded(replicas, lambda slot: self.update(slot, sync.handle)))
+                           if self.replica_survives(slot, result, "the weight update")]
+        trainer.call("/weights/release", timeout=self.remaining())  # staging copies: the rollout's memory
+        probe_started = time.perf_counter()
+        sync.expected = trainer.call("/logprobs", self.probe, timeout=self.remaining())
+        sync.trainer_probe_seconds = time.perf_counter() - probe_started
+        sync.offloaded_bytes = offloaded["bytes"] + trainer.call("/offload", {"keep_weights": False}, timeout=self.remaining())["bytes"]
+        checked = [(slot, result) for (slot, _), result in zip(own_updated, on_each(own_updated, lambda pair: self.prove(sync, *pair)))]
+        checked += [(slot, result) for (slot, _), result in
+                    zip(replica_updated, on_each_guarded(replica_updated, lambda pair: self.prove(sync, *pair)))
+                    if self.replica_survives(slot, result, "the probe")]
+        return checked
+
+    def update(self, slot: EngineSlot, handle: dict[str, Any]) -> dict[str, Any]:
+        """Every engine pulls the same buckets; the first sync opens its side of the channel."""
+        if not slot.initialised:
+            slot.client.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=self.remaining())
+            slot.initialised = True
+        return slot.client.call("/weights/update", {"handle": handle}, timeout=self.remaining())
+
+    def prove(self, sync: PodSync, slot: EngineSlot, result: dict[str, Any]) -> dict[str, Any]:
+        if not slot.is_replica:
+            slot.client.call("/wake_up", {"tags": ["kv_cache"]}, timeout=self.remaining())
+        started = time.perf_counter()
+        served = slot.client.call("/logprobs", self.probe, timeout=self.remaining())
+        seconds = time.perf_counter() - started
+        return dict(result, probe_max_abs_logprob_diff=check_engine(slot, result, sync.handle, sync.expected, served, self.dtype),
+                    offloaded_bytes=sync.offloaded_bytes, staging_peak_bytes=sync.handle["staging"]["peak_bytes"],
+                    probe_seconds=sync.trainer_probe_seconds + seconds)
+
+    def replica_survives(self, slot: EngineSlot, outcome: Any, step: str) -> bool:
+        """A replica whose step failed is dropped (never rolled out on); the job goes on."""
+        if isinstance(outcome, Exception):
+            self.roster.drop_failed(slot, outcome, step)
+            return False
+        return True
+
+    @staticmethod
+    def summary(checked: list[tuple[EngineSlot, dict[str, Any]]]) -> dict[str, Any]:
+        """Record what each engine proved; the sync's figures are its slowest and worst engine's."""
+        for slot, result in checked:
+            slot.record.update(weight_version=result["weight_version"], weight_checksum=result["weight_checksum"],
+                               probe_max_abs_logprob_diff=result["probe_max_abs_logprob_diff"])
+        results = [result for _, result in checked]
+        return dict(results[0], seconds=max(r["seconds"] for r in results),
+                    staging_peak_bytes=max(r["staging_peak_bytes"] for r in results),
+                    probe_seconds=max(r["probe_seconds"] for r in results),
+                    probe_max_abs_logprob_diff=max(r["probe_max_abs_logprob_diff"] for r in results))
