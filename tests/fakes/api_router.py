@@ -12,12 +12,17 @@ those stay on the fake (tests/fakes/kube_api.py), which also plays the kubelet. 
   caller's bearer token still names the caller in the fake's request log, for the RBAC test);
 - everything else goes to the fake, token and all;
 - `/apis` lists both servers' groups (the real server answers it only behind an aggregator);
+- `/openapi/v3` lists, and serves, the OpenAPI v3 document of every CRD's group version, which
+  `kubectl explain` and `kubectl apply`'s validation read: the standalone server does not
+  publish them (kube-apiserver does), so the router builds each with kube-apiserver's own
+  builder (tools/crd_openapi, built by `make apiserver`);
 - when an RLJob is deleted on the real server, the fake deletes what it owns, as the
   garbage collector of a cluster would.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import ssl
 from typing import Any
@@ -28,7 +33,7 @@ from yarl import URL
 
 from fakes.kube_api import FakeKubeAPI, ResourcePath
 from fakes.threaded_server import ThreadedServer
-from real_apiserver import CRDS, RealAPIServer
+from real_apiserver import CRDS, RealAPIServer, binaries
 
 # the groups of the custom resources a test installs, and the API that installs them
 REAL_GROUPS = {"apiextensions.k8s.io", "seesaw.dev", "kopf.dev"}
@@ -74,6 +79,13 @@ class APIRouter(ThreadedServer):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.method == "GET" and request.path.rstrip("/") == "/apis":
             return await self._group_list()
+        if request.method == "GET" and request.path.startswith("/openapi/v3"):
+            crds = await self._served_crds()
+            if request.path.rstrip("/") == "/openapi/v3":
+                return await self._openapi_index(crds)
+            group_version = request.path.removeprefix("/openapi/v3/apis/")
+            if group_version in crds:
+                return await self._openapi_document(*crds[group_version])
         target = ResourcePath.parse(request.path)
         parts = [p for p in request.path.split("/") if p]
         to_real = (parts[:1] == ["apis"] and len(parts) >= 2 and parts[1] in REAL_GROUPS
@@ -100,6 +112,34 @@ class APIRouter(ThreadedServer):
             except (ConnectionResetError, aiohttp.ClientConnectionError):
                 pass  # the client went away, or the server ended the stream
             return response
+
+    async def _served_crds(self) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+        """'group/version' -> (version, the CRDs serving it), from the real server."""
+        served: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        async with self._sessions["real"].get(CRDS) as answer:
+            for crd in (await answer.json())["items"]:
+                for version in (v["name"] for v in crd["spec"]["versions"] if v.get("served")):
+                    served.setdefault(f"{crd['spec']['group']}/{version}", (version, []))[1].append(crd)
+        return served
+
+    async def _openapi_index(self, crds: dict[str, tuple[str, list[dict[str, Any]]]]) -> web.Response:
+        async with self._sessions["real"].get("/openapi/v3") as answer:
+            index = await answer.json()
+        for group_version, (_, served) in crds.items():
+            stamp = hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest().upper()
+            index["paths"][f"apis/{group_version}"] = {"serverRelativeURL": f"/openapi/v3/apis/{group_version}?hash={stamp}"}
+        return web.json_response(index)
+
+    async def _openapi_document(self, version: str, crds: list[dict[str, Any]]) -> web.Response:
+        tool = await asyncio.create_subprocess_exec(
+            str(binaries() / "crd_openapi"), version, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await tool.communicate(json.dumps({"apiVersion": "apiextensions.k8s.io/v1",
+                                                      "kind": "CustomResourceDefinitionList", "items": crds}).encode())
+        if tool.returncode:
+            return web.json_response({"kind": "Status", "status": "Failure", "code": 500,
+                                      "message": f"crd_openapi failed: {err.decode(errors='replace')}"}, status=500)
+        return web.Response(body=out, content_type="application/json")
 
     async def _group_list(self) -> web.Response:
         """The fake's groups and the real server's (its own and every CRD's) in one APIGroupList."""

@@ -36,9 +36,9 @@ def binaries() -> Path:
     version = _pinned()["APISERVER_VERSION"]
     cache = Path(os.environ.get("SEESAW_CACHE") or Path.home() / ".cache" / "seesaw")
     folder = cache / f"apiserver-{version}" / "bin"
-    if not all((folder / tool).exists() for tool in ("apiextensions-apiserver", "etcd", "yaml2json")):
+    if not all((folder / tool).exists() for tool in ("apiextensions-apiserver", "etcd", "yaml2json", "crd_openapi")):
         raise RuntimeError(f"the Kubernetes API server {version} is not built: run `make apiserver` (it builds "
-                           f"apiextensions-apiserver, etcd and kubectl's yaml2json from Debian sid's packages into "
+                           f"apiextensions-apiserver, etcd, kubectl's yaml2json and crd_openapi from Debian sid's packages into "
                            f"{folder.parent}, a few minutes; `make test` does it first)")
     return folder
 
