@@ -135,10 +135,21 @@ class WeightSender(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class TransferStats:
+    """What a channel's last stage or receive moved, for the log and the benchmarks."""
+
+    bytes: int = 0
+    seconds: float = 0.0
+    buckets: int = 0
+    transfer_wait_seconds: float = 0.0  # Mooncake: waiting for reads in flight
+    zero_copy_tensors: int = 0  # CUDA IPC: tensors shared where they lie, not packed
+
+
 class WeightReceiver(Protocol):
     """Rollout side of a weight channel: pulls staged buckets, yields named tensors."""
 
-    stats: Any  # of the last receive: bytes, buckets, seconds at least
+    stats: TransferStats  # of the last receive
 
     def receive(self, handle: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]: ...
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Iterable, Iterator
 
 import torch
 
 from seesaw.checkpoint_engine.weights.staging import Declared, StagingLedger, dtype_name, pack_as_produced
-from seesaw.interfaces import BucketLayout, WeightChannel, weight_handle
+from seesaw.interfaces import BucketLayout, TransferStats, WeightChannel, weight_handle
 
 ALIGN = 256  # bytes: every tensor in a bucket starts aligned for any dtype and vector loads
 DTYPES = {str(d).removeprefix("torch."): d for d in (
@@ -135,14 +135,6 @@ def gpu_uuid(device_index: int) -> str:
     return str(torch.cuda.get_device_properties(device_index).uuid)
 
 
-@dataclass
-class IpcStats:
-    bytes: int = 0
-    seconds: float = 0.0
-    buckets: int = 0
-    zero_copy_tensors: int = 0
-
-
 def handle_for_gpu(handle: dict[str, Any], uuid: str) -> dict[str, Any]:
     """The part of a sync's handle staged on GPU `uuid`: each vLLM tensor-parallel worker
     opens the copy on its own GPU (a CUDA IPC handle opens only on the GPU it was made on)."""
@@ -165,7 +157,7 @@ class CudaIpcSender:
         self._alive: list[torch.Tensor] = []  # exported memory must outlive the receiver's use
         self._staged_bytes = 0
         self.ledger = StagingLedger()
-        self.stats = IpcStats()
+        self.stats = TransferStats()
 
     def _bucket(self, nbytes: int) -> torch.Tensor:
         buffer = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
@@ -185,7 +177,7 @@ class CudaIpcSender:
 
         started = time.perf_counter()
         self.release()
-        self.stats = IpcStats()
+        self.stats = TransferStats()
         self.ledger.start_sync()
         shared: list[tuple[str, torch.Tensor]] = []
         if declared is None:
@@ -205,7 +197,7 @@ class CudaIpcSender:
         # The receiver reads on its own stream: the copies must be complete before it opens the handles.
         torch.cuda.synchronize(self.device)
         total = sum(b["nbytes"] for b in buckets) + sum(t.numel() * t.element_size() for _, t in shared)
-        self.stats = IpcStats(bytes=total, seconds=time.perf_counter() - started, buckets=len(buckets),
+        self.stats = TransferStats(bytes=total, seconds=time.perf_counter() - started, buckets=len(buckets),
                               zero_copy_tensors=len(shared))
         part = {"gpu_uuid": gpu_uuid(self.device.index), "total_bytes": total, "buckets": buckets, "shared": direct}
         return weight_handle("cuda-ipc", total, len(buckets), receiver_init={}, per_gpu=[part],
@@ -238,7 +230,7 @@ class CudaIpcReceiver:
     def __init__(self, device_index: int | None = None) -> None:
         self.device_index = torch.cuda.current_device() if device_index is None else device_index
         self._opened: list[torch.Tensor] = []
-        self.stats = IpcStats()
+        self.stats = TransferStats()
 
     def _open(self, encoded: dict[str, Any], what: str) -> torch.Tensor:
         from torch.multiprocessing.reductions import rebuild_cuda_tensor
@@ -252,7 +244,7 @@ class CudaIpcReceiver:
         mine = handle_for_gpu(handle, gpu_uuid(self.device_index))
         started = time.perf_counter()
         self.release()
-        stats = IpcStats()
+        stats = TransferStats()
         for index, bucket in enumerate(mine["buckets"]):
             buffer = self._open(bucket["ipc"], f"bucket {index} ({bucket['names'][0]}...)")
             self._opened.append(buffer)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from seesaw.checkpoint_engine.weights.staging import Declared, StagingLedger, check_declared, nbytes_of
-from seesaw.interfaces import BucketLayout, WeightChannel, weight_handle
+from seesaw.interfaces import BucketLayout, TransferStats, WeightChannel, weight_handle
 
 DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.int32, torch.uint8)}
 
@@ -173,14 +173,6 @@ class MooncakeSender:
         self.engine.unregister_memory(self.buffer.data_ptr())
 
 
-@dataclass
-class ReceiveStats:
-    bytes: int = 0
-    seconds: float = 0.0
-    transfer_wait_seconds: float = 0.0
-    buckets: int = 0
-
-
 class MooncakeReceiver:
     """Rollout side: pulls the sender's buckets into one registered local buffer."""
 
@@ -190,7 +182,7 @@ class MooncakeReceiver:
         self.buffer = torch.empty(capacity_bytes, dtype=torch.uint8, device=buffer_device)
         if self.engine.register_memory(self.buffer.data_ptr(), capacity_bytes) != 0:
             raise TransferError(f"could not register a {capacity_bytes}-byte receive buffer with Mooncake")
-        self.stats = ReceiveStats()
+        self.stats = TransferStats()
 
     def _submit(self, session: str, bucket: dict[str, Any]) -> int:
         local = self.buffer.data_ptr() + bucket["start"]
@@ -210,7 +202,7 @@ class MooncakeReceiver:
             raise TransferError(f"sender has {handle['total_bytes']} bytes, receive buffer holds {self.buffer.numel()}")
         session, buckets = handle["session"], handle["buckets"]
         started = time.perf_counter()
-        self.stats = ReceiveStats()
+        self.stats = TransferStats()
         pending = self._submit(session, buckets[0]) if buckets else None
         for index, bucket in enumerate(buckets):
             wait_started = time.perf_counter()

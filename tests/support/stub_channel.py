@@ -3,12 +3,11 @@ copies in this process under a session name, its receiver pulls them by the hand
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import torch
 
-from seesaw.interfaces import WeightChannel, weight_handle
+from seesaw.interfaces import TransferStats, WeightChannel, weight_handle
 
 NAME = "stub-pull"
 _STAGED: dict[str, list[tuple[str, torch.Tensor]]] = {}
@@ -31,23 +30,16 @@ class StubSender:
         self.release()
 
 
-@dataclass
-class StubStats:
-    bytes: int = 0
-    buckets: int = 0
-    seconds: float = 0.0
-
-
 class StubReceiver:
     def __init__(self, receiver_init: dict[str, Any]) -> None:
         self.capacity = receiver_init["capacity_bytes"]
-        self.stats = StubStats()
+        self.stats = TransferStats()
         self.opened = True
 
     def receive(self, handle: dict[str, Any]) -> Iterator[tuple[str, torch.Tensor]]:
         if handle["total_bytes"] > self.capacity:
             raise ValueError(f"sender has {handle['total_bytes']} bytes, the receiver holds {self.capacity}")
-        self.stats = StubStats(bytes=handle["total_bytes"], buckets=1)
+        self.stats = TransferStats(bytes=handle["total_bytes"], buckets=1)
         yield from _STAGED[handle["session"]]
 
     def release(self) -> None:
