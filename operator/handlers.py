@@ -84,7 +84,8 @@ async def run_job(name: str, namespace: str, stopped: kopf.DaemonStopped, logger
             except Exception:  # one bad round must not end the job's daemon
                 logger.exception("reconciling %s/%s failed; retrying in %.0fs", namespace, name, ERROR_BACKOFF_SECONDS)
                 delay = ERROR_BACKOFF_SECONDS
-            if delay is None:
+            if delay is None:  # the job is gone
+                _forget_metrics(namespace, name)
                 return
             await _sleep(wake, stopped, min(delay, RESYNC_SECONDS))
     finally:
@@ -170,3 +171,10 @@ def _observe_metrics(job: dict[str, Any], plan: Any) -> None:
         from seesaw.operator import metrics
 
         metrics.observe(job, plan.status)
+
+
+def _forget_metrics(namespace: str, name: str) -> None:
+    if os.environ.get("SEESAW_METRICS_PORT"):
+        from seesaw.operator import metrics
+
+        metrics.forget(namespace, name)

@@ -1,4 +1,10 @@
-"""Prometheus metrics of the operator (the chart's metrics Service scrapes them)."""
+"""Prometheus metrics of the operator (the chart's metrics Service scrapes them).
+
+A job's series are its own (namespace, name, phase): len(PHASES) + 2 of them while it exists,
+removed when it is gone, so a long-lived operator's series follow the jobs it has now, not
+every job it ever saw. Per-pod and per-engine figures are the job's own metrics
+(checkpoint_engine/job_metrics.py), which carry no per-engine label.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -25,3 +31,18 @@ def observe(job: dict[str, Any], status: dict[str, Any]) -> None:
         PHASE.labels(namespace, name, phase).set(1 if status.get("phase") == phase else 0)
     RESTARTS.labels(namespace, name).set(status.get("restarts") or 0)
     ITERATION.labels(namespace, name).set(status.get("iteration") or 0)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop a deleted job's series."""
+    for phase in c.PHASES:
+        _remove(PHASE, namespace, name, phase)
+    _remove(RESTARTS, namespace, name)
+    _remove(ITERATION, namespace, name)
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:  # never observed (the operator restarted since)
+        pass
