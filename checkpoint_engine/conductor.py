@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from seesaw import pod_contract
 from seesaw.checkpoint_engine import checkpoints, first_batch
-from seesaw.checkpoint_engine.engines import EngineRoster, EngineSlot
+from seesaw.checkpoint_engine.engines import STRAGGLER_RATIO, EngineRoster, EngineSlot
 from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_each, on_every_pod
 from seesaw.checkpoint_engine.iteration_metrics import (EVAL_SAMPLES, IterationMetrics, IterationRecorder, RunSummary,
                                                         after_line, before_line, describe_layout, evaluated,
@@ -218,7 +218,6 @@ class Conductor:
                             lo: int, hi: int) -> list[Sample]:
         raw = slot.client.call("/generate", dict(request, prompt_ids=prompts[lo:hi]), timeout=self.machine.remaining())
         slot.record["prompts"] += hi - lo
-        slot.served += hi - lo
         return [Sample(**dict(s, prompt_index=s["prompt_index"] + lo)) for s in raw]
 
     def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> tuple[list[Sample], int]:
@@ -251,6 +250,7 @@ class Conductor:
         waiting = len(self.partial.groups) if self.partial else 0
         chosen = self.sampler.sample(max(0, rl["promptsPerIteration"] - waiting), self.rng, iteration)
         samples, stats = self.machine.run(Phase.ROLLOUT, iteration, functools.partial(self._roll_out, iteration, chosen))
+        stats["straggler_ratio"] = self._name_a_straggler()
         correct = stats.pop("correct")
         per_prompt: dict[int, list[float]] = {}
         for sample, score in zip(samples, correct):
@@ -259,6 +259,18 @@ class Conductor:
         self.sampler.update([indices[i] for i in per_prompt], [statistics.fmean(v) for v in per_prompt.values()])
         stats["mean_reward"] = statistics.fmean(s.reward for s in samples) if samples else 0.0
         return training_samples(samples, correct, rl["objective"]), stats
+
+    def _name_a_straggler(self) -> float:
+        """The slowest engine's time over the median engine's in this rollout (1.0 with fewer than
+        three engines); an engine STRAGGLER_RATIO times slower or more is named in the log."""
+        found = self.roster.slowest()
+        if found is None:
+            return 1.0
+        slot, ratio = found
+        if ratio >= STRAGGLER_RATIO:
+            self.log(f"straggler: {slot.client.name} took {slot.busy_seconds:.1f}s for its {slot.served} prompt(s), "
+                     f"{ratio:.1f}x the median engine; the rollout waits for it, up to spec.timeouts.rolloutSeconds")
+        return ratio
 
     def _roll_out(self, iteration: int, chosen: list[int]) -> tuple[list[Sample], dict[str, Any]]:
         """Generate, score, then the rewards: the verifier's score, the cut-response policy and the length penalty."""
@@ -447,8 +459,8 @@ class Conductor:
         recorder.synced(self.sync_weights(iteration), self.machine.timeline[-1].seconds)
         # what each engine served in this rollout; a replica dropped since is listed once,
         # marked "lost" (it failed) or "left" (scaled down)
-        recorder.served([dict(slot.record, prompts=slot.served) for slot in self.roster.slots]
-                        + [dict(slot.record, prompts=slot.served, **{departure.value: True})
+        recorder.served([dict(slot.record, prompts=slot.served, seconds=round(slot.busy_seconds, 3)) for slot in self.roster.slots]
+                        + [dict(slot.record, prompts=slot.served, seconds=round(slot.busy_seconds, 3), **{departure.value: True})
                            for slot, departure in self.roster.take_departed()])
         metrics = recorder.finished()
         every_eval = rl["evaluation"]["everyIterations"]

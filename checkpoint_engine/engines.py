@@ -10,6 +10,7 @@ told the gang it left. A gang engine's failure still fails the phase, naming its
 """
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -23,6 +24,12 @@ from seesaw.rl.training import split_sizes
 from seesaw.rpc import WorkerClient
 
 T = TypeVar("T")
+# An engine this many times slower than the median one over a rollout is named as a straggler
+# in the log. The phase still waits for it, up to spec.timeouts.rolloutSeconds, whose error
+# names it. Re-issuing its share to engines that finished (backup requests) would shorten the
+# phase, but the straggler's own generation cannot be abandoned from outside through vLLM's
+# offline API, so it would keep its GPU busy into the train phase: not done.
+STRAGGLER_RATIO = 3.0
 
 
 class Departure(Enum):
@@ -40,6 +47,7 @@ class EngineSlot:
     record: dict[str, Any] = field(default_factory=dict)
     initialised: bool = False  # its side of the weight channel is open (/weights/init)
     served: int = 0  # prompts since the last count_served()
+    busy_seconds: float = 0.0  # spent answering them
 
     @property
     def is_replica(self) -> bool:
@@ -169,7 +177,7 @@ class EngineRoster:
     def count_served(self) -> None:
         """Start counting each engine's prompts afresh (an iteration's rollout)."""
         for slot in self.slots + [slot for slot, _ in self.departed]:
-            slot.served = 0
+            slot.served, slot.busy_seconds = 0, 0.0
 
     def take_departed(self) -> list[tuple[EngineSlot, Departure]]:
         departed, self.departed = self.departed, []
@@ -194,7 +202,7 @@ class EngineRoster:
         deadline = time.monotonic() + timeout
         while pending:
             with ThreadPoolExecutor(len(pending), thread_name_prefix=f"engines-{phase.value}") as pool:
-                futures = [pool.submit(call, *job) for job in pending]
+                futures = [pool.submit(self._timed, call, *job) for job in pending]
                 _, late = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
                 if late:
                     names = sorted({job[0].client.name for job, f in zip(pending, futures) if f in late})
@@ -217,3 +225,23 @@ class EngineRoster:
             if unanswered:
                 self.log(f"{sum(hi - lo for lo, hi in unanswered)} prompt(s) re-issued to the other engines")
         return out
+
+    @staticmethod
+    def _timed(call: Callable[[EngineSlot, int, int], list[T]], slot: EngineSlot, lo: int, hi: int) -> list[T]:
+        started = time.monotonic()
+        answered = call(slot, lo, hi)
+        slot.served += hi - lo
+        slot.busy_seconds += time.monotonic() - started
+        return answered
+
+    def slowest(self) -> tuple[EngineSlot, float] | None:
+        """The engine that took longest since count_served(), and its time over the median
+        engine's; None where fewer than three served (a median of two says nothing). Each
+        engine had an equal share of prompts, so its time is its speed: a slow node, a
+        CPU-starved engine, a failing GPU. STRAGGLER_RATIO or more makes it a straggler."""
+        busy = [slot for slot in self.slots if slot.served]
+        if len(busy) < 3:
+            return None
+        median = statistics.median(slot.busy_seconds for slot in busy)
+        slowest = max(busy, key=lambda slot: slot.busy_seconds)
+        return slowest, slowest.busy_seconds / median if median > 0 else 1.0

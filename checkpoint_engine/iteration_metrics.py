@@ -31,7 +31,8 @@ class IterationMetrics:
     staging_peak_bytes: int = 0
     # the data-parallel replicas' parameter checksum (every rank checked it equals rank 0's)
     params_checksum: str = ""
-    # per engine, this iteration: prompts it rolled out; weight version, checksum and probe difference after the sync
+    # per engine, this iteration: prompts it rolled out and the seconds it took; weight version,
+    # checksum and probe difference after the sync
     engines: list[dict[str, Any]] = field(default_factory=list)
     eval_accuracy: float | None = None
     eval_greedy_accuracy: float | None = None
@@ -47,6 +48,9 @@ class IterationMetrics:
     eval_mean_tokens: float | None = None
     # responses cut at rollout.maxTokens (not stopped by the model)
     cut_fraction: float = 0.0
+    # the slowest rollout engine's seconds over the median engine's (1.0 with fewer than three);
+    # each engine's own are its "seconds" in `engines`
+    straggler_ratio: float = 1.0
 
 
 def describe_layout(layout: dict[str, Any] | None) -> str:
@@ -99,7 +103,7 @@ class IterationRecorder:
             rollout_seconds=stats["seconds"], mean_reward=stats["mean_reward"], accuracy=stats["accuracy"],
             mean_response_length=stats["mean_length"], cut_fraction=stats["cut_fraction"],
             rollout_tokens_per_second=stats["tokens"] / max(stats["seconds"], 1e-9),
-            scoring_seconds=stats["scoring_seconds"])
+            scoring_seconds=stats["scoring_seconds"], straggler_ratio=stats["straggler_ratio"])
 
     def trained(self, stats: dict[str, Any], phase_seconds: float, samples: int) -> None:
         self.fields.update(

@@ -48,6 +48,10 @@ class JobMetrics:
         self.restarts = Gauge("seesaw_job_restarts", "Gang restarts before this attempt", registry=r)
         self.restarts.set(restarts)
         self.engines = Gauge("seesaw_job_rollout_engines", "Rollout engines serving (gang and replicas)", registry=r)
+        # one series whatever the engine count: the straggler's name is in the log and metrics.jsonl
+        self.straggler = Gauge("seesaw_job_rollout_straggler_ratio",
+                               "The slowest rollout engine's seconds over the median engine's in the last rollout",
+                               registry=r)
 
     def serve(self, port: int) -> int:
         """Serve /metrics on 0.0.0.0:port (0: a free one); the port."""
@@ -72,8 +76,8 @@ class JobMetrics:
         self.sync_seconds.inc(m["sync_seconds"])
         for gauge, field in ((self.reward, "mean_reward"), (self.train_accuracy, "accuracy"),
                              (self.response_tokens, "mean_response_length"), (self.loss, "loss"),
-                             (self.tokens_per_second, "rollout_tokens_per_second")):
-            if math.isfinite(m[field]):
+                             (self.tokens_per_second, "rollout_tokens_per_second"), (self.straggler, "straggler_ratio")):
+            if math.isfinite(m.get(field, math.nan)):
                 gauge.set(m[field])
         serving = [e for e in m["engines"] if not (e.get("lost") or e.get("left"))]
         self.engines.set(len(serving))

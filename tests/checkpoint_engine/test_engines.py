@@ -147,3 +147,24 @@ def test_a_replica_that_outlived_a_gang_restart_goes_on_from_its_weight_version(
     engine.ready, engine.weight_version = True, 7  # synced 7 times by the last gang's conductor
     assert roster.admit_replicas() == [2]
     assert roster.slots[-1].record["weight_version"] == 7, "the sync expects version 8 from it, not 1"
+
+
+def test_a_slow_engine_is_found_by_its_time_over_the_median_and_a_late_one_named_by_the_timeout(monkeypatch):
+    import time
+
+    roster, _, _ = roster_with_replicas(monkeypatch)  # the gang's engine and replicas 0 and 1
+
+    def slow_replica_1(slot, lo, hi):
+        time.sleep(0.4 if slot.record.get("replica") == 1 else 0.05)
+        return answer(slot, lo, hi)
+
+    roster.count_served()
+    assert roster.run_shares(9, slow_replica_1, Phase.ROLLOUT, timeout=30)
+    slot, ratio = roster.slowest()
+    assert slot.client.name == "rollout replica 1's rollout engine" and 4 < ratio < 12
+    roster.count_served()
+    roster.run_shares(9, answer, Phase.ROLLOUT, timeout=30)
+    assert roster.slowest()[1] < 3, "no straggler when every engine keeps up"
+    with pytest.raises(PodFailed, match=r"rollout replica 1's rollout engine did not finish rollout in time"):
+        roster.run_shares(9, lambda slot, lo, hi: slow_replica_1(slot, lo, hi) if slot.record.get("replica") != 1
+                          else time.sleep(2) or [], Phase.ROLLOUT, timeout=0.5)
