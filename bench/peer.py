@@ -4,7 +4,7 @@ The job is the demo (examples/tiny-reverse.yaml, or --job): the same generated m
 training prompts, prompts per iteration, samples per prompt, maximum tokens, temperature,
 learning rate, optimiser steps per iteration and iterations. Seesaw runs it with
 `seesaw run`; TRL runs it in its own virtual environment (bench/peer_trl.py; `make
-bench-peer` makes the environment). The two sides alternate, round by round, so drift of
+trl-venv` builds the environment). The two sides alternate, round by round, so drift of
 the machine hits both alike. Both trained models are then scored by one evaluator (Hugging
 Face generate on the held-out prompts: greedy, and sampled at the job's temperature), so
 neither side's own evaluation decides.

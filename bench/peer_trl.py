@@ -1,6 +1,6 @@
 """The demo's RL job run by TRL's GRPOTrainer: the peer side of `make bench-peer`.
 
-Runs in TRL's own virtual environment (bench/peer.py makes it), so it imports nothing of
+Runs in TRL's own virtual environment (`make trl-venv` builds it), so it imports nothing of
 Seesaw: bench/peer.py hands it the generated model, the task's training prompts with their
 answers, and the job's knobs. One iteration is one generation batch (prompts x samples)
 and the optimiser steps over it (prompts / miniBatchPrompts), as in Seesaw. It writes
