@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-megatron-cpu bench-gpu images render lint clean
+.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer trl-venv bench-megatron-cpu bench-gpu images render lint clean
 
 # bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py); Docker's
 # engine and debootstrap build and run the images (tools/images.py, seesaw run --runtime docker):
@@ -48,9 +48,10 @@ include tools/apiserver.mk
 apiserver:
 	APISERVER_VERSION=$(APISERVER_VERSION) GO_PACKAGE=$(APISERVER_GO_PACKAGE) tools/build_apiserver.sh
 
-# A failed server build does not stop the suite: only tests/apiserver then fail, saying why.
+# A failed server or TRL build does not stop the suite: only tests/apiserver or tests/bench then fail, saying why.
 test: install
 	@$(MAKE) --no-print-directory apiserver || echo "make apiserver failed: the tests on the real API server will fail" >&2
+	@$(MAKE) --no-print-directory trl-venv || echo "make trl-venv failed: the bench-peer smoke test will fail" >&2
 	$(VENV)/bin/pytest
 
 bench: install
@@ -70,19 +71,14 @@ bench-scale: install
 bench-cpu-tipping: install
 	$(PY) bench/cpu_tipping.py
 
-# Seesaw against TRL's GRPOTrainer (generating with vLLM in colocate mode) on the demo job;
-# TRL gets its own environment (its pins differ from the project's), made once next to the
-# bench's runs.
-TRL_VENV := runs/bench-peer/trl-venv
-bench-peer: install $(TRL_VENV)/.installed
-	$(PY) bench/peer.py --trl-python $(TRL_VENV)/bin/python --vllm $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
+# Seesaw against TRL's GRPOTrainer (generating with vLLM in colocate mode) on the demo job.
+bench-peer: install trl-venv
+	$(PY) bench/peer.py --trl-python "$$(tools/trl_venv.sh path)/bin/python" --vllm $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
 
-$(TRL_VENV)/.installed: requirements/bench-peer.txt
-	[ -x $(TRL_VENV)/bin/python ] || $(PYTHON) -m venv $(TRL_VENV)
-	$(TRL_VENV)/bin/pip install -q torch==2.13.0
-	$(TRL_VENV)/bin/pip install -q -r requirements/bench-peer.txt
-	$(TRL_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
-	touch $@
+# TRL's own environment (its pins differ from the project's), built once into a cache outside the
+# repository (tools/trl_venv.sh): make bench-peer and its smoke test (tests/bench) run in it.
+trl-venv:
+	@PYTHON=$(PYTHON) tools/trl_venv.sh >/dev/null
 
 # One GPU (no install step: GPU hosts bring their own CUDA torch; `make bench-gpu PY=python3`),
 # about 3 minutes: Megatron vs CPU loss parity, CUDA IPC hand-off, offload/onload against their

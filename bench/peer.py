@@ -1,28 +1,34 @@
 """Seesaw against TRL's GRPOTrainer on the same RL job, on this machine, in one run.
 
-The job is the demo (examples/tiny-reverse.yaml): the same generated model and SFT warm-up,
+The job is the demo (examples/tiny-reverse.yaml, or --job): the same generated model and SFT warm-up,
 training prompts, prompts per iteration, samples per prompt, maximum tokens, temperature,
 learning rate, optimiser steps per iteration and iterations. Seesaw runs it with
 `seesaw run`; TRL runs it in its own virtual environment (bench/peer_trl.py; `make
-bench-peer` makes the environment). The two sides alternate, round by round, so drift of
+trl-venv` builds the environment). The two sides alternate, round by round, so drift of
 the machine hits both alike. Both trained models are then scored by one evaluator (Hugging
 Face generate on the held-out prompts: greedy, and sampled at the job's temperature), so
 neither side's own evaluation decides.
 
-Each side's loss is its own: Seesaw's Kimi k1.5 mirror-descent loss (tau, mean-reward
-baseline), TRL's GRPO defaults (its loss_type and beta are printed).
+Both sides train and generate in the job's dtype (spec.model.dtype). Each side's loss is its
+own: Seesaw's Kimi k1.5 mirror-descent loss (tau, mean-reward baseline), TRL's GRPO defaults
+(its loss_type and beta are printed).
 
-Prints median wall seconds per iteration (whole, and its rollout = generation with reward
-scoring, train and weight-sync parts; the rest is each loop's own time), held-out accuracy, and the TRL/Seesaw ratios; writes
-runs/bench-peer/peer.json and peer.png.
+Prints the CPU and its instruction sets that vLLM's CPU build dispatches on, median wall
+seconds per iteration (whole, and its rollout = generation with reward scoring, train and
+weight-sync parts; the rest is each loop's own time), held-out accuracy, and the TRL/Seesaw
+ratios; writes peer.json and peer.png to --out (runs/bench-peer). Each side's output goes to
+a log file in --out; a side that fails stops the bench with one line naming the side, the
+cause and the log.
 
-Usage: python bench/peer.py --trl-python runs/bench-peer/trl-venv/bin/python [--iterations 60] [--rounds 3] [--vllm]
+Usage: python bench/peer.py --trl-python "$(tools/trl_venv.sh)/bin/python" [--iterations 60] [--rounds 3] [--vllm]
+    [--job examples/tiny-reverse.yaml] [--out runs/bench-peer]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -44,6 +50,39 @@ JOB = ROOT / "examples" / "tiny-reverse.yaml"
 OUT = ROOT / "runs" / "bench-peer"
 PHASES = ("rollout", "train", "sync")
 EVAL_SAMPLES = 8
+# /proc/cpuinfo flags that decide vLLM's CPU kernels: its AVX2 or AVX-512 build, bfloat16 and
+# VNNI GEMMs, and the AMX path that repacks linear weights
+VLLM_CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                  "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
+EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Exit|Interrupt)(: |$)")
+
+
+class SideFailed(SystemExit):
+    """One side of the bench could not run: its name, the cause and where its full log is."""
+
+    def __init__(self, side: str, cause: str, log: Path) -> None:
+        super().__init__(f"{side} side failed: {cause} (full log: {log})")
+
+
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """This CPU's model name and which of VLLM_CPU_FLAGS it has."""
+    fields: dict[str, str] = {}
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name", "unknown"),
+            "flags": [f for f in VLLM_CPU_FLAGS if f in flags], "missing": [f for f in VLLM_CPU_FLAGS if f not in flags]}
+
+
+def cause_of(log: str, returncode: int) -> str:
+    """The last exception line of a failed run's log, else its last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    raised = [line for line in lines if EXCEPTION_LINE.match(line)]
+    if raised:
+        return raised[-1]
+    return lines[-1] if lines else f"exit status {returncode}, no output"
 
 
 def write_prompts(task, tokenizer, path: Path) -> None:
@@ -75,14 +114,16 @@ def held_out_accuracy(model_dir: str | Path, problems, max_tokens: int, temperat
     return result
 
 
-def run_seesaw(iterations: int, seed: int, workdir: Path) -> dict:
+def run_seesaw(job: Path, iterations: int, seed: int, workdir: Path) -> dict:
     summary_path = workdir / f"seesaw-summary-{seed}.json"
+    log = workdir / f"seesaw-{seed}.log"
     started = time.perf_counter()
-    done = subprocess.run([SEESAW, "run", str(JOB), "--iterations", str(iterations), "--seed", str(seed),
+    done = subprocess.run([SEESAW, "run", str(job), "--iterations", str(iterations), "--seed", str(seed),
                            "--workdir", str(workdir), "--summary-json", str(summary_path)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log.write_text(done.stdout)
     if done.returncode:
-        raise SystemExit(f"seesaw run failed ({done.returncode}):\n{done.stdout[-3000:]}")
+        raise SideFailed("Seesaw", cause_of(done.stdout, done.returncode), log)
     summary = json.loads(summary_path.read_text())
     run_dir = Path(summary["exported_model"]).parents[2]
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -96,13 +137,16 @@ def run_seesaw(iterations: int, seed: int, workdir: Path) -> dict:
 
 def run_trl(trl_python: str, spec: dict, model_dir: Path, prompts: Path, iterations: int, seed: int, out: Path,
             vllm: bool) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "trl.log"
     rl, rollout = spec["rl"], spec["rollout"]
     argv = [trl_python, str(ROOT / "bench" / "peer_trl.py"), "--model", str(model_dir), "--prompts", str(prompts),
             "--out", str(out), "--iterations", str(iterations), "--seed", str(seed),
             "--prompts-per-iteration", str(rl["promptsPerIteration"]), "--samples", str(rollout["samplesPerPrompt"]),
             "--mini-batch-prompts", str(rl["miniBatchPrompts"]), "--micro-batch", str(spec["trainer"]["microBatchSize"]),
             "--learning-rate", str(spec["trainer"]["optimizer"]["learningRate"]),
-            "--max-tokens", str(rollout["maxTokens"]), "--temperature", str(rollout["temperature"])]
+            "--max-tokens", str(rollout["maxTokens"]), "--temperature", str(rollout["temperature"]),
+            "--dtype", spec["model"]["dtype"]]
     # vLLM's CPU build pins the process's OpenMP threads to cores; colocated in TRL's
     # process that pins the trainer's threads too (train steps 3-4x slower here). Seesaw's
     # engines run unpinned where they share cores (seesaw/local/runner.py): the same for TRL.
@@ -110,8 +154,10 @@ def run_trl(trl_python: str, spec: dict, model_dir: Path, prompts: Path, iterati
     started = time.perf_counter()
     done = subprocess.run(argv + (["--vllm"] if vllm else []), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, env=env)
+    log.write_text(done.stdout)
     if done.returncode:
-        raise SystemExit(f"TRL failed ({done.returncode}):\n{done.stdout[-3000:]}")
+        failure = out / "failure.txt"
+        raise SideFailed("TRL", failure.read_text() if failure.exists() else cause_of(done.stdout, done.returncode), log)
     timings = json.loads((out / "timings.json").read_text())
     return dict(timings, model=str(out / "model"), wall_seconds=time.perf_counter() - started)
 
@@ -159,12 +205,23 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--vllm", action="store_true", help="TRL generates with vLLM in colocate mode")
+    parser.add_argument("--job", type=Path, default=JOB, help="the RLJob manifest both sides run")
+    parser.add_argument("--out", type=Path, default=OUT, help="where logs, peer.json and peer.png go")
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    spec = load_manifest(JOB)["spec"]
+    if args.iterations < 2:
+        parser.error("--iterations must be at least 2: the first iteration is the warm-up, left out of the medians")
+    if not Path(args.trl_python).exists():
+        raise SystemExit(f"TRL side cannot run: no python at {args.trl_python} (make trl-venv builds TRL's environment)")
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cpu = cpu_description()
+    print(f"CPU: {cpu['model']}; vLLM's instruction sets: {' '.join(cpu['flags']) or 'none'} "
+          f"(not: {' '.join(cpu['missing']) or 'none'})", flush=True)
+    spec = load_manifest(args.job)["spec"]
     task = load_task(spec)
-    model_dir = prepare_model(spec, task, OUT / ".cache" / "models", log=lambda line: print(line, flush=True))
-    prompts = OUT / "train-prompts.jsonl"
+    # the models cache seesaw run reads: both sides start from one model directory
+    model_dir = prepare_model(spec, task, log=lambda line: print(line, flush=True))
+    prompts = out / "train-prompts.jsonl"
     write_prompts(task, AutoTokenizer.from_pretrained(model_dir), prompts)
     rollout = spec["rollout"]
 
@@ -176,10 +233,10 @@ def main() -> None:
     for round_ in range(args.rounds):
         seed = round_ + 1
         print(f"round {round_ + 1}/{args.rounds}: Seesaw ...", flush=True)
-        runs["Seesaw"].append(run_seesaw(args.iterations, seed, OUT))
+        runs["Seesaw"].append(run_seesaw(args.job, args.iterations, seed, out))
         print(f"round {round_ + 1}/{args.rounds}: TRL ...", flush=True)
         runs["TRL"].append(run_trl(args.trl_python, spec, model_dir, prompts, args.iterations, seed,
-                                   OUT / f"trl-{seed}", args.vllm))
+                                   out / f"trl-{seed}", args.vllm))
         for side in runs:
             runs[side][-1]["accuracy"] = evaluate(runs[side][-1]["model"], seed)
             print(f"  {side}: {runs[side][-1]['wall_seconds']:.0f}s, held-out {runs[side][-1]['accuracy']}", flush=True)
@@ -191,7 +248,7 @@ def main() -> None:
                       "accuracy_before": before}
                for side, side_runs in runs.items()}
     trl = runs["TRL"][0]
-    print(f"\nThe demo job, {args.iterations} iterations x {args.rounds} rounds; TRL {trl['generation']}, "
+    print(f"\n{args.job.name}, {args.iterations} iterations x {args.rounds} rounds; TRL {trl['generation']}, "
           f"loss_type {trl['loss_type']}, beta {trl['beta']}; held-out accuracy before RL: "
           f"{before['greedy']:.3f} greedy, {before['sampled']:.3f} sampled")
     print(f"{'':8s} {'rollout':>8s} {'train':>8s} {'sync':>8s} {'iteration':>10s}   held-out greedy / sampled   wall (s)")
@@ -199,11 +256,15 @@ def main() -> None:
         s, a = row["seconds"], row["accuracy"]
         print(f"{side:8s} {s['rollout']:8.3f} {s['train']:8.3f} {s['sync']:8.3f} {s['iteration']:10.3f}   "
               f"{a['greedy']:.3f} / {a['sampled']:.3f}{'':15s}{statistics.median(row['wall_seconds']):.0f}")
+    if trl["probe_logp_gap"] is not None:
+        print(f"TRL's vLLM against its trainer after the last sync: max |dlogp| {trl['probe_logp_gap']:.2e} "
+              f"on the first {trl['probe_prompts']} training prompts")
     ratios = {k: summary["TRL"]["seconds"][k] / max(summary["Seesaw"]["seconds"][k], 1e-9) for k in ("rollout", "train", "iteration")}
     print("TRL / Seesaw seconds: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
-    (OUT / "peer.json").write_text(json.dumps({"summary": summary, "ratios": ratios, "runs": runs}, indent=1))
-    plot(summary, OUT / "peer.png")
-    print(f"wrote {OUT / 'peer.json'} and {OUT / 'peer.png'}")
+    (out / "peer.json").write_text(json.dumps({"cpu": cpu, "job": str(args.job), "summary": summary, "ratios": ratios,
+                                               "runs": runs}, indent=1))
+    plot(summary, out / "peer.png")
+    print(f"wrote {out / 'peer.json'} and {out / 'peer.png'}")
 
 
 if __name__ == "__main__":

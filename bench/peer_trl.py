@@ -1,19 +1,28 @@
 """The demo's RL job run by TRL's GRPOTrainer: the peer side of `make bench-peer`.
 
-Runs in TRL's own virtual environment (bench/peer.py makes it), so it imports nothing of
+Runs in TRL's own virtual environment (`make trl-venv` builds it), so it imports nothing of
 Seesaw: bench/peer.py hands it the generated model, the task's training prompts with their
 answers, and the job's knobs. One iteration is one generation batch (prompts x samples)
 and the optimiser steps over it (prompts / miniBatchPrompts), as in Seesaw. It writes
 per-iteration seconds (generation with reward scoring, training, weight sync when vLLM
-generates) to --out/timings.json and the trained model to --out/model.
+generates) to --out/timings.json and the trained model to --out/model. A run that fails
+writes its cause, one line, to --out/failure.txt.
+
+TRL trains and generates in the job's dtype, as Seesaw does: by default it would autocast its
+training to bfloat16, and vLLM's CPU build would turn a float32 model into bfloat16. With
+vLLM, TRL's weight sync goes through vLLM's layerwise reload (sync_through_layerwise_reload):
+after loading, vLLM's CPU build repacks linear layers for its GEMM kernels (oneDNN, AMX)
+where the CPU has them and drops their weight loaders, so TRL's own sync (`load_weights` on
+the loaded model) fails there with "'Parameter' object has no attribute 'weight_loader'".
 
 Usage (TRL's python): peer_trl.py --model DIR --prompts train.jsonl --out DIR --iterations N
     --prompts-per-iteration P --samples K --mini-batch-prompts M --micro-batch B
-    --learning-rate LR --max-tokens T --temperature X [--vllm]
+    --learning-rate LR --max-tokens T --temperature X [--vllm --dtype float32]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -23,10 +32,71 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
+PROBE_PROMPTS = 16
+
 
 def exact_first_line(completions: list[str], answer: list[str], **_) -> list[float]:
     """Seesaw's exact_answer reward (seesaw/tasks/base.py): 1 when the response's first line is the answer."""
     return [1.0 if c.strip().split("\n")[0].strip() == a else 0.0 for c, a in zip(completions, answer)]
+
+
+def generate_in_dtype(dtype: str) -> None:
+    """Make TRL's colocated vLLM engine run in `dtype`: TRL passes no dtype, and vLLM's CPU
+    build then runs a float32 checkpoint in bfloat16, unlike Seesaw's engine (spec.model.dtype)."""
+    import trl.generation.vllm_generation as generation
+
+    generation.LLM = functools.partial(generation.LLM, dtype=dtype)
+
+
+def tied_heads(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The LM heads whose weight is an input embedding's (Seesaw's containers/vllm/layerwise_reload.py)."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
+
+    embeddings = {module.weight.data_ptr() for module in model.modules()
+                  if isinstance(module, VocabParallelEmbedding) and not isinstance(module, ParallelLMHead)}
+    return [module for module in model.modules()
+            if isinstance(module, ParallelLMHead) and module.weight.data_ptr() in embeddings]
+
+
+@torch.no_grad()
+def sync_through_layerwise_reload(generation) -> None:
+    """TRL's colocate-mode sync (VLLMGeneration.sync_weights: every parameter under the name
+    vLLM expects, then a prefix-cache reset), with the loads bracketed by vLLM's layerwise
+    reload, as vLLM's own reload_weights and Seesaw's engines do. The reload puts each layer
+    back in checkpoint form, loads it and re-runs its post-load processing (the CPU build's
+    repack), so it works whether or not this CPU's kernels repacked the layers. A tied LM
+    head receives no weight of its own, so it is processed again over the new embedding.
+    TRL's server mode, sleep mode and sharded (FSDP, DeepSpeed) gathers do not apply to one
+    CPU process with the engine colocated."""
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
+
+    runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+    model = runner.model
+    initialize_layerwise_reload(model)
+    model.load_weights(generation._iter_named_params())
+    finalize_layerwise_reload(model, runner.model_config)
+    for head in tied_heads(model):
+        head.quant_method.process_weights_after_loading(head)
+    generation.llm.reset_prefix_cache()
+
+
+@torch.no_grad()
+def probe_logp_gap(trainer: GRPOTrainer, prompts: list[list[int]]) -> float:
+    """After one more sync, the largest |vLLM - trainer| log-prob of each prompt's likeliest
+    next tokens: about 1e-6 in float32 when the engine holds the trainer's weights."""
+    from vllm import SamplingParams
+
+    generation = trainer.vllm_generation
+    sync_through_layerwise_reload(generation)
+    outputs = generation.llm.generate([{"prompt_token_ids": ids} for ids in prompts],
+                                      SamplingParams(max_tokens=1, temperature=1.0, logprobs=8), use_tqdm=False)
+    model = trainer.model.eval()
+    gap = 0.0
+    for ids, output in zip(prompts, outputs):
+        reference = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1].float(), dim=-1)
+        for token, logprob in output.outputs[0].logprobs[0].items():
+            gap = max(gap, abs(logprob.logprob - reference[token].item()))
+    return gap
 
 
 class TimedGRPOTrainer(GRPOTrainer):
@@ -37,13 +107,14 @@ class TimedGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.iterations: list[dict[str, float]] = []
         if self.use_vllm:
-            sync = self.vllm_generation.sync_weights
+            if self.vllm_generation.mode != "colocate" or self.vllm_generation.enable_sleep_mode:
+                raise SystemExit("the TRL side syncs weights in vLLM's colocate mode without sleep mode only")
+            self.vllm_generation.sync_weights = self.timed_sync
 
-            def timed_sync() -> None:
-                started = time.perf_counter()
-                sync()
-                self.iterations[-1]["sync_seconds"] += time.perf_counter() - started
-            self.vllm_generation.sync_weights = timed_sync
+    def timed_sync(self) -> None:
+        started = time.perf_counter()
+        sync_through_layerwise_reload(self.vllm_generation)
+        self.iterations[-1]["sync_seconds"] += time.perf_counter() - started
 
     def _generate_and_score_completions(self, inputs):
         self.iterations.append({"rollout_seconds": 0.0, "sync_seconds": 0.0, "train_seconds": 0.0,
@@ -66,17 +137,7 @@ class TimedGRPOTrainer(GRPOTrainer):
         return output
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    for name in ("--model", "--prompts", "--out"):
-        parser.add_argument(name, required=True)
-    for name in ("--iterations", "--prompts-per-iteration", "--samples", "--mini-batch-prompts", "--micro-batch",
-                 "--max-tokens", "--seed"):
-        parser.add_argument(name, type=int, required=True)
-    parser.add_argument("--learning-rate", type=float, required=True)
-    parser.add_argument("--temperature", type=float, required=True)
-    parser.add_argument("--vllm", action="store_true", help="generate with vLLM in colocate mode")
-    args = parser.parse_args()
+def train(args: argparse.Namespace) -> None:
     out = Path(args.out)
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -99,10 +160,13 @@ def main() -> None:
         max_steps=args.iterations * (samples // per_step), learning_rate=args.learning_rate,
         lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         gradient_checkpointing=False,  # TRL turns it on by default; Seesaw keeps activations too
+        bf16=args.dtype == "bfloat16",  # TRL autocasts to bfloat16 by default, even on a CPU
         max_completion_length=args.max_tokens, temperature=args.temperature, top_p=1.0,
         logging_steps=samples // per_step, save_strategy="no", disable_tqdm=True,
         use_vllm=args.vllm, vllm_mode="colocate",
     )
+    if args.vllm:
+        generate_in_dtype(args.dtype)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     trainer = TimedGRPOTrainer(model=model, reward_funcs=exact_first_line, args=config, train_dataset=dataset,
                                processing_class=tokenizer)
@@ -110,6 +174,7 @@ def main() -> None:
     trainer.train()
     wall = time.perf_counter() - started
     rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
+    probe_gap = probe_logp_gap(trainer, [r["prompt_ids"] for r in rows[:PROBE_PROMPTS]]) if args.vllm else None
     trainer.save_model(str(out / "model"))
     tokenizer.save_pretrained(str(out / "model"))
     # an iteration's wall: from its generation to the next one's (the trainer loop's own time included)
@@ -117,10 +182,34 @@ def main() -> None:
     for this, end in zip(trainer.iterations, ends):
         this["iteration_seconds"] = end - this.pop("started")
     (out / "timings.json").write_text(json.dumps({
-        "generation": "vLLM colocate" if args.vllm else "transformers generate",
+        "generation": f"vLLM colocate ({args.dtype})" if args.vllm else "transformers generate",
         "wall_seconds": wall, "iterations": trainer.iterations, "mean_reward": rewards,
+        "probe_logp_gap": probe_gap, "probe_prompts": PROBE_PROMPTS,
         "loss_type": config.loss_type, "beta": config.beta,
     }, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for name in ("--model", "--prompts", "--out"):
+        parser.add_argument(name, required=True)
+    for name in ("--iterations", "--prompts-per-iteration", "--samples", "--mini-batch-prompts", "--micro-batch",
+                 "--max-tokens", "--seed"):
+        parser.add_argument(name, type=int, required=True)
+    parser.add_argument("--learning-rate", type=float, required=True)
+    parser.add_argument("--temperature", type=float, required=True)
+    parser.add_argument("--vllm", action="store_true", help="generate with vLLM in colocate mode")
+    parser.add_argument("--dtype", default="float32", help="the job's spec.model.dtype: training and vLLM's")
+    args = parser.parse_args()
+    failure = Path(args.out) / "failure.txt"
+    failure.unlink(missing_ok=True)
+    try:
+        train(args)
+    except BaseException as error:
+        # bench/peer.py reports this line; the traceback stays in the log
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        failure.write_text(str(error) if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}")
+        raise
 
 
 if __name__ == "__main__":
