@@ -292,8 +292,9 @@ class Conductor:
         generated = {"accuracy": statistics.fmean(correct) if correct else 0.0,
                      "mean_length": statistics.fmean(len(s.response_ids) for s in samples) if samples else 0.0,
                      "cut_fraction": statistics.fmean(not s.finished for s in samples) if samples else 0.0}
-        if not self.partial:  # partial rollouts continue a response up to the whole budget (truncated left at score)
-            kept, correct = truncation.apply(rl["truncated"], samples, correct)
+        cut_policy = rl["truncated"]  # left at score under partial rollouts (the spec's rule)
+        if not self.partial:  # partial rollouts continue a response up to the whole budget
+            kept, correct = truncation.apply(cut_policy, samples, correct)
             samples, problem_indices = [samples[i] for i in kept], [problem_indices[i] for i in kept]
         penalty = rl["lengthPenalty"]
         bonus = add_length_rewards([s.prompt_index for s in samples], [len(s.response_ids) for s in samples],
