@@ -16,6 +16,11 @@ FP32 = 1e-5  # the issue's bound for float32: summation order is all that differ
 BF16 = 0.02  # bf16 rounding: measured 2e-3 (log-prob), 2e-4 (loss), 4e-3 (weights); docs/BENCHMARKS.md
 SGD = {"optimizer": {"name": "sgd", "learningRate": 0.5, "distributed": False}}
 ADAM = {"optimizer": {"name": "adamw", "learningRate": 0.01}}
+# Adam's step is about lr * g / (|g| + eps) element by element: where a gradient is near eps,
+# summation-order noise in it moves the step by up to lr times its relative size. Weights after
+# two Adam steps: 1.36e-5 on an AVX2-only EPYC (under 1e-5 on an AVX-512 one), against lr 1e-2;
+# the log-probs and losses, which the weights produce, stay within FP32 (2.4e-7, 7.5e-8).
+ADAM_WEIGHTS = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +41,9 @@ def parity(tmp_path, model, trainer: dict, world: int, dtype: str = "float32") -
     return max_difference(reference, megatron)
 
 
-def within(diff: dict[str, float], bound: float) -> None:
-    assert all(value <= bound for value in diff.values()), diff
+def within(diff: dict[str, float], bound: float, weight_bound: float | None = None) -> None:
+    bounds = dict.fromkeys(diff, bound) | ({"weight": weight_bound} if weight_bound is not None else {})
+    assert all(value <= bounds[key] for key, value in diff.items()), diff
 
 
 def test_tensor_parallel_two_ranks_match_the_torch_backend(tmp_path, llama):
@@ -64,7 +70,7 @@ def resumed(tmp_path, model, save_layout: dict, load_layout: dict, save_world: i
 def test_adam_with_the_distributed_optimizer_matches_and_resumes_exactly(tmp_path, llama):
     # the CRD's default optimizer; its state is sharded over the data-parallel ranks
     layout = {"tensorParallel": 1, **ADAM}
-    within(parity(tmp_path, llama, {"optimizer": ADAM["optimizer"]}, world=2), FP32)
+    within(parity(tmp_path, llama, {"optimizer": ADAM["optimizer"]}, world=2), FP32, weight_bound=ADAM_WEIGHTS)
     whole, again = resumed(tmp_path, llama, layout, layout, save_world=2, load_world=2)
     assert again["losses"] == whole["losses"][1:], (again["losses"], whole["losses"])
     assert all(again["state"][n].equal(whole["state"][n]) for n in whole["state"]), "resumed weights differ"
