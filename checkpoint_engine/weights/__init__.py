@@ -57,11 +57,6 @@ class UnknownChannel(LookupError):
     pass
 
 
-def register_channel(name: str, module: str, attribute: str, rules: ChannelRules = ChannelRules()) -> None:
-    """Make a channel known by name (a plug-in, or a test's stub); its module is imported on first use."""
-    CHANNELS[name] = ChannelEntry(module, attribute, rules)
-
-
 def channel_names() -> list[str]:
     return sorted(CHANNELS)
 
