@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from seesaw import pod_contract
+from seesaw import pod_contract, wire
 from seesaw.checkpoint_engine import checkpoints, first_batch
 from seesaw.checkpoint_engine.engines import STRAGGLER_RATIO, EngineRoster, EngineSlot
 from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_each, on_every_pod
@@ -35,8 +35,10 @@ from seesaw.rl.length_penalty import add_length_rewards, length_penalty_weight
 from seesaw.rl import truncation
 from seesaw.rl.pass_at_k import mean_pass_at_k
 from seesaw.rl.objectives import training_samples
+from seesaw.rl.training import group_by_prompt, ranks_groups
 from seesaw.rl.sampling import make_sampler
 from seesaw.rpc import WorkerClient, WorkerError
+from seesaw.wire import token_list
 from seesaw.tasks import Problem, Task
 
 PROBE_PROMPTS = 16
@@ -91,6 +93,8 @@ class Conductor:
         self.resumed: Path | None = None  # the checkpoint this run continues from
         self.trainer_ranks = 1  # every pod's trainer reports the group's size once ready
         self.trainer_layout: dict[str, Any] = {}  # backend, device and parallel sizes, from pod 0's trainer
+        # pod index -> the data-parallel ranks its trainer holds, of how many ({"ranks", "size"})
+        self.data_parallel: dict[int, dict[str, Any]] = {}
         self.weight_sync = WeightSync(spec, self.roster, self.probe, self.machine.remaining, lambda: len(self.pods))
 
     # --- phases --------------------------------------------------------------------------
@@ -126,6 +130,7 @@ class Conductor:
         on_each(pod.rollouts, lambda rollout: rollout.call("/sleep", timeout=self.machine.remaining()))
         state = pod.trainer.call("/start", timeout=self.machine.remaining())
         self.trainer_ranks = max(self.trainer_ranks, int(state.get("ranks", 1)))
+        self.data_parallel[pod.index] = state["data_parallel"]
         layout = state.get("layout")
         if layout and not self.trainer_layout:
             self.trainer_layout = layout
@@ -195,13 +200,13 @@ class Conductor:
         mine_ranges = [share for slot, share in zip(gang, shares) if slot.owner is pod]
         lo, hi = mine_ranges[0][0], mine_ranges[-1][1]  # a pod's engines hold adjacent shares
         mine = [i for i, s in enumerate(samples) if lo <= s.prompt_index < hi]
-        items = [[problem_indices[i], samples[i].response_ids] for i in mine]
-        if not items:
+        if not mine:
             return []
         if pod.engine is None:  # pod 0: this checkpoint engine
-            scores = score_items(self.task, self.tokenizer, split, items)
-        else:
-            scores = pod.engine.call("/score", {"split": split, "items": items}, timeout=self.machine.remaining())
+            scores = score_items(self.task, self.tokenizer, split, [[problem_indices[i], samples[i].response_ids] for i in mine])
+        else:  # the samples as a buffer, each named by its problem's index
+            to_score = [Sample(problem_indices[i], [], samples[i].response_ids, []) for i in mine]
+            scores = pod.engine.call("/score", wire.encode_samples(to_score, {"split": split}), timeout=self.machine.remaining())
         return list(zip(mine, scores))
 
     def _generate(self, prompts: list[list[int]], n: int, max_tokens: int, temperature: float | None = None) -> list[Sample]:
@@ -216,9 +221,13 @@ class Conductor:
 
     def _generate_on_engine(self, prompts: list[list[int]], request: dict[str, Any], slot: EngineSlot,
                             lo: int, hi: int) -> list[Sample]:
-        raw = slot.client.call("/generate", dict(request, prompt_ids=prompts[lo:hi]), timeout=self.machine.remaining())
+        """The engine's samples, their token arrays views into the buffer it answered (seesaw.wire)."""
+        answer = slot.client.call("/generate", dict(request, prompt_ids=prompts[lo:hi]), timeout=self.machine.remaining())
         slot.record["prompts"] += hi - lo
-        return [Sample(**dict(s, prompt_index=s["prompt_index"] + lo)) for s in raw]
+        samples, _, _ = wire.decode_samples(answer)
+        for sample in samples:
+            sample.prompt_index += lo
+        return samples
 
     def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> tuple[list[Sample], int]:
         """Continue the buffered responses, start the new prompts; return the samples of the
@@ -227,14 +236,14 @@ class Conductor:
         buffer.begin_iteration()
         pending = list(buffer.unfinished())
         continued = self._generate([r.prompt_ids + r.response_ids for r in pending], 1, buffer.segment_tokens())
-        for response, sample in zip(pending, continued):
-            buffer.extend(response, sample.response_ids, sample.logprobs, sample.finished)
+        for response, sample in zip(pending, continued):  # the buffer keeps plain lists, checkpointed as JSON
+            buffer.extend(response, token_list(sample.response_ids), token_list(sample.logprobs), sample.finished)
         prompts = [encode_prompt(self.tokenizer, p.prompt, self.prompt_format) for p in problems]
         k = self.spec["rollout"]["samplesPerPrompt"]
         groups = [buffer.add_group(index, prompt, k) for index, prompt in zip(chosen, prompts)]
         for sample in self._generate(prompts, k, buffer.segment_tokens()):
             member = next(m for m in groups[sample.prompt_index].members if not m.response_ids and not m.finished)
-            buffer.extend(member, sample.response_ids, sample.logprobs, sample.finished)
+            buffer.extend(member, token_list(sample.response_ids), token_list(sample.logprobs), sample.finished)
         generated = sum(len(s.response_ids) for s in continued) + sum(
             len(m.response_ids) for g in groups for m in g.members)
         samples = []
@@ -306,20 +315,28 @@ class Conductor:
         return samples, dict(generated, tokens=tokens, seconds=seconds, scoring_seconds=scoring_seconds, correct=correct)
 
     def train(self, iteration: int, samples: list[Sample]) -> dict[str, Any]:
-        """The rollout engine frees its memory before the trainer takes its state back. Every
-        pod's trainer gets the whole batch: each rank takes its data-parallel share (whose
-        size every rank must know) and reports the whole step's statistics."""
-        batch = {"samples": [asdict(s) for s in samples], "tau": self.spec["rl"]["tau"]}
+        """The rollout engine frees its memory before the trainer takes its state back. Each
+        pod's trainer is sent the prompts its data-parallel ranks train on and the batch's
+        size (every rank must know every share's), and reports the whole step's statistics."""
         if iteration == 1 and os.environ.get(pod_contract.KEEP_FIRST_BATCH) == "1":
-            first_batch.write(self.run_dir, batch)
-        on_pod = functools.partial(self._train_pod, batch)
+            first_batch.write(self.run_dir, {"samples": [wire.sample_record(s) for s in samples], "tau": self.spec["rl"]["tau"]})
+        on_pod = functools.partial(self._train_pod, group_by_prompt(samples))
         return self.machine.run(Phase.TRAIN, iteration, lambda: on_every_pod(
             self.pods, Phase.TRAIN, on_pod, self.machine.remaining() - GANG_MARGIN)[0])
 
-    def _train_pod(self, batch: dict[str, Any], pod: PodWorkers) -> dict[str, Any]:
+    def _train_pod(self, groups: list[list[Sample]], pod: PodWorkers) -> dict[str, Any]:
         on_each(pod.rollouts, lambda rollout: rollout.call("/sleep", timeout=self.machine.remaining()))
         pod.trainer.call("/onload", timeout=self.machine.remaining())
-        return pod.trainer.call("/train", batch, timeout=self.machine.remaining())
+        return pod.trainer.call("/train", self._pod_share(groups, pod), timeout=self.machine.remaining())
+
+    def _pod_share(self, groups: list[list[Sample]], pod: PodWorkers) -> bytes:
+        """The prompts dealt to the pod's data-parallel ranks, each sample with its prompt's
+        position in the whole batch (seesaw.rl.training.BatchShare reads them)."""
+        ranks = self.data_parallel[pod.index]
+        positions = ranks_groups(len(groups), ranks["ranks"], ranks["size"])
+        chosen = [(sample, g) for g in positions for sample in groups[g]]
+        return wire.encode_samples([sample for sample, _ in chosen], {"tau": self.spec["rl"]["tau"], "prompts": len(groups)},
+                                   [g for _, g in chosen])
 
     # --- checkpoints ---------------------------------------------------------------------
     def save_trainer(self, iteration: int) -> Path:

@@ -15,7 +15,6 @@ new calls, finishes those under way and tells the gang it left.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import threading
@@ -28,8 +27,9 @@ from typing import Any, Callable, TypeVar
 import requests
 from aiohttp import web
 
+from seesaw import wire
 from seesaw.checkpoint_engine.phases import Phase, PhaseError
-from seesaw.rpc import WorkerClient, WorkerError, WorkerUnavailable
+from seesaw.rpc import WorkerClient, WorkerUnavailable
 from seesaw.worker_env import WorkerEnv
 
 T = TypeVar("T")
@@ -260,13 +260,16 @@ class Relay:
             return web.json_response({"error": self.refusal}, status=503)
         self.in_flight += 1  # from here on a drain waits for this call
         try:
-            body = await request.json() if request.can_read_body else {}
-            result = await asyncio.to_thread(worker.call, "/" + request.match_info["route"], body, RELAY_TIMEOUT)
-        except (WorkerError, WorkerUnavailable, TimeoutError) as err:
+            # passed through unread both ways: a batch is the trainer's to parse, not the relay's
+            body = await request.read() if request.can_read_body else b"{}"
+            status, answer, content_type = await asyncio.to_thread(
+                worker.forward, "/" + request.match_info["route"], body, request.headers.get("Content-Type", ""),
+                RELAY_TIMEOUT)
+        except (WorkerUnavailable, TimeoutError) as err:
             return web.json_response({"error": str(err)}, status=500)
         finally:
             self.in_flight -= 1
-        return web.json_response(result, dumps=json.dumps)
+        return web.Response(body=answer, status=status, headers={"Content-Type": content_type})
 
     async def _health(self, request: web.Request) -> web.Response:
         if self.refusal:  # never admitted again while it drains
@@ -281,9 +284,11 @@ class Relay:
         return web.json_response({"ok": True})
 
     async def _score_samples(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        """The pod's samples (seesaw.wire, each named by its problem's index) -> their scores."""
+        samples, meta, _ = wire.decode_samples(await request.read())
         try:
-            return web.json_response(await asyncio.to_thread(self.score, body["split"], body["items"]))
+            items = [[sample.prompt_index, sample.response_ids] for sample in samples]
+            return web.json_response(await asyncio.to_thread(self.score, meta["split"], items))
         except Exception as err:  # a verifier's failure reaches the conductor, named
             return web.json_response({"error": f"scoring failed: {type(err).__name__}: {err}"}, status=500)
 

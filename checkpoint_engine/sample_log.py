@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from seesaw.interfaces import Sample
 from seesaw.tasks import Problem
+from seesaw.wire import token_list
 
 FILE = "samples.jsonl"
 
@@ -37,7 +38,7 @@ class SampleLog:
         records = [{
             "iteration": iteration, "split": split,
             "prompt": problems[members[0]].prompt, "reference": problems[members[0]].answer,
-            "responses": [{"text": self.tokenizer.decode(samples[i].response_ids, skip_special_tokens=True),
+            "responses": [{"text": self.tokenizer.decode(token_list(samples[i].response_ids), skip_special_tokens=True),
                            "reward": samples[i].reward, "score": scores[i], "tokens": len(samples[i].response_ids),
                            "finish": "stop" if samples[i].finished else "length"} for i in members],
         } for members in groups.values()]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from seesaw.tasks import Task
 
 
 def score_items(task: Task, tokenizer: Any, split: str, items: list[list[Any]]) -> list[float]:
     """items: [problem index in task.<split>, response token ids]; the verifier's score of each."""
     problems = {"train": task.train, "eval": task.eval}[split]
-    return [task.score(tokenizer.decode(response_ids, skip_special_tokens=True), problems[index])
+    return [task.score(tokenizer.decode(np.asarray(response_ids), skip_special_tokens=True), problems[index])
             for index, response_ids in items]

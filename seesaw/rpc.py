@@ -1,7 +1,9 @@
-"""JSON over HTTP between the containers of one pod: a tiny server helper and a client.
+"""HTTP between the containers of one pod: a tiny server helper and a client.
 
 The trainer and rollout workers each serve a few POST routes; the checkpoint engine calls
-them. Work runs in a thread so /healthz answers while a long phase is in progress.
+them. Work runs in a thread so /healthz answers while a long phase is in progress. Bodies
+are JSON, except batches of samples, which travel as binary buffers (seesaw.wire): a
+handler given or returning `bytes` speaks application/octet-stream.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import requests
 from aiohttp import web
 
 log = logging.getLogger(__name__)
-Handler = Callable[[dict[str, Any]], Any]
+Handler = Callable[[dict[str, Any] | bytes], Any]
+BINARY = "application/octet-stream"
 
 
 class WorkerUnavailable(RuntimeError):
@@ -28,15 +31,24 @@ class WorkerError(RuntimeError):
 
 def json_route(handler: Handler, lock: asyncio.Lock) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def route(request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else {}
+        body = await read_body(request)
         async with lock:  # one engine call at a time: engines are not re-entrant
             try:
                 result = await asyncio.to_thread(handler, body)
             except Exception as err:  # the caller gets the reason, the log gets the traceback
                 log.error("%s failed:\n%s", request.path, traceback.format_exc())
                 return web.json_response({"error": f"{type(err).__name__}: {err}"}, status=500)
+        if isinstance(result, bytes):
+            return web.Response(body=result, content_type=BINARY)
         return web.json_response(result, dumps=lambda o: json.dumps(o, default=_jsonable))
     return route
+
+
+async def read_body(request: web.Request) -> dict[str, Any] | bytes:
+    """A JSON body as a dict, a binary one as bytes, none as {}."""
+    if not request.can_read_body:
+        return {}
+    return await request.read() if request.content_type == BINARY else await request.json()
 
 
 def _jsonable(value: Any) -> Any:
@@ -78,11 +90,20 @@ class WorkerClient:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
+        # a pod's workers and the gang's checkpoint engines are reached directly, never through an
+        # HTTP proxy of the environment; reading the environment's proxy settings on each call
+        # was also most of the caller's CPU time at a thousand engines (bench/scale_sim.py)
+        self.session.trust_env = False
 
-    def call(self, route: str, payload: dict[str, Any] | None = None, timeout: float = 600.0) -> Any:
+    def call(self, route: str, payload: dict[str, Any] | bytes | None = None, timeout: float = 600.0) -> Any:
+        """The route's JSON answer, or its bytes where it answers with a binary body; a bytes
+        payload goes as a binary body."""
         url = f"{self.base_url}{route}"
         try:
-            response = self.session.post(url, json=payload or {}, timeout=timeout)
+            if isinstance(payload, bytes):
+                response = self.session.post(url, data=payload, headers={"Content-Type": BINARY}, timeout=timeout)
+            else:
+                response = self.session.post(url, json=payload or {}, timeout=timeout)
         except requests.Timeout:
             raise TimeoutError(f"{self.name} did not answer {route} within {timeout:.0f}s") from None
         except requests.ConnectionError as err:
@@ -93,7 +114,20 @@ class WorkerClient:
             except ValueError:
                 reason = response.text
             raise WorkerError(f"{self.name} failed {route}: {reason}")
+        if response.headers.get("Content-Type", "").startswith(BINARY):
+            return response.content
         return response.json()
+
+    def forward(self, route: str, body: bytes, content_type: str, timeout: float) -> tuple[int, bytes, str]:
+        """Pass a request body through unread (a relay): the worker's status, body and content type."""
+        try:
+            response = self.session.post(f"{self.base_url}{route}", data=body, timeout=timeout,
+                                         headers={"Content-Type": content_type or "application/json"})
+        except requests.Timeout:
+            raise TimeoutError(f"{self.name} did not answer {route} within {timeout:.0f}s") from None
+        except requests.ConnectionError as err:
+            raise WorkerUnavailable(f"{self.name} at {self.base_url} is not answering {route}: {_reason(err)}") from None
+        return response.status_code, response.content, response.headers.get("Content-Type", "application/json")
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """The worker's health document, or None if it does not answer."""

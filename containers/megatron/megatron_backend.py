@@ -30,7 +30,7 @@ import torch
 
 from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
 from seesaw.rl.objectives import objective_loss
-from seesaw.rl.training import MiniBatchStats, train_iteration
+from seesaw.rl.training import BatchShare, MiniBatchStats, steps_per_epoch, train_iteration
 from seesaw.trainer.distributed import join_trainer_group
 from seesaw.trainer.optimizers import OptimizerSettings
 from seesaw.trainer.resharding import ModelLayout, Parallelism, hf_shapes, model_rules, _local_name, _placement
@@ -319,6 +319,7 @@ class MegatronTrainer:
         self.loss_function = objective_loss(spec["rl"]["objective"])
         self.steps = 0
         # what the job's summary and log report: a silent fall back to another layout shows
+        self.data_parallel_rank = mpu.get_data_parallel_rank()  # which share of each batch this rank trains on
         self.training_layout = {"backend": "megatron", "device": self.device.type, "tp": self.par.tp, "pp": self.par.pp,
                                 "dp": mpu.get_data_parallel_world_size(), "ep": self.par.ep}
         self.offloader: StateOffloader | None = None
@@ -377,23 +378,38 @@ class MegatronTrainer:
         return self._from_last_stage(rows)
 
     @on_this_device
-    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
-        """One iteration through the shared loop (seesaw.rl.training) on the whole batch, as
-        every rank gets it. Megatron's own data-parallel ranks split each mini-batch inside
-        train_mini_batch, so the loop sees this model replica group as one rank."""
-        stats = train_iteration(self, samples, self.spec["rl"], tau, seed=self.steps)
+    def train_step(self, batch: BatchShare | list[Sample], tau: float) -> TrainStats:
+        """One iteration through the shared loop (seesaw.rl.training): each data-parallel rank
+        trains on its share of the batch, as the torch backend's ranks do."""
+        share = batch if isinstance(batch, BatchShare) else BatchShare.whole(batch)
+        dp_rank, dp_size = self.mpu.get_data_parallel_rank(), self.mpu.get_data_parallel_world_size()
+        self._check_every_step_has_prompts(share, dp_size)
+        stats = train_iteration(self, share, self.spec["rl"], tau, seed=self.steps, dp_rank=dp_rank, dp_size=dp_size)
         self.steps += int(stats.extra["optimizer_steps"])
         return stats
 
+    def _check_every_step_has_prompts(self, share: BatchShare, dp_size: int) -> None:
+        """Megatron's data-parallel ranks reduce gradients inside each step's schedule, so a
+        rank with no prompt in a step would leave the others waiting: refuse such a batch on
+        every rank alike (they all know every share's size)."""
+        steps = steps_per_epoch(share.total, self.spec["rl"]["miniBatchPrompts"])
+        fewest = min(share.counts(dp_size))
+        if share.total and fewest < steps:
+            raise ValueError(f"{share.total} prompts cannot be split over {dp_size} data-parallel ranks in {steps} "
+                             f"optimiser step(s) (rl.miniBatchPrompts {self.spec['rl']['miniBatchPrompts']}): a rank "
+                             f"would have only {fewest}; raise rl.miniBatchPrompts or rl.promptsPerIteration")
+
     def train_mini_batch(self, groups: list[list[Sample]], prompt_weight: float, tau: float) -> MiniBatchStats:
-        samples = [s for g in groups for s in g]
-        dp_rank, dp_size = self.mpu.get_data_parallel_rank(), self.mpu.get_data_parallel_world_size()
-        batches, width = plan_micro_batches(samples, self.micro_batch, dp_rank, dp_size, self.pad_id)
+        samples = [s for g in groups for s in g]  # this rank's prompts of the step
+        dp_size = self.mpu.get_data_parallel_world_size()
+        batches, width = plan_micro_batches(samples, self.micro_batch, pad_id=self.pad_id)
         self.model.train()
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
         count = len(batches)
-        share = prompt_weight * len(groups)  # this mini-batch's share of the step (1 unless DP-split above)
+        # this rank's share of the step, times dp_size: Megatron averages the gradients over the
+        # data-parallel ranks, and the step's loss is the sum of theirs
+        share = prompt_weight * len(groups) * dp_size
 
         def policy_loss(output: torch.Tensor, batch: MicroBatch):
             lp, mask = response_logprobs(self._token_logprobs(output, batch.targets), batch)

@@ -9,11 +9,12 @@ from typing import Any, Callable
 
 import torch
 
-from seesaw import pod_contract
+from seesaw import pod_contract, wire
 import seesaw.trainer  # noqa: F401  (registers the trainer backends)
 from seesaw.backend_selection import VLLM_GPU, BackendChoice, Hardware, choose_backends
 from seesaw.checkpoint_engine.weights import weight_channel
-from seesaw.interfaces import Sample, backend
+from seesaw.interfaces import backend
+from seesaw.rl.training import BatchShare
 from seesaw.spec import rollout_engines_per_pod
 from seesaw.rpc import serve
 from seesaw.model.export import export_hf_model
@@ -41,7 +42,11 @@ def start_trainer(env: WorkerEnv, wait_for_start: Callable[[], None]) -> tuple[A
     if device == "cuda":
         log.info("waiting for the rollout engines to sleep before allocating on the GPU")
         wait_for_start()
-    return backend("trainer", choice.trainer)(env.model_dir, env.spec, device=device), choice
+    trainer = backend("trainer", choice.trainer)(env.model_dir, env.spec, device=device)
+    # the leader tells the conductor which data-parallel shares its pod's ranks train on, so
+    # the pod is sent those alone
+    trainer.pod_data_parallel_ranks = distributed.gather_on_pod_leader(trainer.data_parallel_rank)
+    return trainer, choice
 
 
 def hear_start() -> None:
@@ -90,11 +95,15 @@ class TrainerService:
 
     def health(self) -> dict[str, Any]:
         started = self.memory.state is not TrainerMemory.NOT_STARTED
+        layout = self.trainer.training_layout if self.trainer is not None else None
         # startable: the conductor may call /start (once the engines on its GPUs sleep)
         return {"ready": started, "startable": self.error is None and not started, "error": self.error,
                 "memory": self.memory.state.value,
                 "ranks": distributed.world_size(), "local_ranks": distributed.local_world_size(),
-                "layout": self.trainer.training_layout if self.trainer is not None else None}
+                "layout": layout,
+                # the data-parallel ranks on this pod, of how many: the shares of a batch it is sent
+                "data_parallel": {"ranks": sorted(set(self.trainer.pod_data_parallel_ranks)), "size": layout["dp"]}
+                if layout else None}
 
     def start(self, _: dict[str, Any]) -> dict[str, Any]:
         """Build the backend on the device (on the CPU it is built already) and report it."""
@@ -113,9 +122,12 @@ class TrainerService:
         self.trainer.release_weights()
         return {"ok": True}
 
-    def train(self, body: dict[str, Any]) -> dict[str, Any]:
-        samples = [Sample(**s) for s in body["samples"]]
-        return vars(self.trainer.train_step(samples, float(body["tau"])))
+    def train(self, body: bytes) -> dict[str, Any]:
+        """The pod's part of the batch (seesaw.wire: its ranks' prompts, each with its position
+        in the whole batch, whose size the metadata gives)."""
+        samples, meta, positions = wire.decode_samples(body, as_lists=True)
+        share = BatchShare.of(samples, positions, int(meta["prompts"]))
+        return vars(self.trainer.train_step(share, float(meta["tau"])))
 
     def logprobs(self, body: dict[str, Any]) -> list[list[float]]:
         return self.trainer.sequence_logprobs(body["prompt_ids"], body["response_ids"])

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 from seesaw.interfaces import MemoryReport, Sample, TrainStats, register
 from seesaw.rl.objectives import objective_loss
 from seesaw.trainer.optimizers import OptimizerSettings
-from seesaw.rl.training import MiniBatchStats, train_iteration
+from seesaw.rl.training import BatchShare, MiniBatchStats, train_iteration
 from seesaw.trainer import distributed
 
 STATE_FILE = "state.pt"  # inside the checkpoint's trainer directory
@@ -63,6 +63,7 @@ class TorchTrainer:
         self.micro_batch = spec["trainer"]["microBatchSize"]
         self.loss_function = objective_loss(spec["rl"]["objective"])
         self.steps = 0
+        self.data_parallel_rank = distributed.rank()  # which share of each batch this rank trains on
         self.training_layout = {"backend": "torch", "device": self.device.type, "tp": 1, "pp": 1,
                                 "dp": distributed.world_size(), "ep": 1}
 
@@ -96,11 +97,11 @@ class TorchTrainer:
         return [row[: len(r)].tolist() for row, r in zip(logprobs.cpu(), response_ids)]
 
     # --- training (the loop is seesaw.rl.training's; this backend runs one mini-batch) ------
-    def train_step(self, samples: list[Sample], tau: float) -> TrainStats:
-        """One iteration's mirror-descent update: every rank gets the whole batch and trains
-        on its share; the statistics are summed over the ranks, then every data-parallel
-        replica must hold the same parameters."""
-        stats = train_iteration(self, samples, self.spec["rl"], tau, seed=self.steps,
+    def train_step(self, batch: BatchShare | list[Sample], tau: float) -> TrainStats:
+        """One iteration's mirror-descent update: every rank trains on its share of the
+        batch; the statistics are summed over the ranks, then every data-parallel replica
+        must hold the same parameters."""
+        stats = train_iteration(self, batch, self.spec["rl"], tau, seed=self.steps,
                                 dp_rank=distributed.rank(), dp_size=distributed.world_size())
         self.steps += int(stats.extra["optimizer_steps"])
         stats.loss, tokens, log_ratio = distributed.sum_over_ranks(

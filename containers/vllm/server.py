@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict
 from typing import Any
 
 import seesaw.rollout  # noqa: F401  (registers the rollout backends)
+from seesaw import wire
 from seesaw.backend_selection import Hardware, choose_backends
 from seesaw.interfaces import backend
 from seesaw.rpc import serve
@@ -39,11 +39,12 @@ class RolloutService:
         return {"ready": self.engine is not None, "error": self.error,
                 "weight_version": self.engine.weight_version if self.engine is not None else None}
 
-    def generate(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+    def generate(self, body: dict[str, Any]) -> bytes:
+        """The samples as one buffer of arrays (seesaw.wire), not JSON lists."""
         samples = self.engine.generate(body["prompt_ids"], int(body["n"]), float(body["temperature"]), int(body["max_tokens"]),
                                        top_p=float(body["top_p"]), top_k=int(body.get("top_k", 0)),
                                        stop=list(body.get("stop", [])))
-        return [asdict(s) for s in samples]
+        return wire.encode_samples(samples)
 
     def logprobs(self, body: dict[str, Any]) -> list[list[float]]:
         return self.engine.sequence_logprobs(body["prompt_ids"], body["response_ids"])

@@ -57,10 +57,54 @@ def data_parallel_shares(samples: list[Sample], dp_size: int) -> list[list[Sampl
     return [[s for g in groups[rank::dp_size] for s in g] for rank in range(dp_size)]
 
 
-def train_iteration(trainer: MiniBatchTrainer, samples: list[Sample], rl: dict[str, Any], tau: float, seed: int,
-                    dp_rank: int = 0, dp_size: int = 1) -> TrainStats:
-    """Train one iteration: `samples` is the whole batch, as every rank gets it; this rank
-    trains on its share (data_parallel_shares).
+def ranks_groups(total: int, ranks: set[int] | list[int], dp_size: int) -> list[int]:
+    """The positions, among an iteration's `total` prompts, of those data-parallel `ranks`
+    train on (dealt round-robin, as data_parallel_shares deals them)."""
+    wanted = set(ranks)
+    return [g for g in range(total) if g % dp_size in wanted]
+
+
+@dataclass
+class BatchShare:
+    """The part of an iteration's batch that one pod's trainer ranks train on: the prompts
+    (each a group of samples) dealt to the data-parallel ranks it holds, by their position in
+    the whole batch, and how many prompts the whole batch has, so that every rank knows the
+    size of every share (the number of optimiser steps and each prompt's weight depend on it)."""
+
+    groups: dict[int, list[Sample]]  # position among the batch's prompts -> the prompt's samples
+    total: int
+
+    @classmethod
+    def whole(cls, samples: list[Sample]) -> "BatchShare":
+        groups = group_by_prompt(samples)
+        return cls(dict(enumerate(groups)), len(groups))
+
+    @classmethod
+    def of(cls, samples: list[Sample], positions: list[int], total: int) -> "BatchShare":
+        """Samples received with each one's prompt position (seesaw.wire's groups)."""
+        groups: dict[int, list[Sample]] = {}
+        for sample, position in zip(samples, positions):
+            groups.setdefault(position, []).append(sample)
+        return cls(groups, total)
+
+    def for_rank(self, dp_rank: int, dp_size: int) -> list[list[Sample]]:
+        """The prompts of one data-parallel rank; every one must have been received."""
+        mine = range(dp_rank, self.total, dp_size)
+        missing = [g for g in mine if g not in self.groups]
+        if missing:
+            raise ValueError(f"data-parallel rank {dp_rank} of {dp_size} trains on prompts {missing[:5]} of the "
+                             f"batch's {self.total}, which this pod was not sent (it got {len(self.groups)})")
+        return [self.groups[g] for g in mine]
+
+    def counts(self, dp_size: int) -> list[int]:
+        """Prompts of each data-parallel rank's share."""
+        return [len(range(rank, self.total, dp_size)) for rank in range(dp_size)]
+
+
+def train_iteration(trainer: MiniBatchTrainer, batch: BatchShare | list[Sample], rl: dict[str, Any], tau: float,
+                    seed: int, dp_rank: int = 0, dp_size: int = 1) -> TrainStats:
+    """Train one iteration on this rank's share of the batch (`batch`: the whole batch, or
+    the pod's part of it holding this rank's share).
 
     Every rank knows every share's size, so all ranks take the same number of optimiser
     steps and weigh each prompt by 1 / (prompts in the whole mini-batch). pi_i (the samples'
@@ -68,10 +112,10 @@ def train_iteration(trainer: MiniBatchTrainer, samples: list[Sample], rl: dict[s
     rank's share (the backend sums them over the ranks).
     """
     started = time.perf_counter()
-    shares = data_parallel_shares(samples, dp_size)
-    groups = group_by_prompt(shares[dp_rank])
-    counts = [len(group_by_prompt(share)) for share in shares]
-    total = sum(counts)
+    share = batch if isinstance(batch, BatchShare) else BatchShare.whole(batch)
+    groups = share.for_rank(dp_rank, dp_size)
+    counts = share.counts(dp_size)
+    total = share.total
     if total == 0:  # partial rollouts: no group finished this iteration
         return TrainStats(loss=0.0, tokens=0, seconds=0.0, extra={"optimizer_steps": 0, "max_abs_logprob_diff": 0.0})
     steps = steps_per_epoch(total, rl["miniBatchPrompts"])

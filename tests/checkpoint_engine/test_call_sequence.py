@@ -21,6 +21,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from seesaw import wire
 from seesaw.checkpoint_engine.conductor import Conductor
 from seesaw.checkpoint_engine.phases import DeterministicFailure, PhaseError, caused_by
 from seesaw.interfaces import MemoryReport, Sample, weight_handle
@@ -196,12 +197,14 @@ class RecordingClient:
         self.name, self.routes, self.log = name, routes, log
         self.conductor: Conductor | None = None
 
-    def call(self, route: str, payload: dict | None = None, timeout: float = 0.0):
-        payload = json.loads(json.dumps(payload or {}))
-        hint = {"/offload": " keep_weights" if payload.get("keep_weights") else "",
-                "/wake_up": " " + " ".join(payload.get("tags", []))}.get(route, "")
+    def call(self, route: str, payload: dict | bytes | None = None, timeout: float = 0.0):
+        # as the wire carries them: JSON, or a binary buffer (seesaw.wire) as it is
+        payload = payload if isinstance(payload, bytes) else json.loads(json.dumps(payload or {}))
+        hint = {"/offload": " keep_weights" if isinstance(payload, dict) and payload.get("keep_weights") else "",
+                "/wake_up": " " + " ".join(payload.get("tags", []) if isinstance(payload, dict) else [])}.get(route, "")
         self.log.append((self.conductor.machine.state.value, f"{self.name} {route}{hint}"))
-        return json.loads(json.dumps(self.routes[route](payload), default=vars))
+        answer = self.routes[route](payload)
+        return answer if isinstance(answer, bytes) else json.loads(json.dumps(answer, default=vars))
 
     def health(self):
         return {"ready": True, "startable": True}
@@ -229,6 +232,7 @@ def services(manifest: dict, model_dir: Path, backend: str, channel: str, log: l
     trainer_service._loaded.set()  # built, as a CPU trainer is by the time the engines sleep
     trainer_service.env = SimpleNamespace(model_dir=model_dir)
     trainer = (MegatronLikeTrainer if backend == "megatron" else TorchTrainer)(model_dir, spec)
+    trainer.pod_data_parallel_ranks = [0]  # what start_trainer gathers: one rank, the whole batch
     pulls = channel == stub_channel.NAME
     sender = weight_channel(channel).open_sender(trainer, "127.0.0.1", [0], 0) if pulls else FakeSender(channel)
     trainer_service.trainer = WeightStaging(trainer, sender, weight_channel(channel))
@@ -298,7 +302,7 @@ def test_weights_handle_after_a_full_offload_is_refused_on_the_cpu(model_dir, tm
     with pytest.raises(TrainerStateError, match=r"/weights/handle needs the trainer onloaded or weights_only, but it is offloaded"):
         routes["/weights/handle"]({"bucket_bytes": 1 << 20})
     with pytest.raises(TrainerStateError, match="/train needs the trainer onloaded"):
-        routes["/train"]({"samples": [], "tau": 0.1})
+        routes["/train"](wire.encode_samples([], {"tau": 0.1, "prompts": 0}))
     routes["/onload"]({})
     routes["/offload"]({"keep_weights": True})
     assert routes["/weights/handle"]({"bucket_bytes": 1 << 20})["total_bytes"] > 0

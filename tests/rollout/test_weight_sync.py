@@ -2,6 +2,8 @@
 import pytest
 
 from pod_helpers import start_pod, wait_ready
+from seesaw import wire
+from seesaw.interfaces import Sample
 from seesaw.model.generate import encode_answer, encode_prompt
 
 pytestmark = pytest.mark.slow
@@ -38,6 +40,12 @@ def pod(local_pod):
     return clients["trainer"], clients["rollout"], model_dir
 
 
+def generate(rollout, request: dict) -> list[dict]:
+    """The engine's samples (a binary buffer on the wire) as dicts of plain lists."""
+    samples, _, _ = wire.decode_samples(rollout.call("/generate", request), as_lists=True)
+    return [vars(sample) for sample in samples]
+
+
 def sync(trainer, rollout, first=False, bucket_bytes=256 * 1024):
     handle = trainer.call("/weights/handle", {"bucket_bytes": bucket_bytes})
     if first:
@@ -63,7 +71,10 @@ def test_live_engine_matches_the_trainer_after_each_sync(pod):
     samples += [dict(s, prompt_index=s["prompt_index"], reward=1.0 - s["reward"], response_ids=s["response_ids"][::-1],
                      logprobs=trainer.call("/logprobs", {"prompt_ids": [s["prompt_ids"]], "response_ids": [s["response_ids"][::-1]]})[0])
                 for s in samples]
-    stats = trainer.call("/train", {"samples": samples, "tau": 0.1})
+    whole = [Sample(**sample) for sample in samples]
+    positions = {index: position for position, index in enumerate(dict.fromkeys(s.prompt_index for s in whole))}
+    stats = trainer.call("/train", wire.encode_samples(whole, {"tau": 0.1, "prompts": len(positions)},
+                                                       [positions[s.prompt_index] for s in whole]))
     assert stats["extra"]["max_abs_logprob_diff"] < TOLERANCE
     after = trainer.call("/logprobs", batch)
     assert max_diff(after, before) > 1e-3, "the train step should have changed the policy"
@@ -76,7 +87,7 @@ def test_live_engine_matches_the_trainer_after_each_sync(pod):
 def test_generation_returns_k_samples_per_prompt_with_logprobs(pod):
     trainer, rollout, model_dir = pod
     batch = probe(model_dir)
-    samples = rollout.call("/generate", {"prompt_ids": batch["prompt_ids"][:2], "n": 3, "temperature": 1.0, "top_p": 1.0, "max_tokens": 6})
+    samples = generate(rollout, {"prompt_ids": batch["prompt_ids"][:2], "n": 3, "temperature": 1.0, "top_p": 1.0, "max_tokens": 6})
     assert sorted(s["prompt_index"] for s in samples) == [0, 0, 0, 1, 1, 1]
     for s in samples:
         assert len(s["logprobs"]) == len(s["response_ids"]) > 0
@@ -93,13 +104,13 @@ def test_top_k_and_stop_strings_reach_vllms_sampling(pod):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     prompts = probe(model_dir)["prompt_ids"]
     request = {"prompt_ids": prompts, "n": 1, "top_p": 1.0, "max_tokens": 6}
-    greedy = rollout.call("/generate", dict(request, temperature=0.0))
+    greedy = generate(rollout, dict(request, temperature=0.0))
     # top-k 1 at temperature 1 samples the likeliest token only: greedy decoding
-    top_1 = rollout.call("/generate", dict(request, temperature=1.0, top_k=1))
+    top_1 = generate(rollout, dict(request, temperature=1.0, top_k=1))
     assert [s["response_ids"] for s in top_1] == [s["response_ids"] for s in greedy]
     # a stop string ends the response before it, as a stop (not as cut at max_tokens)
     first = tokenizer.decode(greedy[0]["response_ids"][1:2])
-    stopped = rollout.call("/generate", dict(request, temperature=0.0, stop=[first]))[0]
+    stopped = generate(rollout, dict(request, temperature=0.0, stop=[first]))[0]
     assert stopped["response_ids"] == greedy[0]["response_ids"][:1] and stopped["finished"], (first, stopped)
 
 

@@ -45,7 +45,10 @@ def _worker(connection: Any, memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     connection.send(("ready", None))
     while True:
-        request = connection.recv()
+        try:
+            request = connection.recv()
+        except EOFError:  # the checkpoint engine that started it is gone: nothing left to verify
+            return
         if request is None:
             return
         try:
