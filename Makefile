@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer trl-venv bench-megatron-cpu bench-gpu images render lint clean
+.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-scale-sim bench-cpu-tipping bench-peer trl-venv bench-megatron-cpu bench-gpu images render lint clean
 
 # bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py); Docker's
 # engine and debootstrap build and run the images (tools/images.py, seesaw run --runtime docker):
@@ -65,6 +65,12 @@ bench-cycles: install
 # peak memory); SEEDS=3 adds accuracy over seeds; ONLY=pods or ONLY=replicas runs one part
 bench-scale: install
 	$(PY) bench/scale.py --seeds $(or $(SEEDS),0) $(if $(ONLY),--only $(ONLY))
+
+# The control plane at 1, 8, 32 and 128 pods (8 engines each) by simulation: the real conductor,
+# gang server and relays against stand-in workers with the 7B example's payload sizes; pod 0's CPU,
+# memory and bytes per pod (bench/scale_sim.py; PODS="1 8" for fewer)
+bench-scale-sim: install
+	$(PY) bench/scale_sim.py $(if $(PODS),--pods $(PODS)) $(if $(REPLICAS),--replicas $(REPLICAS))
 
 # The demo with vLLM's idle spin against Seesaw's sleeping engine: phase seconds and who
 # holds the cores during the train phase, side by side
