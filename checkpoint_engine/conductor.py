@@ -20,7 +20,7 @@ from typing import Any, Callable
 from seesaw import pod_contract, wire
 from seesaw.checkpoint_engine import checkpoints, first_batch
 from seesaw.checkpoint_engine.engines import STRAGGLER_RATIO, EngineRoster, EngineSlot
-from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_each, on_every_pod
+from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_every_pod, on_pod_engines
 from seesaw.checkpoint_engine.iteration_metrics import (EVAL_SAMPLES, IterationMetrics, IterationRecorder, RunSummary,
                                                         after_line, before_line, describe_layout, evaluated,
                                                         iteration_line, run_summary)
@@ -127,7 +127,7 @@ class Conductor:
             time.sleep(0.5)
 
     def _start_pod(self, pod: PodWorkers) -> None:
-        on_each(pod.rollouts, lambda rollout: rollout.call("/sleep", timeout=self.machine.remaining()))
+        on_pod_engines(pod, "/sleep", {}, self.machine.remaining())
         state = pod.trainer.call("/start", timeout=self.machine.remaining())
         self.trainer_ranks = max(self.trainer_ranks, int(state.get("ranks", 1)))
         self.data_parallel[pod.index] = state["data_parallel"]
@@ -325,7 +325,7 @@ class Conductor:
             self.pods, Phase.TRAIN, on_pod, self.machine.remaining() - GANG_MARGIN)[0])
 
     def _train_pod(self, groups: list[list[Sample]], pod: PodWorkers) -> dict[str, Any]:
-        on_each(pod.rollouts, lambda rollout: rollout.call("/sleep", timeout=self.machine.remaining()))
+        on_pod_engines(pod, "/sleep", {}, self.machine.remaining())
         pod.trainer.call("/onload", timeout=self.machine.remaining())
         return pod.trainer.call("/train", self._pod_share(groups, pod), timeout=self.machine.remaining())
 

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from seesaw import wire
 from seesaw.checkpoint_engine.phases import Phase, PhaseError
-from seesaw.rpc import WorkerClient, WorkerUnavailable
+from seesaw.rpc import WorkerClient, WorkerError, WorkerUnavailable
 from seesaw.worker_env import WorkerEnv
 
 T = TypeVar("T")
@@ -84,6 +84,15 @@ def on_each(items: list, work: Callable[[Any], T]) -> list[T]:
         return [work(items[0])]
     with ThreadPoolExecutor(len(items), thread_name_prefix="engine") as pool:
         return list(pool.map(work, items))
+
+
+def on_pod_engines(pod: PodWorkers, route: str, body: dict[str, Any], timeout: float) -> list[Any]:
+    """`route` with the same body on every rollout engine of a gang pod, answers in engine order.
+    Pod 0 calls its own engines; a follower's checkpoint engine is asked once and calls its own
+    (`/gang/engines/<route>`): pod 0's calls grow with the pods, not with their engines."""
+    if pod.engine is None:
+        return on_each(pod.rollouts, lambda rollout: rollout.call(route, body, timeout=timeout))
+    return pod.engine.call(f"/engines{route}", body, timeout=timeout)
 
 
 def on_each_guarded(items: list, work: Callable[[Any], T]) -> list[T | Exception]:
@@ -233,6 +242,7 @@ class Relay:
         app = web.Application(client_max_size=1024 ** 3)
         app.router.add_post("/gang/finish", self._finish)
         app.router.add_post("/gang/score", self._score_samples)
+        app.router.add_post("/gang/engines/{route:.+}", self._on_every_engine)
         app.router.add_get("/{worker}/healthz", self._health)
         app.router.add_post("/{worker}/{route:.+}", self._relay)
         return app
@@ -270,6 +280,22 @@ class Relay:
         finally:
             self.in_flight -= 1
         return web.Response(body=answer, status=status, headers={"Content-Type": content_type})
+
+    async def _on_every_engine(self, request: web.Request) -> web.Response:
+        """One call of pod 0's for all of this pod's rollout engines (`on_pod_engines`)."""
+        if self.refusal:
+            return web.json_response({"error": self.refusal}, status=503)
+        route, body = "/" + request.match_info["route"], await request.json()
+        engines = [worker for name, worker in self.workers.items() if name.startswith("rollout-")]
+        self.in_flight += 1  # a drain waits for it, as for a relayed call
+        try:
+            answers = await asyncio.gather(*(asyncio.to_thread(engine.call, route, body, RELAY_TIMEOUT)
+                                             for engine in engines))
+        except (WorkerError, WorkerUnavailable, TimeoutError) as err:
+            return web.json_response({"error": str(err)}, status=500)
+        finally:
+            self.in_flight -= 1
+        return web.json_response(answers)
 
     async def _health(self, request: web.Request) -> web.Response:
         if self.refusal:  # never admitted again while it drains

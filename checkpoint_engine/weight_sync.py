@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from seesaw.checkpoint_engine.engines import EngineRoster, EngineSlot
-from seesaw.checkpoint_engine.gang import PodWorkers, on_each, on_each_guarded
+from seesaw.checkpoint_engine.gang import PodWorkers, on_each_guarded, on_pod_engines
 from seesaw.checkpoint_engine.phases import DeterministicFailure, Phase, PhaseError
 
 MiB = 1024 * 1024
@@ -74,10 +74,10 @@ class WeightSync:
         replicas = self.roster.fed_by(pod, self.pod_count())  # they never sleep: no trainer shares their GPUs
         # the optimiser state makes room for the rollout's weights; the parameters stay to be read
         offloaded = trainer.call("/offload", {"keep_weights": True}, timeout=self.remaining())
-        on_each(pod.rollouts, lambda rollout: rollout.call("/wake_up", {"tags": ["weights"]}, timeout=self.remaining()))
+        on_pod_engines(pod, "/wake_up", {"tags": ["weights"]}, self.remaining())
         sync = PodSync(pod, trainer.call("/weights/handle", {"bucket_bytes": self.bucket_bytes}, timeout=self.remaining()))
         own = [self.roster.slot_of(client) for client in pod.rollouts]
-        own_updated = list(zip(own, on_each(own, lambda slot: self.update(slot, sync.handle))))  # a gang engine's failure fails the sync
+        own_updated = list(zip(own, self.update_pod(pod, own, sync.handle)))  # a gang engine's failure fails the sync
         replica_updated = [(slot, result) for slot, result in zip(replicas, on_each_guarded(replicas, lambda slot: self.update(slot, sync.handle)))
                            if self.replica_survives(slot, result, "the weight update")]
         trainer.call("/weights/release", timeout=self.remaining())  # staging copies: the rollout's memory
@@ -85,25 +85,44 @@ class WeightSync:
         sync.expected = trainer.call("/logprobs", self.probe, timeout=self.remaining())
         sync.trainer_probe_seconds = time.perf_counter() - probe_started
         sync.offloaded_bytes = offloaded["bytes"] + trainer.call("/offload", {"keep_weights": False}, timeout=self.remaining())["bytes"]
-        checked = [(slot, result) for (slot, _), result in zip(own_updated, on_each(own_updated, lambda pair: self.prove(sync, *pair)))]
+        checked = list(zip(own, self.prove_pod(sync, pod, own_updated)))
         checked += [(slot, result) for (slot, _), result in
                     zip(replica_updated, on_each_guarded(replica_updated, lambda pair: self.prove(sync, *pair)))
                     if self.replica_survives(slot, result, "the probe")]
         return checked
 
     def update(self, slot: EngineSlot, handle: dict[str, Any]) -> dict[str, Any]:
-        """Every engine pulls the same buckets; the first sync opens its side of the channel."""
+        """A rollout replica's engine pulls the buckets its trainer pod staged; the first sync opens its side of the channel."""
         if not slot.initialised:
             slot.client.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=self.remaining())
             slot.initialised = True
         return slot.client.call("/weights/update", {"handle": handle}, timeout=self.remaining())
 
+    def update_pod(self, pod: PodWorkers, own: list[EngineSlot], handle: dict[str, Any]) -> list[dict[str, Any]]:
+        """A gang pod's engines pull the same buckets, asked in one call (on_pod_engines); the
+        first sync opens their side of the channel."""
+        if not all(slot.initialised for slot in own):
+            on_pod_engines(pod, "/weights/init", {"receiver_init": handle["receiver_init"]}, self.remaining())
+            for slot in own:
+                slot.initialised = True
+        return on_pod_engines(pod, "/weights/update", {"handle": handle}, self.remaining())
+
+    def prove_pod(self, sync: PodSync, pod: PodWorkers, updated: list[tuple[EngineSlot, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """A gang pod's engines take their KV cache back and score the probe batch, asked in one call each."""
+        on_pod_engines(pod, "/wake_up", {"tags": ["kv_cache"]}, self.remaining())
+        started = time.perf_counter()
+        served = on_pod_engines(pod, "/logprobs", self.probe, self.remaining())
+        seconds = time.perf_counter() - started
+        return [self.proven(sync, slot, result, answer, seconds) for (slot, result), answer in zip(updated, served)]
+
     def prove(self, sync: PodSync, slot: EngineSlot, result: dict[str, Any]) -> dict[str, Any]:
-        if not slot.is_replica:
-            slot.client.call("/wake_up", {"tags": ["kv_cache"]}, timeout=self.remaining())
+        """A rollout replica's engine scores the probe batch (it never sleeps: no trainer shares its GPUs)."""
         started = time.perf_counter()
         served = slot.client.call("/logprobs", self.probe, timeout=self.remaining())
-        seconds = time.perf_counter() - started
+        return self.proven(sync, slot, result, served, time.perf_counter() - started)
+
+    def proven(self, sync: PodSync, slot: EngineSlot, result: dict[str, Any], served: list[list[float]],
+               seconds: float) -> dict[str, Any]:
         return dict(result, probe_max_abs_logprob_diff=check_engine(slot, result, sync.handle, sync.expected, served, self.dtype),
                     offloaded_bytes=sync.offloaded_bytes, staging_peak_bytes=sync.handle["staging"]["peak_bytes"],
                     probe_seconds=sync.trainer_probe_seconds + seconds)
