@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer trl-venv bench-megatron-cpu bench-gpu images render lint clean
+.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-operator trl-venv bench-megatron-cpu bench-gpu images render lint clean
 
 # bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py); Docker's
 # engine and debootstrap build and run the images (tools/images.py, seesaw run --runtime docker):
@@ -70,6 +70,14 @@ bench-scale: install
 # holds the cores during the train phase, side by side
 bench-cpu-tipping: install
 	$(PY) bench/cpu_tipping.py
+
+# The operator at many jobs: JOBS RLJobs of 16 pods each on the real API server (the tests'
+# router and fake core): seconds to all pods, per-job latency, the operator's CPU and memory,
+# its API requests per job, and a restart mid-way with nothing duplicated.
+JOBS ?= 10 30 100
+bench-operator: install
+	@$(MAKE) --no-print-directory apiserver
+	$(PY) bench/operator_scale.py --jobs $(JOBS)
 
 # Seesaw against TRL's GRPOTrainer (generating with vLLM in colocate mode) on the demo job.
 bench-peer: install trl-venv

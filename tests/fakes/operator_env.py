@@ -150,14 +150,16 @@ def condition(job: Obj, type_: str) -> Obj:
 class Operator:
     """`kopf run -m seesaw.operator.handlers` as its own process."""
 
-    def __init__(self, kubeconfig: str, workdir: Path, extra_args: tuple[str, ...] = ("--standalone", "--all-namespaces")) -> None:
+    def __init__(self, kubeconfig: str, workdir: Path, extra_args: tuple[str, ...] = ("--standalone", "--all-namespaces"),
+                 env: dict[str, str] | None = None) -> None:
         self.kubeconfig, self.workdir, self.args = kubeconfig, workdir, extra_args
+        self.env = env or {}  # replaces the test settings below (bench/operator_scale.py runs the defaults)
         self.process: subprocess.Popen | None = None
         self.log = workdir / "operator.log"
 
     def start(self) -> "Operator":
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "SEESAW_RESYNC_SECONDS": "2",
-               "SEESAW_WATCH_TIMEOUT_SECONDS": "60", "PYTHONUNBUFFERED": "1"}
+               "SEESAW_WATCH_TIMEOUT_SECONDS": "60", "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("SEESAW_METRICS_PORT", None)
         kopf = str(Path(sys.executable).parent / "kopf")
         # cwd is not the repository root: a folder named operator/ there would shadow the stdlib.
