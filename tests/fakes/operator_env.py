@@ -22,6 +22,7 @@ from fakes.api_router import APIRouter
 from fakes.kube_api import FakeKubeAPI
 from real_apiserver import RealAPIServer
 from seesaw.checkpoint_engine.status_reporter import StatusReporter
+from seesaw.supervise import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / "seesaw.dev_rljobs.yaml"
@@ -164,7 +165,8 @@ class Operator:
         kopf = str(Path(sys.executable).parent / "kopf")
         # cwd is not the repository root: a folder named operator/ there would shadow the stdlib.
         self.process = subprocess.Popen([kopf, "run", "-m", "seesaw.operator.handlers", *self.args],
-                                        cwd=self.workdir, env=env, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
+                                        cwd=self.workdir, env=env, stdout=self.log.open("a"), stderr=subprocess.STDOUT,
+                                        preexec_fn=die_with_parent)
         return self
 
     def stop(self, hard: bool = False) -> None:
