@@ -61,6 +61,9 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_
     # kopf would turn every INFO log line of a handler into an Event; ours are rate-limited.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "seesaw-operator"
+    # Only the jobs' pods are streamed: without it kopf watches every pod of the cluster and
+    # drops the others itself, so a busy cluster's pod churn would cost the operator.
+    settings.watching.label_selectors["v1", "pods"] = c.LABEL_JOB
     settings.watching.server_timeout = int(os.environ.get("SEESAW_WATCH_TIMEOUT_SECONDS", "300"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     STATE.kube = Kube(load_client())
