@@ -26,7 +26,11 @@ are named in none: it died before it could say so).
 
 Prints a table per stage, writes runs/bench-operator/operator.{json,png}.
 
+--other-pods K first adds K pods of another workload (no Seesaw label), which the fake kubelet
+runs: what a job-scoped operator should not pay for.
+
 Usage: python bench/operator_scale.py [--jobs 10 30 100] [--pods 16] [--quiet-seconds 60] [--no-restart]
+                                      [--other-pods 0]
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ from fakes.operator_env import Environment, Operator, install_crd, rljob, start_
 from seesaw.operator import constants as c  # noqa: E402
 
 NAMESPACE = "bench"
+OTHER_NAMESPACE = "web"
 OUT = ROOT / "runs" / "bench-operator"
 # the operator's production settings, not the tests' fast resync
 OPERATOR_ENV = {"SEESAW_RESYNC_SECONDS": "30", "SEESAW_WATCH_TIMEOUT_SECONDS": "300"}
@@ -227,10 +232,21 @@ def count(calls: list[Any]) -> dict[str, int]:
     return counts
 
 
-def measure(jobs: int, pods: int, quiet_seconds: float, workdir: Path) -> dict[str, Any]:
+def add_other_pods(env: Environment, count: int) -> None:
+    """Pods of other workloads in the cluster (no Seesaw label), which the fake kubelet runs."""
+    for index in range(count):
+        env.cluster.request("POST", f"/api/v1/namespaces/{OTHER_NAMESPACE}/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"web-{index}", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]}})
+
+
+def measure(jobs: int, pods: int, quiet_seconds: float, workdir: Path, other_pods: int = 0) -> dict[str, Any]:
     say(f"{jobs} jobs: starting the API servers and the operator")
     env, timeline, sampler = start(workdir)
     try:
+        if other_pods:
+            say(f"{jobs} jobs: {other_pods} pods of other workloads")
+            add_other_pods(env, other_pods)
         say(f"{jobs} jobs: applying {jobs} RLJobs of {pods} pods")
         harness_before = harness_cpu_seconds(env)
         apply_jobs(env, timeline, range(jobs), pods)
@@ -254,7 +270,7 @@ def measure(jobs: int, pods: int, quiet_seconds: float, workdir: Path) -> dict[s
         per_minute = 60.0 / (quiet_until - quiet_from)
         names = list(timeline.applied)
         result = {
-            "jobs": jobs, "pods_per_job": pods,
+            "jobs": jobs, "pods_per_job": pods, "other_pods": other_pods,
             "seconds_to_all_pods": last_pod - first_apply,
             "seconds_to_all_running": last_running - first_apply,
             "apply_to_pods_created": percentiles([max(timeline.pod_added[n].values()) - timeline.applied[n] for n in names]),
@@ -400,12 +416,14 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=16)
     parser.add_argument("--quiet-seconds", type=float, default=60.0)
     parser.add_argument("--no-restart", action="store_true", help="skip the restart check")
+    parser.add_argument("--other-pods", type=int, default=0,
+                        help="pods of other workloads (not Seesaw's) created, and run, while the jobs start")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results, restarts = [], []
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as scratch:
         for jobs in args.jobs:
-            results.append(measure(jobs, args.pods, args.quiet_seconds, Path(scratch) / f"measure-{jobs}"))
+            results.append(measure(jobs, args.pods, args.quiet_seconds, Path(scratch) / f"measure-{jobs}", args.other_pods))
             print_table(results)
         if not args.no_restart:
             for jobs in args.jobs:
