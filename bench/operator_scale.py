@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import json
 import re
 import statistics
@@ -318,19 +317,30 @@ def restart_check(jobs: int, pods: int, workdir: Path) -> dict[str, Any]:
 def duplicates(env: Environment, jobs: int, pods: int, made_by_the_first: set[str]) -> dict[str, Any]:
     store = env.fake.store
 
-    def objects(plural: str) -> list[dict[str, Any]]:
-        return env.fake.call(lambda: [copy.deepcopy(o) for (key, ns, _), o in store.objects.items()
-                                      if key[1] == plural and ns == NAMESPACE])
+    def seen() -> tuple[dict[str, list[str]], dict[str, int], list[tuple[str, str, str]]]:
+        """(pod names by job, children by kind, events as (object, reason, message)): read on
+        the fake's loop in one pass, copying only these fields."""
+        by_job: dict[str, list[str]] = collections.defaultdict(list)
+        children, events = dict.fromkeys(CHILDREN, 0), []
+        for (key, ns, name), obj in store.objects.items():
+            if ns != NAMESPACE:
+                continue
+            if key[1] == "pods":
+                by_job[obj["metadata"]["labels"].get(c.LABEL_JOB, "")].append(name)
+            elif key[1] in children:
+                children[key[1]] += 1
+            elif key[1] == "events":
+                events.append((obj["involvedObject"]["name"], obj.get("reason"), obj.get("message")))
+        return by_job, children, events
 
+    by_job, children, event_list = env.fake.call(seen)
     calls = [x for x in list(store.calls) if x.who == "operator"]
     wrong_pods = {}
     for index in range(jobs):
         name = job_name(index)
-        have = sorted(p["metadata"]["name"] for p in objects("pods") if p["metadata"]["labels"].get(c.LABEL_JOB) == name)
-        if have != sorted(f"{name}-{i}" for i in range(pods)):
-            wrong_pods[name] = have
-    children = {plural: len(objects(plural)) for plural in CHILDREN}
-    events = collections.Counter((e["involvedObject"]["name"], e.get("reason"), e.get("message")) for e in objects("events"))
+        if sorted(by_job.get(name, [])) != sorted(f"{name}-{i}" for i in range(pods)):
+            wrong_pods[name] = sorted(by_job.get(name, []))
+    events = collections.Counter(event_list)
     named = collections.Counter(pod for (_, reason, message), n in events.items() if reason == c.REASON_PODS_CREATED
                                 for pod in re.findall(r"job-\d+-\d+", message or "") for _ in range(n))
     unannounced = {f"{job_name(i)}-{p}" for i in range(jobs) for p in range(pods)} - set(named)
@@ -410,6 +420,11 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def save(results: list[dict[str, Any]], restarts: list[dict[str, Any]]) -> None:
+    """After every stage, so that a run cut short keeps what it measured."""
+    (OUT / "operator.json").write_text(json.dumps({"runs": results, "restart": restarts}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, nargs="+", default=[10, 30, 100])
@@ -425,13 +440,14 @@ def main() -> None:
         for jobs in args.jobs:
             results.append(measure(jobs, args.pods, args.quiet_seconds, Path(scratch) / f"measure-{jobs}", args.other_pods))
             print_table(results)
+            save(results, restarts)
         if not args.no_restart:
             for jobs in args.jobs:
                 restarts.append(restart_check(jobs, args.pods, Path(scratch) / f"restart-{jobs}"))
                 say(f"restart at {jobs} jobs: {'nothing duplicated' if restarts[-1]['ok'] else 'DUPLICATES'}: "
                     f"{json.dumps(restarts[-1])}")
+                save(results, restarts)
     print_table(results)
-    (OUT / "operator.json").write_text(json.dumps({"runs": results, "restart": restarts}, indent=1))
     plot(results, OUT / "operator.png")
     say(f"wrote {OUT / 'operator.json'} and {OUT / 'operator.png'}")
     if restarts and not all(r["ok"] for r in restarts):
