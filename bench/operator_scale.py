@@ -29,7 +29,7 @@ Prints a table per stage, writes runs/bench-operator/operator.{json,png}.
 --other-pods K first adds K pods of another workload (no Seesaw label), which the fake kubelet
 runs: what a job-scoped operator should not pay for.
 
-Usage: python bench/operator_scale.py [--jobs 10 30 100] [--pods 16] [--quiet-seconds 60] [--no-restart]
+Usage: python bench/operator_scale.py [--jobs 10 30 100] [--pods 16] [--quiet-seconds 60] [--no-restart | --restart-only]
                                       [--other-pods 0]
 """
 from __future__ import annotations
@@ -437,13 +437,14 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=16)
     parser.add_argument("--quiet-seconds", type=float, default=60.0)
     parser.add_argument("--no-restart", action="store_true", help="skip the restart check")
+    parser.add_argument("--restart-only", action="store_true", help="only the restart check")
     parser.add_argument("--other-pods", type=int, default=0,
                         help="pods of other workloads (not Seesaw's) created, and run, while the jobs start")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results, restarts = [], []
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as scratch:
-        for jobs in args.jobs:
+        for jobs in [] if args.restart_only else args.jobs:
             results.append(measure(jobs, args.pods, args.quiet_seconds, Path(scratch) / f"measure-{jobs}", args.other_pods))
             print_table(results)
             save(results, restarts)
@@ -453,9 +454,10 @@ def main() -> None:
                 say(f"restart at {jobs} jobs: {'nothing duplicated' if restarts[-1]['ok'] else 'DUPLICATES'}: "
                     f"{json.dumps(restarts[-1])}")
                 save(results, restarts)
-    print_table(results)
-    plot(results, OUT / "operator.png")
-    say(f"wrote {OUT / 'operator.json'} and {OUT / 'operator.png'}")
+    if results:
+        print_table(results)
+        plot(results, OUT / "operator.png")
+    say(f"wrote {OUT / 'operator.json'}" + (f" and {OUT / 'operator.png'}" if results else ""))
     if restarts and not all(r["ok"] for r in restarts):
         sys.exit(1)
 
