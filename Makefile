@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer bench-operator trl-venv bench-megatron-cpu bench-gpu images render lint clean
+.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-cpu-tipping bench-peer trl-venv bench-megatron-cpu bench-gpu images render lint clean
 
 # bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py); Docker's
 # engine and debootstrap build and run the images (tools/images.py, seesaw run --runtime docker):
@@ -75,6 +75,7 @@ bench-cpu-tipping: install
 # router and fake core): seconds to all pods, per-job latency, the operator's CPU and memory,
 # its API requests per job, and a restart mid-way with nothing duplicated.
 JOBS ?= 10 30 100
+.PHONY: bench-operator
 bench-operator: install
 	@$(MAKE) --no-print-directory apiserver
 	$(PY) bench/operator_scale.py --jobs $(JOBS)
