@@ -77,6 +77,15 @@ bench-scale-sim: install
 bench-cpu-tipping: install
 	$(PY) bench/cpu_tipping.py
 
+# The operator at many jobs: JOBS RLJobs of 16 pods each on the real API server (the tests'
+# router and fake core): seconds to all pods, per-job latency, the operator's CPU and memory,
+# its API requests per job, and a restart mid-way with nothing duplicated.
+JOBS ?= 10 30 100
+.PHONY: bench-operator
+bench-operator: install
+	@$(MAKE) --no-print-directory apiserver
+	$(PY) bench/operator_scale.py --jobs $(JOBS)
+
 # Seesaw against TRL's GRPOTrainer (generating with vLLM in colocate mode) on the demo job.
 bench-peer: install trl-venv
 	$(PY) bench/peer.py --trl-python "$$(tools/trl_venv.sh path)/bin/python" --vllm $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))

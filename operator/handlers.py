@@ -61,6 +61,9 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_
     # kopf would turn every INFO log line of a handler into an Event; ours are rate-limited.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "seesaw-operator"
+    # Only the jobs' pods are streamed: without it kopf watches every pod of the cluster and
+    # drops the others itself, so a busy cluster's pod churn would cost the operator.
+    settings.watching.label_selectors["v1", "pods"] = c.LABEL_JOB
     settings.watching.server_timeout = int(os.environ.get("SEESAW_WATCH_TIMEOUT_SECONDS", "300"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     STATE.kube = Kube(load_client())
@@ -102,13 +105,15 @@ async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: floa
             waiter.cancel()
 
 
+# The two event handlers are async: kopf runs a plain function in a thread, from which
+# asyncio.Event.set() is not safe, and a thread hop per pod event is most of their cost.
 @kopf.on.event("", "v1", "pods", labels={c.LABEL_JOB: kopf.PRESENT})
-def pod_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+async def pod_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
     _wake(namespace, labels.get(c.LABEL_JOB))
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.RLJOB_PLURAL)
-def job_changed(name: str, namespace: str, meta: Any, status: Any, **_: Any) -> None:
+async def job_changed(name: str, namespace: str, meta: Any, status: Any, **_: Any) -> None:
     # The sidecar's progress patches change the status, not the generation: no wake-up.
     if meta.get("generation") != status.get("observedGeneration") or meta.get("deletionTimestamp"):
         _wake(namespace, name)

@@ -22,6 +22,7 @@ import datetime as dt
 import itertools
 import json
 import re
+import time
 import uuid
 from typing import Any, Callable
 
@@ -211,7 +212,7 @@ class ResourcePath:
         verb = {"GET": "watch" if watching else ("get" if self.name else "list"), "POST": "create", "PUT": "update",
                 "PATCH": "patch", "DELETE": "delete" if self.name else "deletecollection"}[request.method]
         resource = f"{self.plural}/{self.subresource}" if self.subresource else self.plural
-        return Call(who, verb, self.group, resource, self.namespace)
+        return Call(who, verb, self.group, resource, self.namespace, self.name)
 
 
 # --- the store ---------------------------------------------------------------------------------------------
@@ -230,6 +231,8 @@ class Call:
     group: str
     resource: str  # with /subresource
     namespace: str | None
+    name: str | None = None
+    at: float = dataclasses.field(default_factory=time.monotonic)  # when it came in (bench/operator_scale.py)
 
 
 class Store:

@@ -22,6 +22,7 @@ from fakes.api_router import APIRouter
 from fakes.kube_api import FakeKubeAPI
 from real_apiserver import RealAPIServer
 from seesaw.checkpoint_engine.status_reporter import StatusReporter
+from seesaw.supervise import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / "seesaw.dev_rljobs.yaml"
@@ -150,19 +151,22 @@ def condition(job: Obj, type_: str) -> Obj:
 class Operator:
     """`kopf run -m seesaw.operator.handlers` as its own process."""
 
-    def __init__(self, kubeconfig: str, workdir: Path, extra_args: tuple[str, ...] = ("--standalone", "--all-namespaces")) -> None:
+    def __init__(self, kubeconfig: str, workdir: Path, extra_args: tuple[str, ...] = ("--standalone", "--all-namespaces"),
+                 env: dict[str, str] | None = None) -> None:
         self.kubeconfig, self.workdir, self.args = kubeconfig, workdir, extra_args
+        self.env = env or {}  # replaces the test settings below (bench/operator_scale.py runs the defaults)
         self.process: subprocess.Popen | None = None
         self.log = workdir / "operator.log"
 
     def start(self) -> "Operator":
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "SEESAW_RESYNC_SECONDS": "2",
-               "SEESAW_WATCH_TIMEOUT_SECONDS": "60", "PYTHONUNBUFFERED": "1"}
+               "SEESAW_WATCH_TIMEOUT_SECONDS": "60", "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("SEESAW_METRICS_PORT", None)
         kopf = str(Path(sys.executable).parent / "kopf")
         # cwd is not the repository root: a folder named operator/ there would shadow the stdlib.
         self.process = subprocess.Popen([kopf, "run", "-m", "seesaw.operator.handlers", *self.args],
-                                        cwd=self.workdir, env=env, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
+                                        cwd=self.workdir, env=env, stdout=self.log.open("a"), stderr=subprocess.STDOUT,
+                                        preexec_fn=die_with_parent)
         return self
 
     def stop(self, hard: bool = False) -> None:

@@ -2,7 +2,11 @@
 must be granted by operator/permissions.py, which the Helm chart's RBAC follows)."""
 from __future__ import annotations
 
+import collections
 import os
+import re
+import signal
+import time
 
 import pytest
 import yaml
@@ -47,6 +51,45 @@ def test_a_restarted_operator_resumes_every_job_without_duplicate_pods(own_env):
     # alpha: 2 + 2 after its restart; beta: 2. Nothing created twice.
     assert len(creates) == 6
     assert sorted(p["metadata"]["name"] for p in cluster.pods(ns, "alpha")) == ["alpha-0", "alpha-1"]
+
+
+@NEEDS_FAKE
+def test_an_operator_killed_while_it_creates_pods_leaves_its_successor_nothing_to_duplicate(own_env):
+    env, cluster, ns, store = own_env, own_env.cluster, "killed-mid-creation", own_env.fake.store
+    jobs, per_job, kill_at = ("one", "two", "three"), 16, 20  # of the 48 pods: before the first round of the second job ends
+    created: list[str] = []
+
+    def kill_mid_creation(type_: str, resource, obj: dict) -> None:  # on the fake's loop, as the pod is stored
+        if resource.plural == "pods" and type_ == "ADDED":
+            created.append(obj["metadata"]["name"])
+            if len(created) == kill_at:
+                os.kill(env.operator.process.pid, signal.SIGKILL)
+    store.on_change.append(kill_mid_creation)
+    for name in jobs:
+        cluster.apply(ns, rljob(name, cluster={"nodes": per_job, "gpusPerNode": 0, "cpusPerNode": "2", "memoryPerNode": "4Gi"}))
+    env.operator.process.wait(30)
+    time.sleep(0.5)  # creates the killed process had already sent land now
+    made_by_the_first = set(env.fake.call(lambda: list(created)))
+    assert kill_at <= len(made_by_the_first) < len(jobs) * per_job, "killed mid-creation"
+    env.operator.start()
+    for name in jobs:
+        job = cluster.wait_phase(ns, name, c.RUNNING, timeout=40)
+        assert job["status"]["restarts"] == 0, f"{name}: a half-made gang is finished, not restarted"
+
+    operator_calls = [x for x in env.fake.call(lambda: list(store.calls)) if x.who == "operator"]
+    assert not [x for x in operator_calls if x.verb == "delete"], "no pod taken away and made again"
+    for name in jobs:
+        assert sorted(p["metadata"]["name"] for p in cluster.pods(ns, name)) == sorted(f"{name}-{i}" for i in range(per_job))
+    for plural in ("configmaps", "services", "serviceaccounts"):
+        assert len(cluster.objects(f"/api/v1/namespaces/{ns}/{plural}")) == len(jobs)
+    events = [(e["involvedObject"]["name"], e["reason"], e["message"]) for name in jobs for e in cluster.events(ns, name)]
+    assert [e for e, n in collections.Counter(events).items() if n > 1] == [], "an event said twice"
+    named = collections.Counter(pod for _, reason, message in events if reason == c.REASON_PODS_CREATED
+                                for pod in re.findall(r"\w+-\d+", message))
+    assert max(named.values()) == 1, "a pod announced twice"
+    # only pods the killed operator made in its last rounds, before it could say so, go unannounced
+    unannounced = {f"{name}-{i}" for name in jobs for i in range(per_job)} - set(named)
+    assert unannounced <= made_by_the_first
 
 
 @NEEDS_FAKE
