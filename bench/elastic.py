@@ -12,12 +12,17 @@ After the replica's first join and after each re-join, once the new conductor's 
 iteration is logged (the replica took its weights and served), the bench reads the
 replica's vLLM processes (its rollout server and every process below it):
 - resident memory (RSS), summed over them, the median of 10 samples over 2 s;
-- their TCP listening sockets, less the rollout server's own HTTP port: each live Mooncake
-  transfer engine listens on 2 ports (its RPC port and its TCP transport's), so a receiver
-  left open at a re-join adds 2 (what the old leak did);
+- their TCP listening sockets, less the rollout server's own HTTP port, and of those the
+  Mooncake transfer engine's: each live one listens on 2 ports of Mooncake's RPC port range
+  (15000-17000 unless MC_MIN_RPC_PORT/MC_MAX_RPC_PORT say otherwise), so one receiver is 2,
+  and a receiver left open at a re-join adds 2 (what the old leak did); the others are
+  vLLM's worker's own (torch.distributed), the same at every join;
 - their threads and open file descriptors.
-It fails (exit 1) unless every re-join leaves the listening sockets as after the first
-join and the memory after the last re-join within 2 % of after the first one.
+The memory is read again LATER iterations on, before the next restart: the growth within an
+attempt is what serving adds with no re-join, to tell apart from what a re-join adds.
+It fails (exit 1) unless the replica's vLLM processes stay the same ones, each re-join is
+logged, every join leaves exactly 2 Mooncake listeners and the others as after the first
+join, and the memory after the last re-join is within 2 % of after the first one.
 
 Prints a table, writes runs/bench-elastic/elastic.{json,png}.
 
@@ -45,7 +50,9 @@ sys.path.insert(0, str(ROOT))
 SEESAW = str(Path(sys.executable).parent / "seesaw")
 REPLICA = "SEESAW_ROLLOUT_REPLICA"  # seesaw.pod_contract.ROLLOUT_REPLICA
 TOLERANCE = 0.02
+LATER = 10  # iterations after a join's first, for a second reading of the memory
 MOONCAKE_LISTENERS = 2  # per live transfer engine (measured: two receivers alive in one process listen on 4)
+MOONCAKE_PORTS = range(int(os.environ.get("MC_MIN_RPC_PORT", 15000)), int(os.environ.get("MC_MAX_RPC_PORT", 17000)) + 1)
 
 
 def write_job(restarts: int, out: Path) -> Path:
@@ -107,8 +114,10 @@ def cmdline(process: psutil.Process) -> str:
 
 
 def replica_engine(run: Run) -> list[psutil.Process]:
-    """The replica's rollout container: its vLLM server and every process below it."""
-    return [p for p in run.children() if env_of(p).get(REPLICA) == "0" and "checkpoint_engine.sidecar" not in cmdline(p)]
+    """The replica's rollout container: its vLLM server and every process below it (found by
+    descent: vLLM's engine processes retitle themselves, which hides their environment)."""
+    server = next(p for p in run.children() if env_of(p).get(REPLICA) == "0" and "seesaw.rollout." in cmdline(p))
+    return [server] + server.children(recursive=True)
 
 
 def measure(run: Run, samples: int = 10) -> dict:
@@ -121,12 +130,16 @@ def measure(run: Run, samples: int = 10) -> dict:
     listening = sorted(c.laddr.port for p in engine for c in p.net_connections("tcp")
                        if c.status == psutil.CONN_LISTEN and c.laddr.port != http_port)
     return {"rss_mib": statistics.median(rss) / 2 ** 20, "listening_ports": listening,
+            "mooncake_ports": [port for port in listening if port in MOONCAKE_PORTS],
             "threads": sum(p.num_threads() for p in engine), "fds": sum(p.num_fds() for p in engine),
-            "pids": sorted(p.pid for p in engine)}
+            "pids": sorted(p.pid for p in engine),
+            "processes": [[p.pid, cmdline(p)[-60:], p.memory_info().rss >> 20,
+                           [c.laddr.port for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN]] for p in engine]}
 
 
 def kill_pod0_trainer(run: Run) -> None:
-    trainer = next(p for p in run.children() if "seesaw.trainer.launch" in cmdline(p) and REPLICA not in env_of(p))
+    # its launcher became the trainer's server (one rank: exec)
+    trainer = next(p for p in run.children() if "seesaw.trainer." in cmdline(p) and REPLICA not in env_of(p))
     trainer.kill()
 
 
@@ -138,14 +151,16 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, (mem, ports) = plt.subplots(1, 2, figsize=(10, 3.6))
     joins = [row["join"] for row in rows]
-    mem.plot(joins, [row["rss_mib"] for row in rows], marker="o")
+    mem.plot(joins, [row["rss_mib"] for row in rows], marker="o", label="after the join's first iteration")
+    mem.plot(joins, [row["rss_later_mib"] for row in rows], marker="x", linestyle=":", label=f"{LATER} iterations later")
     first = rows[1]["rss_mib"] if len(rows) > 1 else rows[0]["rss_mib"]
     mem.axhspan(first * (1 - TOLERANCE), first * (1 + TOLERANCE), alpha=0.15, label="first re-join ± 2 %")
     mem.set(xlabel="join (0: the first; k: after gang restart k)", ylabel="MiB",
             title="replica's vLLM processes: resident memory")
     mem.legend()
-    ports.bar(joins, [len(row["listening_ports"]) for row in rows])
+    ports.bar(joins, [len(row["mooncake_ports"]) for row in rows])
     ports.axhline(MOONCAKE_LISTENERS * 2, color="red", linestyle="--", label="two receivers alive")
+    ports.set_ylim(0, MOONCAKE_LISTENERS * 2 + 1)
     ports.set(xlabel="join", ylabel="listening TCP ports", title="Mooncake listeners (2 per transfer engine)")
     ports.legend()
     fig.tight_layout()
@@ -168,8 +183,13 @@ def main() -> int:
             run.wait_for(lambda text: text.count("rollout replica 0 joined") > join
                          and "\niter " in text.split("rollout replica 0 joined")[join + 1], 900, f"join {join}")
             row = dict(join=join, seconds=round(time.monotonic() - started, 1), **measure(run))
+            # the same engine LATER iterations on, with no re-join between: what serving alone adds
+            served = run.text.count("\niter ")
+            run.wait_for(lambda text: text.count("\niter ") >= served + LATER, 300, f"{LATER} more iterations")
+            row["rss_later_mib"] = measure(run)["rss_mib"]
             rows.append(row)
-            print(f"join {join}: {row['rss_mib']:.0f} MiB, listening {row['listening_ports']}, "
+            print(f"join {join}: {row['rss_mib']:.0f} MiB ({row['rss_later_mib']:.0f} MiB {LATER} iterations later), Mooncake listening on {row['mooncake_ports']}, "
+                  f"{len(row['listening_ports'])} listening ports in all, "
                   f"{row['threads']} threads, {row['fds']} fds ({row['seconds']:.0f}s)", flush=True)
             if join < args.restarts:
                 kill_pod0_trainer(run)
@@ -186,11 +206,15 @@ def main() -> int:
     same_pids = len({tuple(row["pids"]) for row in rows}) == 1
     base = rows[1] if len(rows) > 1 else rows[0]
     growth = rows[-1]["rss_mib"] / base["rss_mib"] - 1
-    ports_same = all(len(row["listening_ports"]) == len(rows[0]["listening_ports"]) for row in rows)
-    print("\n| join | RSS MiB | vs first re-join | listening ports | threads | fds |\n|---|---|---|---|---|---|")
+    # the first join opened a receiver (its listeners are there), and no re-join added one
+    ports_same = all(len(row["mooncake_ports"]) == MOONCAKE_LISTENERS
+                     and len(row["listening_ports"]) == len(rows[0]["listening_ports"]) for row in rows)
+    print(f"\n| join | RSS MiB | vs first re-join | {LATER} iterations later | Mooncake listeners | listening ports in all "
+          "| threads | fds |\n|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['join']} | {row['rss_mib']:.1f} | {row['rss_mib'] / base['rss_mib'] - 1:+.2%} | "
-              f"{len(row['listening_ports'])} | {row['threads']} | {row['fds']} |")
+              f"{row['rss_later_mib']:.1f} ({row['rss_later_mib'] / row['rss_mib'] - 1:+.2%}) | "
+              f"{len(row['mooncake_ports'])} | {len(row['listening_ports'])} | {row['threads']} | {row['fds']} |")
     print(f"\nthe replica's checkpoint engine re-joined {rejoined} time(s); the same vLLM processes throughout: {same_pids}; "
           f"memory after re-join {args.restarts} against re-join 1: {growth:+.2%}")
     (out / "elastic.json").write_text(json.dumps({"rows": rows, "rejoined": rejoined, "same_pids": same_pids,
@@ -202,7 +226,7 @@ def main() -> int:
         print("FAILED: " + "; ".join(why for why, bad in (
             ("the replica's vLLM processes changed (it was restarted, not re-joined)", not same_pids),
             (f"{rejoined} re-join(s) logged, expected {args.restarts}", rejoined != args.restarts),
-            ("the listening ports grew: a receiver was left open", not ports_same),
+            (f"not {MOONCAKE_LISTENERS} Mooncake listeners at every join, or the other listeners changed", not ports_same),
             (f"memory moved {growth:+.2%} (> {TOLERANCE:.0%})", abs(growth) > TOLERANCE)) if bad))
     return 0 if ok else 1
 
