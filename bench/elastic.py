@@ -26,14 +26,13 @@ join, and the memory after the last re-join is within 2 % of after the first one
 
 Prints a table, writes runs/bench-elastic/elastic.{json,png}.
 
-Usage: python bench/elastic.py [--restarts 5]
+Usage: python bench/elastic.py [--restarts 5] [--later 10]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -143,7 +142,7 @@ def kill_pod0_trainer(run: Run) -> None:
     trainer.kill()
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, later: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,7 +151,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, (mem, ports) = plt.subplots(1, 2, figsize=(10, 3.6))
     joins = [row["join"] for row in rows]
     mem.plot(joins, [row["rss_mib"] for row in rows], marker="o", label="after the join's first iteration")
-    mem.plot(joins, [row["rss_later_mib"] for row in rows], marker="x", linestyle=":", label=f"{LATER} iterations later")
+    mem.plot(joins, [row["rss_later_mib"] for row in rows], marker="x", linestyle=":", label=f"{later} iterations later")
     first = rows[1]["rss_mib"] if len(rows) > 1 else rows[0]["rss_mib"]
     mem.axhspan(first * (1 - TOLERANCE), first * (1 + TOLERANCE), alpha=0.15, label="first re-join ± 2 %")
     mem.set(xlabel="join (0: the first; k: after gang restart k)", ylabel="MiB",
@@ -170,6 +169,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("--later", type=int, default=LATER, help="iterations after a join's first for the second reading")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-elastic")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -185,10 +185,10 @@ def main() -> int:
             row = dict(join=join, seconds=round(time.monotonic() - started, 1), **measure(run))
             # the same engine LATER iterations on, with no re-join between: what serving alone adds
             served = run.text.count("\niter ")
-            run.wait_for(lambda text: text.count("\niter ") >= served + LATER, 300, f"{LATER} more iterations")
+            run.wait_for(lambda text: text.count("\niter ") >= served + args.later, 300, f"{args.later} more iterations")
             row["rss_later_mib"] = measure(run)["rss_mib"]
             rows.append(row)
-            print(f"join {join}: {row['rss_mib']:.0f} MiB ({row['rss_later_mib']:.0f} MiB {LATER} iterations later), Mooncake listening on {row['mooncake_ports']}, "
+            print(f"join {join}: {row['rss_mib']:.0f} MiB ({row['rss_later_mib']:.0f} MiB {args.later} iterations later), Mooncake listening on {row['mooncake_ports']}, "
                   f"{len(row['listening_ports'])} listening ports in all, "
                   f"{row['threads']} threads, {row['fds']} fds ({row['seconds']:.0f}s)", flush=True)
             if join < args.restarts:
@@ -209,7 +209,7 @@ def main() -> int:
     # the first join opened a receiver (its listeners are there), and no re-join added one
     ports_same = all(len(row["mooncake_ports"]) == MOONCAKE_LISTENERS
                      and len(row["listening_ports"]) == len(rows[0]["listening_ports"]) for row in rows)
-    print(f"\n| join | RSS MiB | vs first re-join | {LATER} iterations later | Mooncake listeners | listening ports in all "
+    print(f"\n| join | RSS MiB | vs first re-join | {args.later} iterations later | Mooncake listeners | listening ports in all "
           "| threads | fds |\n|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['join']} | {row['rss_mib']:.1f} | {row['rss_mib'] / base['rss_mib'] - 1:+.2%} | "
@@ -219,7 +219,7 @@ def main() -> int:
           f"memory after re-join {args.restarts} against re-join 1: {growth:+.2%}")
     (out / "elastic.json").write_text(json.dumps({"rows": rows, "rejoined": rejoined, "same_pids": same_pids,
                                                   "growth": growth}, indent=1))
-    plot(rows, out / "elastic.png")
+    plot(rows, out / "elastic.png", args.later)
     print(f"wrote {out / 'elastic.json'} and {out / 'elastic.png'}")
     ok = same_pids and rejoined == args.restarts and ports_same and abs(growth) <= TOLERANCE
     if not ok:

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_replica_rejoins_a_restarted_gang_with_one_receiver(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "elastic.py"), "--restarts", "1", "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "elastic.py"), "--restarts", "1", "--later", "0",
+                             "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     measured = json.loads((tmp_path / "elastic.json").read_text())
