@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-scale-sim bench-cpu-tipping bench-peer trl-venv bench-megatron-cpu bench-gpu images render lint clean
+.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-scale-sim bench-elastic bench-cpu-tipping bench-peer trl-venv bench-megatron-cpu bench-gpu images render lint clean
 
 # bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py); Docker's
 # engine and debootstrap build and run the images (tools/images.py, seesaw run --runtime docker):
@@ -71,6 +71,11 @@ bench-scale: install
 # memory and bytes per pod (bench/scale_sim.py; PODS="1 8" for fewer)
 bench-scale-sim: install
 	$(PY) bench/scale_sim.py $(if $(PODS),--pods $(PODS)) $(if $(REPLICAS),--replicas $(REPLICAS))
+
+# A rollout replica kept across 5 gang restarts (pod 0's trainer killed each time): its vLLM
+# processes' memory and Mooncake listeners after each re-join; RESTARTS=n for another count
+bench-elastic: install
+	$(PY) bench/elastic.py $(if $(RESTARTS),--restarts $(RESTARTS))
 
 # The demo with vLLM's idle spin against Seesaw's sleeping engine: phase seconds and who
 # holds the cores during the train phase, side by side

@@ -325,6 +325,8 @@ class Relay:
 
     def _start_drain(self, leave: Callable[[], None]) -> None:
         if self.draining is None:  # a second signal changes nothing
+            # counted as the signal arrives: calls taken while the engines' health is read finish too
+            self.log(f"{self.me}: told to stop; {self.in_flight} call(s) under way finish first")
             self.draining = self.loop.create_task(self._drain(leave))
 
     async def _drain(self, leave: Callable[[], None]) -> None:
@@ -337,7 +339,6 @@ class Relay:
         else:
             self.refusal = f"{self.me} is stopping: its rollout engine(s) do not answer"
             self.outcome = "stopped without leaving: its rollout engine(s) do not answer (the conductor counts it lost)"
-        self.log(f"{self.me}: told to stop; {self.in_flight} call(s) under way finish first")
         while self.in_flight:
             await asyncio.sleep(0.1)
         if alive:

@@ -263,11 +263,21 @@ def _play_with_restarts(runtime, spec: dict[str, Any], env: dict[str, str], resu
     """The gang, restarted from its last checkpoint as spec.failurePolicy allows; the last exit code."""
     policy = spec["failurePolicy"]
     checkpoint_root = Path(spec["checkpoint"]["path"])
+    # as the operator does: the rollout replicas outlive a restart of the gang and join its
+    # next conductor; they stop when the job ends
+    replicas = Replicas(runtime, int(spec["rollout"]["replicas"]))
+    try:
+        return _restart_gang_until_done(runtime, policy, checkpoint_root, env, resume, job, replicas)
+    finally:
+        replicas.stop()
+
+
+def _restart_gang_until_done(runtime, policy: dict[str, Any], checkpoint_root: Path, env: dict[str, str],
+                             resume: str | None, job: str, replicas: "Replicas") -> int:
     for restarts in itertools.count():
         if restarts:
             time.sleep(restart_backoff_seconds(policy, restarts))
-        code, failure = play_gang(runtime, dict(env, **{pc.RESTART_ATTEMPT: str(restarts)}), resume,
-                                  replicas=int(spec["rollout"]["replicas"]))
+        code, failure = play_gang(runtime, dict(env, **{pc.RESTART_ATTEMPT: str(restarts)}), resume, replicas)
         if code in (0, 130, 143):
             break
         latest = checkpoints.latest(checkpoint_root)
@@ -312,12 +322,15 @@ class ProcessRuntime:
 
     def __init__(self, nodes: int, run_dir: Path) -> None:
         self.nodes, self.run_dir = nodes, run_dir
+        # one for the whole run, as a Service's port is: the rollout replicas that outlive a
+        # gang's attempt find the next one's conductor there (its server reuses the address)
+        self.gang_port = free_port()
 
     def start_gang(self, env: dict[str, str], pods: list) -> None:
         """Start every gang pod into `pods` (filled as they start, so a failed start stops what
         did start); pod 0's checkpoint engine, the conductor, last."""
-        # fresh ports per attempt: the last attempt's may still linger in TIME_WAIT
-        env.update({pc.GANG_PORT: str(free_port()), pc.TRAINER_DIST_PORT: str(free_port())})
+        # the trainers' rendezvous port is fresh per attempt: the last attempt's may linger in TIME_WAIT
+        env.update({pc.GANG_PORT: str(self.gang_port), pc.TRAINER_DIST_PORT: str(free_port())})
         engines = int(env[pc.ROLLOUT_ENGINES])
         for i in range(self.nodes):
             pods.append(LocalPod(self.run_dir, dict(env, **{pc.POD_INDEX: str(i), pc.TRAINER_PORT: str(free_port()),
@@ -344,24 +357,39 @@ class ProcessRuntime:
 
 class Replicas:
     """The rollout replicas (spec.rollout.replicas): each a rollout container and a checkpoint
-    engine that joins pod 0's gang. One that dies is replaced, as the operator replaces a
-    deleted pod; the job goes on without it meanwhile."""
+    engine that joins pod 0's gang. Started with the gang's first attempt, they outlive its
+    restarts. One that dies is replaced, as the operator replaces a deleted pod; the job goes
+    on without it meanwhile. One whose checkpoint engine ended well (it drained and left the
+    gang when scaled down) ends as its pod does: its rollout engine stops, and it is not
+    replaced."""
 
-    def __init__(self, runtime, count: int, env: dict[str, str]) -> None:
-        self.runtime, self.env = runtime, env
+    def __init__(self, runtime, count: int) -> None:
+        self.runtime, self.count = runtime, count
+        self.env: dict[str, str] | None = None
         self.pods = []
-        for r in range(count):
-            self.pods.append(runtime.start_replica(r, env))
+
+    def start_once(self, env: dict[str, str]) -> None:
+        """With the gang's first attempt (its env names pod 0's gang port); later attempts find them running."""
+        if self.env is None:
+            self.env = dict(env)
+            for r in range(self.count):
+                self.pods.append(self.runtime.start_replica(r, self.env))
 
     def replace_dead(self) -> None:
-        for i, pod in enumerate(self.pods):
+        for pod in list(self.pods):
+            if pod.main_exit_code() == 0:
+                print(f"{pod.name}'s checkpoint engine exited 0 (it left the gang): its rollout engine stops, "
+                      f"and it is not replaced", flush=True)
+                pod.stop()
+                self.pods.remove(pod)
+                continue
             dead = pod.dead_worker()
             if dead:
                 container, code = dead
                 print(f"{pod.name}'s {CONTAINERS[container]} {_exit_reason(code)}: starting a replacement "
                       f"(the job goes on without it meanwhile)", flush=True)
                 pod.stop()
-                self.pods[i] = self.runtime.start_replica(pod.index, self.env)
+                self.pods[self.pods.index(pod)] = self.runtime.start_replica(pod.index, self.env)
 
     def stop(self) -> None:
         for pod in self.pods:
@@ -376,27 +404,27 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def play_gang(runtime, env: dict[str, str], resume: str | None, replicas: int = 0) -> tuple[int, str]:
-    """Start every pod (and the rollout replicas) on the runtime, supervise them until pod 0's
-    checkpoint engine ends the run, then stop them all; returns (exit code, what failed)."""
+def play_gang(runtime, env: dict[str, str], resume: str | None, replicas: Replicas) -> tuple[int, str]:
+    """Start every gang pod (and, the first time, the rollout replicas) on the runtime,
+    supervise them until pod 0's checkpoint engine ends the attempt, then stop the gang's
+    pods; returns (exit code, what failed)."""
     if resume:
         env[pc.RESUME_FROM] = resume
     pods: list = []
-    extra = None
     try:
         try:
             runtime.start_gang(env, pods)
         except StartFailed as err:
             print(f"FAILED: {err}", flush=True)
             return 1, str(err)
-        extra = Replicas(runtime, replicas, env)
+        replicas.start_once(env)
         conductor = pods[0]
         while conductor.main_exit_code() is None:
             # the conductor would only notice at its next call (or its startup timeout)
             failure = _dead_container(pods)
             if failure:
                 return 1, failure
-            extra.replace_dead()
+            replicas.replace_dead()
             time.sleep(0.5)
         conductor.wait_logs(timeout=5)
         code = conductor.main_exit_code()
@@ -422,5 +450,3 @@ def play_gang(runtime, env: dict[str, str], resume: str | None, replicas: int = 
     finally:
         for pod in pods:
             pod.stop()
-        if extra:
-            extra.stop()
