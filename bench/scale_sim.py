@@ -203,7 +203,8 @@ class StandIns:
         if route == "/generate":
             request = json.loads(body)
             answer = self._generated(request)
-            await asyncio.sleep(self.args.generate_seconds)
+            slow = name == slow_engine(self.args)
+            await asyncio.sleep(self.args.generate_seconds + (self.args.slow_engine_seconds if slow else 0.0))
             return answer
         raise web.HTTPNotFound(text=f"no stand-in engine route {route}")
 
@@ -236,6 +237,11 @@ class StandIns:
             self.generation = getattr(self, "generation", 0) + 1
             sample.response_ids[0] = self.generation
         return wire.encode_samples(samples, meta)
+
+
+def slow_engine(args: argparse.Namespace) -> str:
+    """--slow-engine-seconds: the last pod's last engine is the straggler."""
+    return f"p{args.pods - 1}/rollout-{ENGINES_PER_POD - 1}" if args.slow_engine_seconds else ""
 
 
 def probe_logprobs(body: dict[str, Any]) -> list[list[float]]:
@@ -334,7 +340,8 @@ def run_point(args: argparse.Namespace) -> dict[str, Any]:
             traffic.owner_of[pod.relay_url] = f"pod {pod.index}"
         pod0 = rollout_clients("pod 0's ", ENGINES_PER_POD, lambda e: f"{base}/p0/rollout-{e}")
         conductor = Conductor(spec, task, tokenizer, WorkerClient("trainer", f"{base}/p0/trainer"), pod0, work,
-                              log=lambda line: None, followers=followers, gang=gang)
+                              log=lambda line: progress(f"  conductor: {line}") if line.startswith("straggler") else None,
+                              followers=followers, gang=gang)
         return measure(conductor, traffic, args, base)
     finally:
         cluster.kill()
@@ -414,6 +421,7 @@ def measure(conductor: Any, traffic: Traffic, args: argparse.Namespace, base: st
              **{key: float(np.median([r[key] for r in measured])) for key in
                 ("cpu_seconds", "wall_seconds", "control_plane_seconds", "sent_per_pod", "received_per_pod",
                  "sent_total", "received_total")},
+             "straggler_ratio": [m.straggler_ratio for m in conductor.history],
              "served_bytes_per_trainer_pod": {int(k): v // max(1, args.iterations + 1) for k, v in counters["served"].items()},
              "iterations": rows}
     if args.verify:
@@ -453,7 +461,8 @@ def passed_on(args: argparse.Namespace) -> list[str]:
     return ["--replicas", str(args.replicas), "--iterations", str(args.iterations), "--response-tokens",
             str(args.response_tokens), "--prompts", str(args.prompts), "--samples", str(args.samples),
             "--protocol", args.protocol, "--generate-seconds", str(args.generate_seconds),
-            "--train-seconds", str(args.train_seconds), "--sync-seconds", str(args.sync_seconds)]
+            "--train-seconds", str(args.train_seconds), "--sync-seconds", str(args.sync_seconds),
+            "--slow-engine-seconds", str(args.slow_engine_seconds)]
 
 
 def table(points: list[dict[str, Any]]) -> str:
@@ -505,6 +514,8 @@ def main() -> None:
     parser.add_argument("--generate-seconds", type=float, default=0.5)
     parser.add_argument("--train-seconds", type=float, default=0.5)
     parser.add_argument("--sync-seconds", type=float, default=0.2)
+    parser.add_argument("--slow-engine-seconds", type=float, default=0.0,
+                        help="the last pod's last engine takes this much longer to generate (a straggler)")
     parser.add_argument("--protocol", choices=("wire", "json"), default="wire",
                         help="json: stand-ins answering as the conductor before binary payloads expected")
     parser.add_argument("--verify", action="store_true", help="the trainers record the prompts they were sent")
