@@ -18,10 +18,24 @@ WORKER_EXTENSION = "seesaw.rollout.worker_extension.SeesawWorkerExtension"
 GiB = 1024 ** 3
 
 
+def sampling_params(samples_per_prompt: int, temperature: float, max_tokens: int, top_p: float = 1.0, top_k: int = 0,
+                    stop: list[str] | None = None):
+    """The SamplingParams of a rollout request (one place, so a bench's bare generate matches the engine's)."""
+    from vllm import SamplingParams
+
+    # No per-request seed: vLLM derives the k samples of a seeded request from one
+    # generator, which makes them repeat; the engine's own seed keeps runs reproducible.
+    # top_k 0: no cut (vLLM's own "off"); a stop string ends a response as the EOS does ("stop")
+    return SamplingParams(n=samples_per_prompt, temperature=temperature, top_p=top_p, top_k=top_k,
+                          stop=stop or None, max_tokens=max_tokens, logprobs=0)
+
+
 class VLLMCPURollout:
     """RolloutEngine protocol on vLLM's CPU build."""
 
-    def __init__(self, model_dir: str, spec: dict[str, Any], seed: int = 0) -> None:
+    def __init__(self, model_dir: str, spec: dict[str, Any], seed: int = 0, load_format: str = "dummy") -> None:
+        """load_format "dummy": the policy arrives with the first sync; "auto" loads the model
+        directory's weights (what a bench measures the bare engine with)."""
         from vllm import LLM
 
         rollout = spec["rollout"]
@@ -30,7 +44,7 @@ class VLLMCPURollout:
             dtype=spec["model"]["dtype"],
             max_model_len=rollout["maxModelLen"],
             seed=seed,
-            load_format="dummy",
+            load_format=load_format,
             enforce_eager=True,
             # On the CPU build this is the fraction of host memory vLLM reserves, unless the
             # job sizes the KV cache itself.
@@ -48,14 +62,9 @@ class VLLMCPURollout:
     # --- generation --------------------------------------------------------------------
     def generate(self, prompt_ids: list[list[int]], samples_per_prompt: int, temperature: float,
                  max_tokens: int, top_p: float = 1.0, top_k: int = 0, stop: list[str] | None = None) -> list[Sample]:
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        # No per-request seed: vLLM derives the k samples of a seeded request from one
-        # generator, which makes them repeat; the engine's own seed keeps runs reproducible.
-        # top_k 0: no cut (vLLM's own "off"); a stop string ends a response as the EOS does ("stop")
-        params = SamplingParams(n=samples_per_prompt, temperature=temperature, top_p=top_p, top_k=top_k,
-                                stop=stop or None, max_tokens=max_tokens, logprobs=0)
+        params = sampling_params(samples_per_prompt, temperature, max_tokens, top_p, top_k, stop)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
         samples = []
         for index, (prompt, output) in enumerate(zip(prompt_ids, outputs)):
