@@ -7,12 +7,9 @@ from the hardware found. Nothing here imports an engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 import torch
-
-if TYPE_CHECKING:
-    from seesaw.rl.training import BatchShare
 
 
 @dataclass
@@ -60,7 +57,7 @@ class BucketLayout:
 class Trainer(Protocol):
     """A trainer backend: owns the policy's parameters and optimiser state."""
 
-    def train_step(self, batch: BatchShare | list[Sample], tau: float) -> TrainStats:
+    def train_step(self, batch: Any, tau: float) -> TrainStats:
         """One iteration: each rank trains on its data-parallel share of the batch, which
         `batch` holds (the whole batch, or the pod's part of it: seesaw.rl.training.BatchShare);
         the statistics are the whole batch's, the same on every rank."""
