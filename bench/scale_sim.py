@@ -111,6 +111,7 @@ class StandIns:
         self.shares: list[dict[str, Any]] = []  # --verify: what each trainer was sent, per /train
         self.generated: dict[tuple, bytes] = {}  # one answer per request shape: the bytes matter, not the ids
         self.rng = np.random.default_rng(0)
+        self.generation = 0  # --verify: the number of the last sample generated
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 ** 3)
@@ -234,7 +235,7 @@ class StandIns:
 
         samples, meta, _ = wire.decode_samples(answer, as_lists=True)
         for sample in samples:
-            self.generation = getattr(self, "generation", 0) + 1
+            self.generation += 1
             sample.response_ids[0] = self.generation
         return wire.encode_samples(samples, meta)
 

@@ -98,16 +98,10 @@ class WorkerClient:
     def call(self, route: str, payload: dict[str, Any] | bytes | None = None, timeout: float = 600.0) -> Any:
         """The route's JSON answer, or its bytes where it answers with a binary body; a bytes
         payload goes as a binary body."""
-        url = f"{self.base_url}{route}"
-        try:
-            if isinstance(payload, bytes):
-                response = self.session.post(url, data=payload, headers={"Content-Type": BINARY}, timeout=timeout)
-            else:
-                response = self.session.post(url, json=payload or {}, timeout=timeout)
-        except requests.Timeout:
-            raise TimeoutError(f"{self.name} did not answer {route} within {timeout:.0f}s") from None
-        except requests.ConnectionError as err:
-            raise WorkerUnavailable(f"{self.name} at {self.base_url} is not answering {route}: {_reason(err)}") from None
+        if isinstance(payload, bytes):
+            response = self._post(route, timeout, data=payload, headers={"Content-Type": BINARY})
+        else:
+            response = self._post(route, timeout, json=payload or {})
         if response.status_code != 200:
             try:
                 reason = response.json().get("error", response.text)
@@ -120,14 +114,17 @@ class WorkerClient:
 
     def forward(self, route: str, body: bytes, content_type: str, timeout: float) -> tuple[int, bytes, str]:
         """Pass a request body through unread (a relay): the worker's status, body and content type."""
+        response = self._post(route, timeout, data=body, headers={"Content-Type": content_type or "application/json"})
+        return response.status_code, response.content, response.headers.get("Content-Type", "application/json")
+
+    def _post(self, route: str, timeout: float, **body: Any) -> requests.Response:
+        """POST to a route; a timeout or a worker that does not answer is named."""
         try:
-            response = self.session.post(f"{self.base_url}{route}", data=body, timeout=timeout,
-                                         headers={"Content-Type": content_type or "application/json"})
+            return self.session.post(f"{self.base_url}{route}", timeout=timeout, **body)
         except requests.Timeout:
             raise TimeoutError(f"{self.name} did not answer {route} within {timeout:.0f}s") from None
         except requests.ConnectionError as err:
             raise WorkerUnavailable(f"{self.name} at {self.base_url} is not answering {route}: {_reason(err)}") from None
-        return response.status_code, response.content, response.headers.get("Content-Type", "application/json")
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """The worker's health document, or None if it does not answer."""
