@@ -43,6 +43,10 @@ def _worker(connection: Any, memory_bytes: int) -> None:
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns that its timeouts are off
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    # The first comparison loads math-verify's parsers: 0.5 s on a quiet machine, past the
+    # comparison's timeout on a busy one, where every replaced worker then timed out again on
+    # its first comparison and a whole batch scored 0. Made here, in the start's own time.
+    _verify("1", "1")
     connection.send(("ready", None))
     while True:
         try:

@@ -72,6 +72,15 @@ def test_a_pathological_expression_times_out_and_the_worker_recovers():
         worker.close()
 
 
+def test_a_new_workers_first_comparison_is_judged_within_a_short_timeout():
+    """Its start loads the parsers (0.5 s and more), so a comparison's timeout is its own."""
+    worker = VerifierWorker()
+    try:
+        assert worker.verify("So 5 - 1 = 4. The answer is 4.", "4", timeout=0.25) is True
+    finally:
+        worker.close()
+
+
 def test_verifier_checks_its_arguments():
     verifier = MathVerifier()
     with pytest.raises(TypeError, match="reference: expected the reference answer as a string"):
