@@ -41,7 +41,9 @@ from seesaw.rpc import WorkerClient, WorkerError
 from seesaw.wire import token_list
 from seesaw.tasks import Problem, Task
 
-PROBE_PROMPTS = 16
+# The probe proves what an engine computes with the weights it loaded: a few sequences show
+# a wrong or stale weight on every token, and each prompt costs a forward on both sides
+PROBE_PROMPTS = 4
 GANG_MARGIN = 1.0  # seconds: the gang names a late pod before the phase's own timeout fires
 # How long a ready gang waits for the rollout replicas before its first iteration. Replicas
 # load the model as the gang's engines do, so they are ready about as soon; one that is not
