@@ -1,8 +1,8 @@
 """A real pretrained model under `seesaw run`, against its base model's noise and against bare floors.
 
-The job is examples/smollm2-math.yaml (SmolLM2-135M-Instruct on one- and two-digit word
-problems, where the base model is right sometimes) with the settings below, declared and
-printed before anything runs. In one run of this bench:
+The job is examples/smollm2-math.yaml (SmolLM2-135M-Instruct on arithmetic word problems)
+with the settings below, declared and printed before anything runs: its one-digit problems,
+where the base model is right sometimes. In one run of this bench:
 
 1. the base model's held-out accuracy spread: `--eval-repeats` sampled evaluations of the
    base model on the job's held-out prompts (vLLM, the rollout's sampling settings,
@@ -19,14 +19,15 @@ printed before anything runs. In one run of this bench:
    on an engine built as the rollout's (seesaw.rollout.cpu_backend);
 4. the table: accuracy before and after and whether the gain exceeds the spread, mean
    response tokens, the fraction cut at maxTokens, seconds per phase, train / its floor,
-   rollout / its floor, iteration / (sum of the floors), peak memory. Iteration 1 trained
+   rollout / its floor, iteration / (sum of the floors), peak memory, and how many cores
+   other work on the machine kept busy meanwhile (what shared the times). Iteration 1 trained
    on exactly the floors' tokens; the median over later iterations is shown beside it.
 
 Writes real_model.json and real_model.png to --out (runs/bench-real).
 
-Usage: python bench/real_model.py [--iterations 12] [--prompts 8] [--samples 4] [--max-tokens 64]
-    [--learning-rate 3e-5] [--tau 0.1] [--eval-prompts 32] [--eval-repeats 4] [--floor-repeats 3]
-    [--job examples/smollm2-math.yaml] [--out runs/bench-real]
+Usage: python bench/real_model.py [--iterations 12] [--prompts 4] [--samples 8] [--max-tokens 64]
+    [--learning-rate 3e-5] [--tau 0.1] [--max-difficulty 1] [--eval-prompts 32] [--eval-repeats 4]
+    [--floor-repeats 3] [--job examples/smollm2-math.yaml] [--out runs/bench-real]
 """
 from __future__ import annotations
 
