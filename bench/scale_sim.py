@@ -292,7 +292,8 @@ class Traffic:
             owner = self._owner(request.url)
             with self._lock:
                 self.sent[owner] += len(request.body or b"")
-                self.received[owner] += len(response.content or b"")
+                # from the header: the body of a streamed response is the caller's to read
+                self.received[owner] += int(response.headers.get("Content-Length", 0))
             return response
 
         requests.Session.send = send
@@ -386,6 +387,7 @@ class ThreadProfiles:
             stats = pstats.Stats(*self.profiles, stream=out)
             stats.sort_stats("tottime").print_stats(top)
             stats.sort_stats("cumtime").print_stats(top)
+        stats.dump_stats(path.with_suffix(".pstats"))  # for pstats' callers and callees
 
 
 def measure(conductor: Any, traffic: Traffic, args: argparse.Namespace, base: str) -> dict[str, Any]:
