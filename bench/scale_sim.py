@@ -283,7 +283,7 @@ class Traffic:
     def __init__(self) -> None:
         self.sent: dict[str, int] = defaultdict(int)
         self.received: dict[str, int] = defaultdict(int)
-        self.owner_of: dict[str, str] = {}  # URL prefix -> pod name
+        self.owner_of: dict[str, str] = {}  # a relay's URL (scheme, host and port) -> pod name
         self._lock = threading.Lock()
         original = requests.Session.send
 
@@ -299,7 +299,8 @@ class Traffic:
         requests.Session.send = send
 
     def _owner(self, url: str) -> str:
-        return next((owner for prefix, owner in self.owner_of.items() if url.startswith(prefix)), "pod 0")
+        # a lookup, not a scan of every pod's prefix: this runs in pod 0's process, on every call
+        return self.owner_of.get(url[:url.find("/", len("http://"))], "pod 0")
 
     def take(self) -> tuple[dict[str, int], dict[str, int]]:
         with self._lock:

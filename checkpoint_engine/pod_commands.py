@@ -58,6 +58,13 @@ def train(trainer: WorkerClient, engines: list[WorkerClient], share: bytes, rema
     return trainer.call("/train", share, timeout=remaining())
 
 
+def save_checkpoint(trainer: WorkerClient, _: list[WorkerClient], body: dict[str, Any], remaining: Remaining) -> None:
+    """The trainer writes its part of the checkpoint (`path`), then exports the policy as a
+    Hugging Face model (`model_path`). Every pod's trainer makes its collectives in this order."""
+    trainer.call("/checkpoint/save", {"path": body["path"], "iteration": body["iteration"]}, timeout=remaining())
+    trainer.call("/export", {"path": body["model_path"]}, timeout=remaining())
+
+
 def stage_weights(trainer: WorkerClient, engines: list[WorkerClient], body: dict[str, Any],
                   remaining: Remaining) -> dict[str, Any]:
     """The sync's first half: the trainer stages its weights (`bucket_bytes`), the engines pull
@@ -98,4 +105,4 @@ def sync_weights(trainer: WorkerClient, engines: list[WorkerClient], body: dict[
 
 # the command -> what runs it: (the pod's trainer, its rollout engines, the body, the time left)
 COMMANDS: dict[str, Callable[[WorkerClient | None, list[WorkerClient], Any, Remaining], Any]] = {
-    "rollout": generate, "train": train, "sync": sync_weights, "sync/stage": stage_weights, "sync/prove": prove_weights}
+    "rollout": generate, "train": train, "checkpoint": save_checkpoint, "sync": sync_weights, "sync/stage": stage_weights, "sync/prove": prove_weights}
