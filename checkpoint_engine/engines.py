@@ -25,6 +25,8 @@ from seesaw.rpc import WorkerClient
 
 T = TypeVar("T")
 Share = tuple["EngineSlot", int, int]  # an engine and its [start, end) of the prompts
+# a follower pod's adjacent shares in one call: the answers, and the seconds of each share
+PodCall = Callable[[PodWorkers, list[Share]], tuple[list[Any], list[float]]]
 # An engine this many times slower than the median one over a rollout is named as a straggler
 # in the log. The phase still waits for it, up to spec.timeouts.rolloutSeconds, whose error
 # names it. Re-issuing its share to engines that finished (backup requests) would shorten the
@@ -195,7 +197,7 @@ class EngineRoster:
         return [(start, start + size) for start, size in zip(starts, sizes)]
 
     def run_shares(self, count: int, call: Callable[[EngineSlot, int, int], list[T]], phase: Phase, timeout: float,
-                   call_pod: Callable[[PodWorkers, list[Share]], tuple[list[T], list[float]]] | None = None) -> list[T]:
+                   call_pod: PodCall | None = None) -> list[T]:
         """`call(slot, start, end)` on every engine's share at once; with `call_pod(pod, shares)`,
         a follower pod's adjacent shares go in one call (its checkpoint engine calls its engines),
         which answers each share's seconds. A replica that fails is dropped and its share split
@@ -240,7 +242,8 @@ class EngineRoster:
         calls: list[list[Share]] = []
         for share in pending:
             slot, lo, _ = share
-            if by_pod and _is_follower(slot) and calls and calls[-1][-1][0].owner is slot.owner and calls[-1][-1][2] == lo:
+            last = calls[-1][-1] if calls else None
+            if by_pod and _is_follower(slot) and last and last[0].owner is slot.owner and last[2] == lo:
                 calls[-1].append(share)
             else:
                 calls.append([share])
@@ -248,7 +251,7 @@ class EngineRoster:
 
     @staticmethod
     def _timed(call: Callable[[EngineSlot, int, int], list[T]],
-               call_pod: Callable[[PodWorkers, list[Share]], tuple[list[T], list[float]]] | None,
+               call_pod: PodCall | None,
                shares: list[Share]) -> list[T]:
         first = shares[0][0]
         if call_pod and _is_follower(first):

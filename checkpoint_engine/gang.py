@@ -4,9 +4,10 @@ every rollout replica's, joins it and relays its commands to its own pod's worke
 Pod 0 listens on the gang port (SEESAW_GANG_PORT on SEESAW_RENDEZVOUS, the headless
 Service's name for pod 0). A follower binds a port of its own, joins with its URL, and
 serves `/trainer/<route>` and `/rollout-<e>/<route>` for the conductor, so the conductor
-speaks to every pod's workers through the same WorkerClient. Every phase runs on all gang
-pods at once and is a barrier: a pod that fails or does not finish in the phase's time is
-named.
+speaks to every pod's workers through the same WorkerClient, and `/gang/<command>`: its pod's
+part of a phase (its engines' rollout, the train step, the checkpoint, the weight sync) on one
+call of pod 0's (checkpoint_engine/pod_commands.py). Every phase runs on all gang pods at once
+and is a barrier: a pod that fails or does not finish in the phase's time is named.
 
 A rollout replica (spec.rollout.replicas) outlives the gang: it re-joins when pod 0's gang
 server changes (a restarted gang's new conductor), and on SIGTERM (scale-down) it refuses
@@ -30,8 +31,8 @@ from aiohttp import web
 
 from seesaw import wire
 from seesaw.checkpoint_engine.phases import Phase, PhaseError
-from seesaw.interfaces import Sample
 from seesaw.checkpoint_engine.pod_commands import COMMANDS, Remaining, on_each, on_engines
+from seesaw.interfaces import Sample
 from seesaw.rpc import BINARY, WorkerClient, WorkerError, WorkerUnavailable, read_body
 from seesaw.worker_env import WorkerEnv
 
