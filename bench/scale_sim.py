@@ -10,9 +10,9 @@ of examples/qwen-math-gpu.yaml, by default), discard what they receive unread (a
 the prompt positions of its share where --verify asks), and sleep the given phase times.
 
 Measured per iteration (after the first, a warm-up): pod 0's CPU seconds, its peak memory, the
-bytes pod 0 sends to and receives from each other pod, and the wall time of the control plane
-outside the stand-ins' sleeps; and what each trainer pod's weights serve (own engines and the
-rollout replicas it feeds). A follower's verifier runs on its own pod's cores: here the followers
+bytes pod 0 sends to and receives from each other pod and the calls it makes to each, and the
+wall time of the control plane outside the stand-ins' sleeps; and what each trainer pod's
+weights serve (own engines and the rollout replicas it feeds). A follower's verifier runs on its own pod's cores: here the followers
 score with a stand-in that reads nothing (pod 0 scores its own engines' samples for real).
 
 Usage: python bench/scale_sim.py [--pods 1 8 32 128] [--replicas 0] [--iterations 3]
@@ -283,7 +283,8 @@ class Traffic:
     def __init__(self) -> None:
         self.sent: dict[str, int] = defaultdict(int)
         self.received: dict[str, int] = defaultdict(int)
-        self.owner_of: dict[str, str] = {}  # URL prefix -> pod name
+        self.calls: dict[str, int] = defaultdict(int)
+        self.owner_of: dict[str, str] = {}  # a relay's URL (scheme, host and port) -> pod name
         self._lock = threading.Lock()
         original = requests.Session.send
 
@@ -291,21 +292,25 @@ class Traffic:
             response = original(session, request, **kwargs)
             owner = self._owner(request.url)
             with self._lock:
+                self.calls[owner] += 1
                 self.sent[owner] += len(request.body or b"")
-                self.received[owner] += len(response.content or b"")
+                # from the header: the body of a streamed response is the caller's to read
+                self.received[owner] += int(response.headers.get("Content-Length", 0))
             return response
 
         requests.Session.send = send
 
     def _owner(self, url: str) -> str:
-        return next((owner for prefix, owner in self.owner_of.items() if url.startswith(prefix)), "pod 0")
+        # a lookup, not a scan of every pod's prefix: this runs in pod 0's process, on every call
+        return self.owner_of.get(url[:url.find("/", len("http://"))], "pod 0")
 
-    def take(self) -> tuple[dict[str, int], dict[str, int]]:
+    def take(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """Bytes sent, bytes received and calls made, by pod, since the last take."""
         with self._lock:
-            sent, received = dict(self.sent), dict(self.received)
-            self.sent.clear()
-            self.received.clear()
-            return sent, received
+            taken = dict(self.sent), dict(self.received), dict(self.calls)
+            for counter in (self.sent, self.received, self.calls):
+                counter.clear()
+            return taken
 
 
 def peak_rss_mib() -> float:
@@ -386,6 +391,7 @@ class ThreadProfiles:
             stats = pstats.Stats(*self.profiles, stream=out)
             stats.sort_stats("tottime").print_stats(top)
             stats.sort_stats("cumtime").print_stats(top)
+        stats.dump_stats(path.with_suffix(".pstats"))  # for pstats' callers and callees
 
 
 def measure(conductor: Any, traffic: Traffic, args: argparse.Namespace, base: str) -> dict[str, Any]:
@@ -404,12 +410,13 @@ def measure(conductor: Any, traffic: Traffic, args: argparse.Namespace, base: st
         cpu, wall = time.process_time(), time.perf_counter()
         conductor.iterate(iteration)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        sent, received = traffic.take()
+        sent, received, calls = traffic.take()
         followers = [f"pod {p}" for p in range(1, args.pods)]
         rows.append({"iteration": iteration, "cpu_seconds": cpu, "wall_seconds": wall,
                      "control_plane_seconds": wall - sleeps,
                      "sent_per_pod": max((sent.get(f, 0) for f in followers), default=sent.get("pod 0", 0)),
                      "received_per_pod": max((received.get(f, 0) for f in followers), default=received.get("pod 0", 0)),
+                     "calls_per_pod": max((calls.get(f, 0) for f in followers), default=0), "calls_total": sum(calls.values()),
                      "sent_total": sum(sent.values()), "received_total": sum(received.values())})
         progress(f"  {args.pods} pods, iteration {iteration}: pod 0 {cpu:.2f} CPU s, wall {wall:.2f} s")
     if profiles:
@@ -420,8 +427,8 @@ def measure(conductor: Any, traffic: Traffic, args: argparse.Namespace, base: st
              "protocol": args.protocol, "peak_rss_mib": peak_rss_mib(),
              "threads": threads.most,
              **{key: float(np.median([r[key] for r in measured])) for key in
-                ("cpu_seconds", "wall_seconds", "control_plane_seconds", "sent_per_pod", "received_per_pod",
-                 "sent_total", "received_total")},
+                ("cpu_seconds", "wall_seconds", "control_plane_seconds", "sent_per_pod", "received_per_pod", "calls_per_pod",
+                 "calls_total", "sent_total", "received_total")},
              "straggler_ratio": [m.straggler_ratio for m in conductor.history],
              "served_bytes_per_trainer_pod": {int(k): v // max(1, args.iterations + 1) for k, v in counters["served"].items()},
              "iterations": rows}
@@ -468,7 +475,7 @@ def passed_on(args: argparse.Namespace) -> list[str]:
 
 def table(points: list[dict[str, Any]]) -> str:
     head = (f"{'pods':>5} {'engines':>7} {'pod 0 CPU s':>11} {'peak MiB':>9} {'to a pod MB':>11} {'from a pod MB':>13} "
-            f"{'pod 0 out MB':>12} {'control s':>9} {'threads':>7}")
+            f"{'pod 0 out MB':>12} {'control s':>9} {'threads':>7} {'calls/pod':>9}")
     lines = [head]
     for p in points:
         if "failed" in p:
@@ -476,7 +483,7 @@ def table(points: list[dict[str, Any]]) -> str:
             continue
         lines.append(f"{p['pods']:>5} {p['engines']:>7} {p['cpu_seconds']:>11.2f} {p['peak_rss_mib']:>9.0f} "
                      f"{p['sent_per_pod'] / 1e6:>11.1f} {p['received_per_pod'] / 1e6:>13.1f} {p['sent_total'] / 1e6:>12.1f} "
-                     f"{p['control_plane_seconds']:>9.2f} {p['threads']:>7}")
+                     f"{p['control_plane_seconds']:>9.2f} {p['threads']:>7} {p['calls_per_pod']:>9.0f}")
     return "\n".join(lines)
 
 

@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 from seesaw import pod_contract, wire
 from seesaw.checkpoint_engine import checkpoints, first_batch
-from seesaw.checkpoint_engine.engines import STRAGGLER_RATIO, EngineRoster, EngineSlot
-from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, on_every_pod, on_pod_engines
+from seesaw.checkpoint_engine.engines import STRAGGLER_RATIO, EngineRoster, EngineSlot, Share
+from seesaw.checkpoint_engine.gang import GangServer, PodWorkers, generate_on_pod, on_every_pod, on_pod, on_pod_engines
 from seesaw.checkpoint_engine.iteration_metrics import (EVAL_SAMPLES, IterationMetrics, IterationRecorder, RunSummary,
                                                         after_line, before_line, describe_layout, evaluated,
                                                         iteration_line, run_summary)
@@ -218,7 +218,8 @@ class Conductor:
         request = {"n": n, "temperature": rollout["temperature"] if temperature is None else temperature,
                    "top_p": rollout["topP"], "top_k": rollout["topK"], "stop": rollout["stop"], "max_tokens": max_tokens}
         samples = self.roster.run_shares(len(prompts), functools.partial(self._generate_on_engine, prompts, request),
-                                         self.machine.state, self.machine.remaining() - GANG_MARGIN)
+                                         self.machine.state, self.machine.remaining() - GANG_MARGIN,
+                                         functools.partial(self._generate_on_pod, prompts, request))
         return sorted(samples, key=lambda sample: sample.prompt_index)  # stable: a prompt's k samples keep their order
 
     def _generate_on_engine(self, prompts: list[list[int]], request: dict[str, Any], slot: EngineSlot,
@@ -230,6 +231,15 @@ class Conductor:
         for sample in samples:
             sample.prompt_index += lo
         return samples
+
+    def _generate_on_pod(self, prompts: list[list[int]], request: dict[str, Any], pod: PodWorkers,
+                         shares: list[Share]) -> tuple[list[Sample], list[float]]:
+        """A follower's engines' samples of their adjacent shares, in one call to its checkpoint
+        engine, and the seconds each engine took."""
+        answered = generate_on_pod(pod, prompts, request, shares, self.machine.remaining)
+        for slot, start, end in shares:
+            slot.record["prompts"] += end - start
+        return answered
 
     def _partial_samples(self, chosen: list[int], problems: list[Problem]) -> tuple[list[Sample], int]:
         """Continue the buffered responses, start the new prompts; return the samples of the
@@ -327,9 +337,7 @@ class Conductor:
             self.pods, Phase.TRAIN, on_pod, self.machine.remaining() - GANG_MARGIN)[0])
 
     def _train_pod(self, groups: list[list[Sample]], pod: PodWorkers) -> dict[str, Any]:
-        on_pod_engines(pod, "/sleep", {}, self.machine.remaining())
-        pod.trainer.call("/onload", timeout=self.machine.remaining())
-        return pod.trainer.call("/train", self._pod_share(groups, pod), timeout=self.machine.remaining())
+        return on_pod(pod, "train", self._pod_share(groups, pod), self.machine.remaining)
 
     def _pod_share(self, groups: list[list[Sample]], pod: PodWorkers) -> bytes:
         """The prompts dealt to the pod's data-parallel ranks, each sample with its prompt's
@@ -351,12 +359,10 @@ class Conductor:
         return staging
 
     def _save_on_every_pod(self, staging: Path, iteration: int) -> None:
-        timeout = self.machine.remaining() - GANG_MARGIN
-        on_every_pod(self.pods, Phase.CHECKPOINT, lambda pod: pod.trainer.call(
-            "/checkpoint/save", {"path": str(staging / checkpoints.TRAINER_DIR), "iteration": iteration},
-            timeout=self.machine.remaining()), timeout)
-        on_every_pod(self.pods, Phase.CHECKPOINT, lambda pod: pod.trainer.call(
-            "/export", {"path": str(staging / checkpoints.MODEL_DIR)}, timeout=self.machine.remaining()), timeout)
+        body = {"path": str(staging / checkpoints.TRAINER_DIR), "iteration": iteration,
+                "model_path": str(staging / checkpoints.MODEL_DIR)}
+        on_every_pod(self.pods, Phase.CHECKPOINT, lambda pod: on_pod(pod, "checkpoint", body, self.machine.remaining),
+                     self.machine.remaining() - GANG_MARGIN)
 
     def commit_checkpoint(self, staging: Path, iteration: int) -> Path:
         """Add what the conductor needs to go on, then make the checkpoint the latest."""
@@ -367,7 +373,7 @@ class Conductor:
             "partial_groups": [asdict(g) for g in self.partial.groups] if self.partial else [],
             "engine_prompts": [slot.record["prompts"] for slot in self.roster.gang_slots()],
             "accuracy_before": self.before,
-            "history": [asdict(m) for m in self.history],
+            "history": [vars(m) for m in self.history],  # written at once: no copy needed
         })
         path = checkpoints.commit(staging)
         self.on_progress(iteration, "checkpoint", {"path": str(path)})
@@ -493,8 +499,11 @@ class Conductor:
         return exported
 
     def _record(self, metrics: IterationMetrics, total: int) -> None:
+        # the iteration's own dicts, made for it and never changed after: a shallow copy is enough
+        # (asdict would deep-copy every engine's record, a thousand at 128 pods, on pod 0's CPU)
+        record = dict(vars(metrics))
         with self.metrics_path.open("a") as out:
-            out.write(json.dumps(asdict(metrics)) + "\n")
+            out.write(json.dumps(record) + "\n")
         # observers first: once the line is in the log, the status, trackers and metrics have it
-        self.on_progress(metrics.iteration, "iteration", asdict(metrics))
+        self.on_progress(metrics.iteration, "iteration", record)
         self.log(iteration_line(metrics, total))

@@ -24,6 +24,9 @@ from seesaw.rl.training import split_sizes
 from seesaw.rpc import WorkerClient
 
 T = TypeVar("T")
+Share = tuple["EngineSlot", int, int]  # an engine and its [start, end) of the prompts
+# a follower pod's adjacent shares in one call: the answers, and the seconds of each share
+PodCall = Callable[[PodWorkers, list[Share]], tuple[list[Any], list[float]]]
 # An engine this many times slower than the median one over a rollout is named as a straggler
 # in the log. The phase still waits for it, up to spec.timeouts.rolloutSeconds, whose error
 # names it. Re-issuing its share to engines that finished (backup requests) would shorten the
@@ -48,10 +51,11 @@ class EngineSlot:
     initialised: bool = False  # its side of the weight channel is open (/weights/init)
     served: int = 0  # prompts since the last count_served()
     busy_seconds: float = 0.0  # spent answering them
+    # read for every engine of the roster per pod at each sync: a field, not an isinstance
+    is_replica: bool = field(init=False)
 
-    @property
-    def is_replica(self) -> bool:
-        return isinstance(self.owner, ReplicaWorkers)
+    def __post_init__(self) -> None:
+        self.is_replica = isinstance(self.owner, ReplicaWorkers)
 
 
 def _record(pod: int | None, engine: int, replica: int | None = None, weight_version: int = 0) -> dict[str, Any]:
@@ -84,8 +88,8 @@ class EngineRoster:
         admitted = {id(s.owner): s.owner for s in self.slots if s.is_replica}
         return list(admitted.values()) + list(self.pending.values())
 
-    def slot_of(self, client: WorkerClient) -> EngineSlot:
-        return next(slot for slot in self.slots if slot.client is client)
+    def slots_of(self, owner: PodWorkers | ReplicaWorkers) -> list[EngineSlot]:
+        return [slot for slot in self.slots if slot.owner is owner]
 
     def fed_by(self, pod: PodWorkers, pod_count: int) -> list[EngineSlot]:
         """The replicas' engines that take their weights from this pod's trainer."""
@@ -192,24 +196,28 @@ class EngineRoster:
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         return [(start, start + size) for start, size in zip(starts, sizes)]
 
-    def run_shares(self, count: int, call: Callable[[EngineSlot, int, int], list[T]], phase: Phase,
-                   timeout: float) -> list[T]:
-        """`call(slot, start, end)` on every engine's share at once. A replica that fails is
-        dropped and its share split over the engines left, until every prompt is answered."""
+    def run_shares(self, count: int, call: Callable[[EngineSlot, int, int], list[T]], phase: Phase, timeout: float,
+                   call_pod: PodCall | None = None) -> list[T]:
+        """`call(slot, start, end)` on every engine's share at once; with `call_pod(pod, shares)`,
+        a follower pod's adjacent shares go in one call (its checkpoint engine calls its engines),
+        which answers each share's seconds. A replica that fails is dropped and its share split
+        over the engines left, until every prompt is answered."""
         self._take_changes()  # no call to a replica known to have left
         pending = [(slot, lo, hi) for slot, (lo, hi) in zip(self.slots, self.shares(count)) if hi > lo]
         out: list[T] = []
         deadline = time.monotonic() + timeout
         while pending:
-            with ThreadPoolExecutor(len(pending), thread_name_prefix=f"engines-{phase.value}") as pool:
-                futures = [pool.submit(self._timed, call, *job) for job in pending]
+            calls = self._calls(pending, call_pod is not None)
+            with ThreadPoolExecutor(len(calls), thread_name_prefix=f"engines-{phase.value}") as pool:
+                futures = [pool.submit(self._timed, call, call_pod, shares) for shares in calls]
                 _, late = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
                 if late:
-                    names = sorted({job[0].client.name for job, f in zip(pending, futures) if f in late})
+                    names = sorted({slot.client.name for shares, f in zip(calls, futures) if f in late for slot, _, _ in shares})
                     raise PodFailed(phase, f"{', '.join(names)} did not finish {phase.value} in time (spec.timeouts)")
             unanswered = []
-            for (slot, lo, hi), future in zip(pending, futures):
+            for shares, future in zip(calls, futures):
                 err = future.exception()
+                slot, lo, hi = shares[0]  # a replica's engine is called alone
                 if err is None:
                     out += future.result()
                 elif slot.is_replica:
@@ -227,11 +235,34 @@ class EngineRoster:
         return out
 
     @staticmethod
-    def _timed(call: Callable[[EngineSlot, int, int], list[T]], slot: EngineSlot, lo: int, hi: int) -> list[T]:
-        started = time.monotonic()
-        answered = call(slot, lo, hi)
-        slot.served += hi - lo
-        slot.busy_seconds += time.monotonic() - started
+    def _calls(pending: list[Share], by_pod: bool) -> list[list[Share]]:
+        """The shares each call answers: one engine's; `by_pod`: a follower pod's adjacent ones
+        together (pod 0 calls its own engines, a replica's are called one by one: a failed one's
+        share goes to the others)."""
+        calls: list[list[Share]] = []
+        for share in pending:
+            slot, lo, _ = share
+            last = calls[-1][-1] if calls else None
+            if by_pod and _is_follower(slot) and last and last[0].owner is slot.owner and last[2] == lo:
+                calls[-1].append(share)
+            else:
+                calls.append([share])
+        return calls
+
+    @staticmethod
+    def _timed(call: Callable[[EngineSlot, int, int], list[T]],
+               call_pod: PodCall | None,
+               shares: list[Share]) -> list[T]:
+        first = shares[0][0]
+        if call_pod and _is_follower(first):
+            answered, seconds = call_pod(first.owner, shares)
+        else:
+            started = time.monotonic()
+            answered = call(*shares[0])
+            seconds = [time.monotonic() - started]
+        for (slot, lo, hi), spent in zip(shares, seconds):
+            slot.served += hi - lo
+            slot.busy_seconds += spent
         return answered
 
     def slowest(self) -> tuple[EngineSlot, float] | None:
@@ -245,3 +276,8 @@ class EngineRoster:
         median = statistics.median(slot.busy_seconds for slot in busy)
         slowest = max(busy, key=lambda slot: slot.busy_seconds)
         return slowest, slowest.busy_seconds / median if median > 0 else 1.0
+
+
+def _is_follower(slot: EngineSlot) -> bool:
+    """An engine of a gang pod with a checkpoint engine of its own (not pod 0's, not a replica's)."""
+    return not slot.is_replica and slot.owner.engine is not None

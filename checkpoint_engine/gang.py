@@ -4,9 +4,10 @@ every rollout replica's, joins it and relays its commands to its own pod's worke
 Pod 0 listens on the gang port (SEESAW_GANG_PORT on SEESAW_RENDEZVOUS, the headless
 Service's name for pod 0). A follower binds a port of its own, joins with its URL, and
 serves `/trainer/<route>` and `/rollout-<e>/<route>` for the conductor, so the conductor
-speaks to every pod's workers through the same WorkerClient. Every phase runs on all gang
-pods at once and is a barrier: a pod that fails or does not finish in the phase's time is
-named.
+speaks to every pod's workers through the same WorkerClient, and `/gang/<command>`: its pod's
+part of a phase (its engines' rollout, the train step, the checkpoint, the weight sync) on one
+call of pod 0's (checkpoint_engine/pod_commands.py). Every phase runs on all gang pods at once
+and is a barrier: a pod that fails or does not finish in the phase's time is named.
 
 A rollout replica (spec.rollout.replicas) outlives the gang: it re-joins when pod 0's gang
 server changes (a restarted gang's new conductor), and on SIGTERM (scale-down) it refuses
@@ -15,6 +16,7 @@ new calls, finishes those under way and tells the gang it left.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import socket
 import threading
@@ -29,7 +31,9 @@ from aiohttp import web
 
 from seesaw import wire
 from seesaw.checkpoint_engine.phases import Phase, PhaseError
-from seesaw.rpc import WorkerClient, WorkerError, WorkerUnavailable
+from seesaw.checkpoint_engine.pod_commands import COMMANDS, Remaining, on_each, on_engines
+from seesaw.interfaces import Sample
+from seesaw.rpc import BINARY, WorkerClient, WorkerError, WorkerUnavailable, read_body
 from seesaw.worker_env import WorkerEnv
 
 T = TypeVar("T")
@@ -78,14 +82,6 @@ def on_every_pod(pods: list[PodWorkers], phase: Phase, work: Callable[[PodWorker
         return [future.result() for future in sorted(done, key=lambda f: futures[f])]
 
 
-def on_each(items: list, work: Callable[[Any], T]) -> list[T]:
-    """`work` on every item at once (a pod's rollout engines), results in order; the first error raises."""
-    if len(items) == 1:
-        return [work(items[0])]
-    with ThreadPoolExecutor(len(items), thread_name_prefix="engine") as pool:
-        return list(pool.map(work, items))
-
-
 def on_pod_engines(pod: PodWorkers, route: str, body: dict[str, Any], timeout: float) -> list[Any]:
     """`route` with the same body on every rollout engine of a gang pod, answers in engine order.
     Pod 0 calls its own engines; a follower's checkpoint engine is asked once and calls its own
@@ -93,6 +89,28 @@ def on_pod_engines(pod: PodWorkers, route: str, body: dict[str, Any], timeout: f
     if pod.engine is None:
         return on_each(pod.rollouts, lambda rollout: rollout.call(route, body, timeout=timeout))
     return pod.engine.call(f"/engines{route}", body, timeout=timeout)
+
+
+def on_pod(pod: PodWorkers, command: str, body: dict[str, Any] | bytes, remaining: Remaining) -> Any:
+    """One of pod_commands' COMMANDS on a gang pod's own trainer and engines: pod 0 runs it here;
+    a follower's checkpoint engine is asked once (`/gang/<command>`) and runs it on its pod."""
+    if pod.engine is None:
+        return COMMANDS[command](pod.trainer, pod.rollouts, body, remaining)
+    return pod.engine.call(f"/{command}", body, timeout=remaining())
+
+
+def generate_on_pod(pod: PodWorkers, prompts: list[list[int]], request: dict[str, Any], shares: list[tuple[Any, int, int]],
+                    remaining: Remaining) -> tuple[list[Sample], list[float]]:
+    """A gang pod's engines' samples for their adjacent shares [(engine slot, start, end)] of
+    `prompts`, asked in one call (pod_commands.generate runs them on the pod), and the seconds
+    each engine took."""
+    lo, hi = shares[0][1], shares[-1][2]
+    body = {"request": request, "prompt_ids": prompts[lo:hi],
+            "shares": [[pod.rollouts.index(slot.client), end - start] for slot, start, end in shares]}
+    samples, meta, _ = wire.decode_samples(on_pod(pod, "rollout", body, remaining))
+    for sample in samples:
+        sample.prompt_index += lo
+    return samples, meta["seconds"]
 
 
 def on_each_guarded(items: list, work: Callable[[Any], T]) -> list[T | Exception]:
@@ -225,9 +243,12 @@ class Relay:
 
     def __init__(self, env: WorkerEnv, me: str, score: Callable[[str, list], list[float]],
                  log: Callable[[str], None]) -> None:
-        self.workers = {f"rollout-{e}": WorkerClient(f"rollout engine {e}", url) for e, url in enumerate(env.rollout_urls)}
-        if env.replica is None:  # a rollout replica has no trainer
-            self.workers["trainer"] = WorkerClient("trainer", env.trainer_url)
+        # named as the conductor names them: a pod command's error reaches it with the name
+        self.engines = rollout_clients(f"{me}'s ", len(env.rollout_urls), lambda e: env.rollout_urls[e])
+        self.workers = {f"rollout-{e}": engine for e, engine in enumerate(self.engines)}
+        self.trainer = None if env.replica is not None else WorkerClient(f"{me}'s trainer", env.trainer_url)
+        if self.trainer:  # a rollout replica has none
+            self.workers["trainer"] = self.trainer
         self.me, self.score, self.log = me, score, log
         self.ended = threading.Event()  # the conductor finished the job, or a scaled-down replica drained
         self.outcome = "the conductor finished the job"
@@ -243,6 +264,8 @@ class Relay:
         app.router.add_post("/gang/finish", self._finish)
         app.router.add_post("/gang/score", self._score_samples)
         app.router.add_post("/gang/engines/{route:.+}", self._on_every_engine)
+        for command, run in COMMANDS.items():
+            app.router.add_post(f"/gang/{command}", functools.partial(self._pod_command, run))
         app.router.add_get("/{worker}/healthz", self._health)
         app.router.add_post("/{worker}/{route:.+}", self._relay)
         return app
@@ -283,19 +306,28 @@ class Relay:
 
     async def _on_every_engine(self, request: web.Request) -> web.Response:
         """One call of pod 0's for all of this pod's rollout engines (`on_pod_engines`)."""
+        route = "/" + request.match_info["route"]
+        return await self._run_counted(request, lambda body: on_engines(self.engines, route, body, lambda: RELAY_TIMEOUT))
+
+    async def _pod_command(self, run: Callable[..., Any], request: web.Request) -> web.Response:
+        """One call of pod 0's for a step of a phase on this pod's trainer and engines (`on_pod`)."""
+        return await self._run_counted(request, lambda body: run(self.trainer, self.engines, body, lambda: RELAY_TIMEOUT))
+
+    async def _run_counted(self, request: web.Request, work: Callable[[dict[str, Any] | bytes], Any]) -> web.Response:
+        """`work` on the request's body, in a thread: a drain waits for it as for a relayed call,
+        and a worker's error answers 500 with the worker's message."""
         if self.refusal:
             return web.json_response({"error": self.refusal}, status=503)
-        route, body = "/" + request.match_info["route"], await request.json()
-        engines = [worker for name, worker in self.workers.items() if name.startswith("rollout-")]
-        self.in_flight += 1  # a drain waits for it, as for a relayed call
+        self.in_flight += 1
         try:
-            answers = await asyncio.gather(*(asyncio.to_thread(engine.call, route, body, RELAY_TIMEOUT)
-                                             for engine in engines))
+            answer = await asyncio.to_thread(work, await read_body(request))
         except (WorkerError, WorkerUnavailable, TimeoutError) as err:
             return web.json_response({"error": str(err)}, status=500)
         finally:
             self.in_flight -= 1
-        return web.json_response(answers)
+        if isinstance(answer, bytes):
+            return web.Response(body=answer, content_type=BINARY)
+        return web.json_response(answer)
 
     async def _health(self, request: web.Request) -> web.Response:
         if self.refusal:  # never admitted again while it drains

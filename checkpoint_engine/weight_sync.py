@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from seesaw.checkpoint_engine.engines import EngineRoster, EngineSlot
-from seesaw.checkpoint_engine.gang import PodWorkers, on_each_guarded, on_pod_engines
+from seesaw.checkpoint_engine.gang import PodWorkers, on_each_guarded, on_pod
 from seesaw.checkpoint_engine.phases import DeterministicFailure, Phase, PhaseError
 
 MiB = 1024 * 1024
@@ -69,23 +69,26 @@ class WeightSync:
 
     def on_pod(self, pod: PodWorkers) -> list[tuple[EngineSlot, dict[str, Any]]]:
         """The pod's trainer stages, its engines and the replicas it feeds pull and prove:
-        [(engine, its result)] of every engine that took the weights."""
-        trainer = pod.trainer
+        [(engine, its result)] of every engine that took the weights. The pod runs its own part
+        (pod_commands: one call of pod 0's, two where replicas pull between the trainer's
+        staging and its release); the proof is checked here."""
         replicas = self.roster.fed_by(pod, self.pod_count())  # they never sleep: no trainer shares their GPUs
-        # the optimiser state makes room for the rollout's weights; the parameters stay to be read
-        offloaded = trainer.call("/offload", {"keep_weights": True}, timeout=self.remaining())
-        on_pod_engines(pod, "/wake_up", {"tags": ["weights"]}, self.remaining())
-        sync = PodSync(pod, trainer.call("/weights/handle", {"bucket_bytes": self.bucket_bytes}, timeout=self.remaining()))
-        own = [self.roster.slot_of(client) for client in pod.rollouts]
-        own_updated = list(zip(own, self.update_pod(pod, own, sync.handle)))  # a gang engine's failure fails the sync
-        replica_updated = [(slot, result) for slot, result in zip(replicas, on_each_guarded(replicas, lambda slot: self.update(slot, sync.handle)))
-                           if self.replica_survives(slot, result, "the weight update")]
-        trainer.call("/weights/release", timeout=self.remaining())  # staging copies: the rollout's memory
-        probe_started = time.perf_counter()
-        sync.expected = trainer.call("/logprobs", self.probe, timeout=self.remaining())
-        sync.trainer_probe_seconds = time.perf_counter() - probe_started
-        sync.offloaded_bytes = offloaded["bytes"] + trainer.call("/offload", {"keep_weights": False}, timeout=self.remaining())["bytes"]
-        checked = list(zip(own, self.prove_pod(sync, pod, own_updated)))
+        own = self.roster.slots_of(pod)
+        staging = {"bucket_bytes": self.bucket_bytes, "open_channel": not all(slot.initialised for slot in own)}
+        if replicas:
+            staged = on_pod(pod, "sync/stage", staging, self.remaining)  # a gang engine's failure fails the sync
+            replica_updated = [(slot, result) for slot, result in zip(replicas, on_each_guarded(replicas, lambda slot: self.update(slot, staged["handle"])))
+                               if self.replica_survives(slot, result, "the weight update")]
+            proved = on_pod(pod, "sync/prove", {"probe": self.probe}, self.remaining)
+        else:
+            answer = on_pod(pod, "sync", dict(staging, probe=self.probe), self.remaining)
+            staged, proved, replica_updated = answer["staged"], answer["proved"], []
+        for slot in own:
+            slot.initialised = True
+        sync = PodSync(pod, staged["handle"], staged["offloaded_bytes"] + proved["offloaded_bytes"], proved["expected"],
+                       proved["trainer_probe_seconds"])
+        checked = [(slot, self.proven(sync, slot, result, served, proved["probe_seconds"]))
+                   for slot, result, served in zip(own, staged["updated"], proved["served"])]
         checked += [(slot, result) for (slot, _), result in
                     zip(replica_updated, on_each_guarded(replica_updated, lambda pair: self.prove(sync, *pair)))
                     if self.replica_survives(slot, result, "the probe")]
@@ -97,23 +100,6 @@ class WeightSync:
             slot.client.call("/weights/init", {"receiver_init": handle["receiver_init"]}, timeout=self.remaining())
             slot.initialised = True
         return slot.client.call("/weights/update", {"handle": handle}, timeout=self.remaining())
-
-    def update_pod(self, pod: PodWorkers, own: list[EngineSlot], handle: dict[str, Any]) -> list[dict[str, Any]]:
-        """A gang pod's engines pull the same buckets, asked in one call (on_pod_engines); the
-        first sync opens their side of the channel."""
-        if not all(slot.initialised for slot in own):
-            on_pod_engines(pod, "/weights/init", {"receiver_init": handle["receiver_init"]}, self.remaining())
-            for slot in own:
-                slot.initialised = True
-        return on_pod_engines(pod, "/weights/update", {"handle": handle}, self.remaining())
-
-    def prove_pod(self, sync: PodSync, pod: PodWorkers, updated: list[tuple[EngineSlot, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """A gang pod's engines take their KV cache back and score the probe batch, asked in one call each."""
-        on_pod_engines(pod, "/wake_up", {"tags": ["kv_cache"]}, self.remaining())
-        started = time.perf_counter()
-        served = on_pod_engines(pod, "/logprobs", self.probe, self.remaining())
-        seconds = time.perf_counter() - started
-        return [self.proven(sync, slot, result, answer, seconds) for (slot, result), answer in zip(updated, served)]
 
     def prove(self, sync: PodSync, slot: EngineSlot, result: dict[str, Any]) -> dict[str, Any]:
         """A rollout replica's engine scores the probe batch (it never sleeps: no trainer shares its GPUs)."""

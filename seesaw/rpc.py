@@ -14,6 +14,7 @@ import traceback
 from typing import Any, Awaitable, Callable
 
 import requests
+import urllib3
 from aiohttp import web
 
 log = logging.getLogger(__name__)
@@ -99,31 +100,35 @@ class WorkerClient:
         """The route's JSON answer, or its bytes where it answers with a binary body; a bytes
         payload goes as a binary body."""
         if isinstance(payload, bytes):
-            response = self._post(route, timeout, data=payload, headers={"Content-Type": BINARY})
+            response, content = self._post(route, timeout, data=payload, headers={"Content-Type": BINARY})
         else:
-            response = self._post(route, timeout, json=payload or {})
+            response, content = self._post(route, timeout, json=payload or {})
         if response.status_code != 200:
             try:
-                reason = response.json().get("error", response.text)
-            except ValueError:
-                reason = response.text
+                reason = json.loads(content).get("error", content.decode(errors="replace"))
+            except (ValueError, AttributeError):
+                reason = content.decode(errors="replace")
             raise WorkerError(f"{self.name} failed {route}: {reason}")
         if response.headers.get("Content-Type", "").startswith(BINARY):
-            return response.content
-        return response.json()
+            return content
+        return json.loads(content)
 
     def forward(self, route: str, body: bytes, content_type: str, timeout: float) -> tuple[int, bytes, str]:
         """Pass a request body through unread (a relay): the worker's status, body and content type."""
-        response = self._post(route, timeout, data=body, headers={"Content-Type": content_type or "application/json"})
-        return response.status_code, response.content, response.headers.get("Content-Type", "application/json")
+        response, content = self._post(route, timeout, data=body, headers={"Content-Type": content_type or "application/json"})
+        return response.status_code, content, response.headers.get("Content-Type", "application/json")
 
-    def _post(self, route: str, timeout: float, **body: Any) -> requests.Response:
-        """POST to a route; a timeout or a worker that does not answer is named."""
+    def _post(self, route: str, timeout: float, **body: Any) -> tuple[requests.Response, bytes]:
+        """POST to a route: the response and its whole body; a timeout or a worker that does not
+        answer is named."""
         try:
-            return self.session.post(f"{self.base_url}{route}", timeout=timeout, **body)
-        except requests.Timeout:
+            response = self.session.post(f"{self.base_url}{route}", timeout=timeout, stream=True, **body)
+            # in one read: requests reads a body 10 KiB at a time, a rollout's sample buffer in
+            # thousands of Python calls (most of pod 0's CPU in receiving them, bench/scale_sim.py)
+            return response, response.raw.read(decode_content=True)
+        except (requests.Timeout, urllib3.exceptions.TimeoutError):
             raise TimeoutError(f"{self.name} did not answer {route} within {timeout:.0f}s") from None
-        except requests.ConnectionError as err:
+        except (requests.ConnectionError, urllib3.exceptions.ProtocolError) as err:
             raise WorkerUnavailable(f"{self.name} at {self.base_url} is not answering {route}: {_reason(err)}") from None
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:

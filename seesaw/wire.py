@@ -63,6 +63,21 @@ def decode_samples(payload: bytes, as_lists: bool = False) -> tuple[list[Sample]
     return samples, meta, groups
 
 
+def concatenate(payloads: Sequence[bytes], index_offsets: Sequence[int], meta: dict[str, Any] | None = None) -> bytes:
+    """`encode_samples` buffers as one, each buffer's prompt indices moved on by its offset (a
+    pod's engines' answers to their adjacent shares of its prompts): the columns are joined as
+    arrays, no sample is decoded."""
+    views = [_views(payload)[0] for payload in payloads]
+    if not views:
+        return encode_samples([], meta)
+    names = set(views[0])
+    if any(set(tensors) != names for tensors in views):
+        raise ValueError(f"buffers with different columns cannot be joined: {[sorted(t) for t in views]}")
+    joined = {name: np.concatenate([tensors[name] for tensors in views]) for name in names}
+    joined["prompt_index"] = np.concatenate([tensors["prompt_index"] + offset for tensors, offset in zip(views, index_offsets)])
+    return save(joined, metadata={_META: json.dumps(meta or {})})
+
+
 def token_list(ids: Sequence[int]) -> list[int]:
     """Plain ints, from a decoded sample's array or a list (for a tokenizer, JSON, a buffer)."""
     return ids.tolist() if isinstance(ids, np.ndarray) else list(ids)

@@ -29,6 +29,19 @@ def test_a_batch_round_trips_with_its_metadata_and_groups():
     assert wire.decode_samples(wire.encode_samples(as_arrays), as_lists=True)[0] == samples
 
 
+def test_engines_buffers_join_as_one_with_their_prompt_indices_moved_on():
+    first, second = batch(prompts=2), batch(prompts=3)  # a pod's two engines' answers to prompts 0-1 and 2-4
+    joined = wire.concatenate([wire.encode_samples(first), wire.encode_samples(second)], [0, 2], {"seconds": [0.5, 1.5]})
+    samples, meta, _ = wire.decode_samples(joined, as_lists=True)
+    moved = [Sample(s.prompt_index + 2, s.prompt_ids, s.response_ids, s.logprobs, reward=s.reward, finished=s.finished,
+                    train_from=s.train_from) for s in second]
+    assert samples == first + moved and meta == {"seconds": [0.5, 1.5]}
+    assert wire.decode_samples(wire.concatenate([], [], {"seconds": []})) == ([], {"seconds": []}, None)
+    grouped = wire.encode_samples(first, groups=[0] * len(first))
+    with pytest.raises(ValueError, match="buffers with different columns cannot be joined"):
+        wire.concatenate([grouped, wire.encode_samples(second)], [0, 2])
+
+
 def test_an_empty_batch_and_samples_without_logprobs():
     assert wire.decode_samples(wire.encode_samples([])) == ([], {}, None)
     scored = [Sample(4, [], [5, 6, 7], []), Sample(9, [], [1], [])]

@@ -38,21 +38,11 @@ from seesaw.trainer.server import TrainerService
 from seesaw.trainer.torch_backend import TorchTrainer
 from seesaw.trainer.weight_staging import WeightStaging
 import stub_channel
+from documented_calls import documented_sequences
 
-ROOT = Path(__file__).resolve().parents[2]
 # the three of the product, and a pull channel registered from the tests as a new one would be
 CHANNELS = ["mooncake-tcp", "mooncake-rdma", "cuda-ipc", stub_channel.NAME]
 BACKENDS = ["torch", "megatron"]
-
-
-def documented_sequences() -> dict[str, list[str]]:
-    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
-    table = text.split("<!-- call-sequence table")[1].split("\n\n")[0]
-    rows = {}
-    for line in table.splitlines()[3:]:
-        phase, calls = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[phase] = [call.strip() for call in calls.split(";")]
-    return rows
 
 
 @pytest.fixture(autouse=True)
