@@ -5,12 +5,14 @@ GSM8K's "#### X", else the last expression) and decides its equivalence with the
 (numbers, fractions, LaTeX, sets and intervals, symbolic equality under sympy). Its own
 timeouts use `signal.alarm`, which works only in a main thread, and sympy can be made to
 hang or exhaust memory (9^9^9^9). So every comparison runs in a long-lived worker process
-with math-verify's timeouts off, under a memory limit, and a comparison that runs past its
+(seesaw.rl.rewards.math_worker) with math-verify's timeouts off, under a memory limit, and a comparison that runs past its
 time kills the worker (the next one starts a new one) and scores 0.
 """
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -19,46 +21,6 @@ from seesaw.rl.rewards.registry import register_verifier
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 STARTUP_SECONDS = 60.0
-
-
-def _as_gold(reference: str) -> str:
-    # math-verify reads LaTeX between $...$ (or in \boxed): a bare "\frac{3}{4}" is LaTeX too
-    text = reference.strip()
-    return text if "$" in text or "\\boxed" in text else f"${text}$"
-
-
-def _verify(response: str, reference: str) -> bool:
-    from math_verify import parse, verify
-
-    gold = parse(_as_gold(reference), parsing_timeout=None)
-    answer = parse(response, parsing_timeout=None)
-    return bool(gold) and bool(answer) and verify(gold, answer, timeout_seconds=None)
-
-
-def _worker(connection: Any, memory_bytes: int) -> None:
-    import logging
-    import resource
-
-    import math_verify  # noqa: F401  (imported before the limit: the limit is for the expressions)
-
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns that its timeouts are off
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    # The first comparison loads math-verify's parsers: 0.5 s on a quiet machine, past the
-    # comparison's timeout on a busy one, where every replaced worker then timed out again on
-    # its first comparison and a whole batch scored 0. Made here, in the start's own time.
-    _verify("1", "1")
-    connection.send(("ready", None))
-    while True:
-        try:
-            request = connection.recv()
-        except EOFError:  # the checkpoint engine that started it is gone: nothing left to verify
-            return
-        if request is None:
-            return
-        try:
-            connection.send(("ok", _verify(*request)))
-        except BaseException as error:  # a MemoryError or a parser error must not end the worker
-            connection.send(("error", f"{type(error).__name__}: {error}"))
 
 
 class VerifierWorker:
@@ -72,27 +34,32 @@ class VerifierWorker:
         self._connection: Any = None
 
     def _start(self) -> None:
-        # spawn, not fork: the caller may hold threads (torch, HTTP servers)
-        context = multiprocessing.get_context("spawn")
-        self._connection, child = context.Pipe()
-        self._process = context.Process(target=_worker, args=(child, self.memory_bytes), daemon=True)
-        self._process.start()
+        parent, child = multiprocessing.Pipe()
+        self._process = subprocess.Popen([sys.executable, "-m", "seesaw.rl.rewards.math_worker", str(child.fileno()),
+                                          str(self.memory_bytes)], pass_fds=[child.fileno()])
         child.close()
+        self._connection = parent
         # wait out the start and the imports here, so a comparison's timeout is its own
-        if not self._connection.poll(STARTUP_SECONDS) or self._connection.recv()[0] != "ready":
+        try:
+            ready = self._connection.poll(STARTUP_SECONDS) and self._connection.recv()[0] == "ready"
+        except EOFError:
+            ready = False
+        if not ready:
+            code = self._process.poll()
             self._stop()
-            raise RuntimeError(f"the math verifier's worker did not start within {STARTUP_SECONDS} s")
+            raise RuntimeError(f"the math verifier's worker did not start within {STARTUP_SECONDS} s"
+                               + (f" (it exited with code {code})" if code is not None else ""))
 
     def _stop(self) -> None:
         if self._process is not None:
             self._process.kill()
-            self._process.join()
+            self._process.wait()
         self._process = self._connection = None
 
     def verify(self, response: str, reference: str, timeout: float) -> bool | None:
         """True/False, or None when the comparison failed or ran out of time."""
         with self._lock:
-            if self._process is None or not self._process.is_alive():
+            if self._process is None or self._process.poll() is not None:
                 self._start()
             self._connection.send((response, reference))
             if not self._connection.poll(timeout):

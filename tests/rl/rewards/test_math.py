@@ -1,5 +1,7 @@
 """Math answers through math-verify, in its worker process: answers in the forms models and
 datasets write them, wrong answers, code and pathological expressions."""
+import subprocess
+import sys
 import time
 
 import pytest
@@ -79,6 +81,21 @@ def test_a_new_workers_first_comparison_is_judged_within_a_short_timeout():
         assert worker.verify("So 5 - 1 = 4. The answer is 4.", "4", timeout=0.25) is True
     finally:
         worker.close()
+
+
+def test_the_worker_judges_under_a_parent_whose_main_module_holds_a_large_address_space(tmp_path):
+    """The checkpoint engine's main module brings torch and vLLM: a worker that imported it
+    again (a multiprocessing child does) would be past its memory limit before comparing."""
+    parent = tmp_path / "engine.py"
+    parent.write_text("import mmap\n"
+                      "RESERVED = mmap.mmap(-1, 2 << 30)  # address space, as torch and vLLM take it\n"
+                      "from seesaw.rl.rewards.math import VerifierWorker\n"
+                      "if __name__ == '__main__':\n"
+                      "    worker = VerifierWorker()\n"
+                      "    print(worker.verify('So 5 - 1 = 4. The answer is 4.', '4', timeout=30))\n"
+                      "    worker.close()\n")
+    result = subprocess.run([sys.executable, str(parent)], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stdout + result.stderr[-2000:]
 
 
 def test_verifier_checks_its_arguments():
