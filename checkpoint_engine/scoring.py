@@ -7,10 +7,12 @@ split and the problem's index in it, and carries its response tokens.
 """
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
 
+from seesaw.spec import SpecError
 from seesaw.tasks import Task
 
 
@@ -19,3 +21,16 @@ def score_items(task: Task, tokenizer: Any, split: str, items: list[list[Any]]) 
     problems = {"train": task.train, "eval": task.eval}[split]
     return [task.score(tokenizer.decode(np.asarray(response_ids), skip_special_tokens=True), problems[index])
             for index, response_ids in items]
+
+
+def check_verifier(task: Task) -> None:
+    """Before the verifier scores any sample on this pod, it must score a right answer right:
+    one that cannot run here (its worker past a memory limit, a package missing) scores every
+    sample 0, and a job trained on all-zero rewards learns nothing and says nothing."""
+    problem = next((p for p in task.eval + task.train if p.answer), None)
+    if problem is None:  # code rows without a reference program: no answer known to be right
+        return
+    right = task.demonstrate(problem, random.Random(0))
+    if task.score(right, problem) != 1.0:
+        raise SpecError("spec.reward.type", f"the verifier scores a right answer wrong on this pod ({right[:80]!r} to "
+                                            f"{problem.prompt[:80]!r} of spec.prompts.source): every sample would score 0")

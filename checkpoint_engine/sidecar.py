@@ -15,7 +15,7 @@ from seesaw.checkpoint_engine.gang import GangServer, follow, follower_workers, 
 from seesaw.checkpoint_engine.checkpoints import CheckpointError
 from seesaw.checkpoint_engine.job_metrics import JobMetrics
 from seesaw.checkpoint_engine.phases import DeterministicFailure, PhaseError, caused_by
-from seesaw.checkpoint_engine.scoring import score_items
+from seesaw.checkpoint_engine.scoring import check_verifier, score_items
 from seesaw.checkpoint_engine.tracking import Trackers, plan
 from seesaw.model.prompt import PromptFormat, check_prompts_fit
 from seesaw.report import plot_run, write_summary
@@ -63,6 +63,7 @@ def main() -> int:
     reporter = _progress_reporter() if leader else None
     try:
         task = load_task(env.spec)
+        check_verifier(task)
         if leader:  # what the rollout engines will be sent must fit in their context
             rollout = env.spec["rollout"]
             check_prompts_fit([p.prompt for p in task.train + task.eval], AutoTokenizer.from_pretrained(env.model_dir),
