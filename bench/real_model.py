@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,21 +54,33 @@ JOB = ROOT / "examples" / "smollm2-math.yaml"
 OUT = ROOT / "runs" / "bench-real"
 PHASES = ("rollout", "train", "sync")
 
-# The settings of a full run (about 40 minutes on 2 quiet cores): the example's learning rate,
-# tau and batch; enough iterations for a gain to show over the base model's noise.
-SETTINGS = {"iterations": 12, "prompts": 8, "samples": 4, "max_tokens": 64, "learning_rate": 3e-5, "tau": 0.1,
-            "eval_prompts": 32, "eval_repeats": 4, "floor_repeats": 3}
+# The settings of a full run (about 40 minutes on 2 quiet cores): the example's learning rate and
+# tau; its one-digit problems only (difficulty 1: the base model is right on 12-16 % of its samples
+# at T = 1, against 0-3 % over the whole set, where most groups' rewards were all 0 and gave no
+# gradient), and 8 samples a prompt, so that most groups hold a right and a wrong answer
+# (1 - 0.86^8 = 70 %); 4 prompts keep the batch at the example's 32 samples.
+SETTINGS = {"iterations": 12, "prompts": 4, "samples": 8, "max_tokens": 64, "learning_rate": 3e-5, "tau": 0.1,
+            "max_difficulty": 1.0, "eval_prompts": 32, "eval_repeats": 4, "floor_repeats": 3}
 
 
 # --- the job -------------------------------------------------------------------------------
 def write_job(job: Path, settings: dict[str, Any], out: Path) -> tuple[Path, dict[str, Any]]:
-    """The example with the bench's settings, defaulted as `seesaw run` reads it."""
+    """The example with the bench's settings, defaulted as `seesaw run` reads it; its prompts
+    those of the example's file up to the settings' difficulty (out/prompts.jsonl)."""
     from seesaw.local.paths import manifest_folder, resolve_paths
     from seesaw.spec import load_manifest
 
     manifest = load_manifest(job)
     spec = manifest["spec"]
     resolve_paths(spec, manifest_folder(str(job)))  # the copy lies elsewhere
+    rows = [json.loads(line) for line in Path(spec["prompts"]["source"]).read_text().splitlines() if line.strip()]
+    kept = [row for row in rows if float(row.get("difficulty", 0.0)) <= settings["max_difficulty"]]
+    if not kept:
+        raise SystemExit(f"--max-difficulty {settings['max_difficulty']}: none of the {len(rows)} prompts of "
+                         f"{spec['prompts']['source']} is that easy")
+    prompts = out / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(row) + "\n" for row in kept))
+    spec["prompts"]["source"] = str(prompts)
     spec["rl"].update(iterations=settings["iterations"], promptsPerIteration=settings["prompts"],
                       miniBatchPrompts=settings["prompts"], tau=settings["tau"])
     spec["rl"]["evaluation"].update(prompts=settings["eval_prompts"], everyIterations=0)
@@ -93,6 +106,29 @@ def watch(root: psutil.Process, stop: threading.Event, peak: list[int]) -> None:
             return
         peak[0] = max(peak[0], total)
         time.sleep(0.2)
+
+
+class OtherWork:
+    """How many cores other work kept busy while a part ran: the machine's busy CPU time less
+    this bench's own and its children's (the job's processes, the measuring parts), over the
+    wall time. A part measured beside other work was slowed by it, its ratios with it."""
+
+    @staticmethod
+    def _cpu() -> tuple[float, float]:
+        times = psutil.cpu_times()
+        busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return busy, children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime
+
+    def __enter__(self) -> "OtherWork":
+        self._started, (self._busy, self._ours) = time.monotonic(), self._cpu()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        busy, ours = self._cpu()
+        wall = time.monotonic() - self._started
+        self.cores = max(0.0, (busy - self._busy) - (ours - self._ours)) / max(wall, 1e-9)
 
 
 def run_job(job: Path, out: Path, seed: int) -> dict[str, Any]:
@@ -360,6 +396,11 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"train floor: {len(tokens['train_micro_batches'])} micro-batches {tokens['train_micro_batches']}, "
                  f"{tokens['train_padded']} padded tokens for {tokens['train_real']} real; "
                  f"{result['trainer_threads']} threads; the probe's share of the sync {result['probe_share_of_sync']:.2f}")
+    other = result.get("other_work_cores")
+    if other:
+        lines.append(f"other work on this machine kept {other['job']:.2f} of its {other['cores']} cores busy during the "
+                     f"job, {other['floors']:.2f} during the floors"
+                     + (": the times are shared, the ratios rough" if max(other["job"], other["floors"]) > 0.25 else ""))
     return "\n".join(lines)
 
 
@@ -427,18 +468,21 @@ def main() -> None:
     print("  sampled: " + ", ".join(f"{p['accuracy']:.3f}" for p in base["sampled"])
           + f"; greedy {base['greedy']['accuracy']:.3f}", flush=True)
     print(f"2/4 seesaw run, {settings['iterations']} iterations ...", flush=True)
-    run = run_job(job, out, args.seed)
+    with OtherWork() as job_load:
+        run = run_job(job, out, args.seed)
     batch = json.loads((Path(run["run_dir"]) / "first-batch.json").read_text())
     prompt_ids = list({s["prompt_index"]: s["prompt_ids"] for s in batch["samples"]}.values())
     print("3/4 the floors on iteration 1's batch ...", flush=True)
     # the trainer server's own rule (containers/megatron/server.py): its pod's share, else every core
     threads = int(os.environ.get(pod_contract.CPU_THREADS, 0)) or max(1, os.cpu_count() or 1)
-    torch_part = in_own_process("torch-floors", {"spec": spec, "model_dir": model_dir, "samples": batch["samples"],
-                                                 "tau": batch["tau"], "threads": threads,
-                                                 "repeats": settings["floor_repeats"]}, out)
-    vllm_part = in_own_process("vllm-floor", {"spec": spec, "model_dir": model_dir, "seed": args.seed,
-                                              "prompt_ids": prompt_ids, "repeats": settings["floor_repeats"]}, out)
+    with OtherWork() as floors_load:
+        torch_part = in_own_process("torch-floors", {"spec": spec, "model_dir": model_dir, "samples": batch["samples"],
+                                                     "tau": batch["tau"], "threads": threads,
+                                                     "repeats": settings["floor_repeats"]}, out)
+        vllm_part = in_own_process("vllm-floor", {"spec": spec, "model_dir": model_dir, "seed": args.seed,
+                                                  "prompt_ids": prompt_ids, "repeats": settings["floor_repeats"]}, out)
     result = summarise(settings, base, run, torch_part, vllm_part)
+    result["other_work_cores"] = {"job": job_load.cores, "floors": floors_load.cores, "cores": os.cpu_count() or 1}
     result["bench_wall_seconds"] = time.monotonic() - started
     print(f"4/4 the result ({result['bench_wall_seconds']:.0f} s in all)\n")
     print(table(result))
