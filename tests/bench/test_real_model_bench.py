@@ -1,6 +1,7 @@
 """`make bench-real`'s code at a tiny size: the PyTorch floors on a one-layer model, the verdict,
 the table and the plot. The vLLM parts and `seesaw run` are left to the bench itself (each
 starts a vLLM engine: minutes on this machine); their results enter here as numbers."""
+import json
 import math
 import random
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from pod_helpers import tiny_manifest
@@ -100,3 +102,15 @@ def test_a_gain_counts_only_beyond_the_base_models_spread():
     base = [0.10, 0.16, 0.12]  # mean 0.127, spread 0.06
     assert not real_model.learning_verdict(base, 0.18)["learned"]  # +0.053
     assert real_model.learning_verdict(base, 0.19)["learned"]  # +0.063
+
+
+def test_the_job_trains_on_the_prompts_up_to_the_settings_difficulty_only(tmp_path):
+    settings = dict(real_model.SETTINGS, max_difficulty=1.0)
+    job, spec = real_model.write_job(real_model.JOB, settings, tmp_path)
+    kept = [json.loads(line) for line in Path(spec["prompts"]["source"]).read_text().splitlines()]
+    assert kept and all(row["difficulty"] <= 1.0 for row in kept)
+    assert yaml.safe_load(job.read_text())["spec"]["prompts"]["source"] == str(tmp_path / "prompts.jsonl")
+    assert spec["rollout"]["samplesPerPrompt"] == settings["samples"] and spec["rl"]["promptsPerIteration"] == settings["prompts"]
+    with pytest.raises(SystemExit, match="--max-difficulty 0.5: none of the 400 prompts"):
+        real_model.write_job(real_model.JOB, dict(settings, max_difficulty=0.5), tmp_path)
+
