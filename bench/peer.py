@@ -6,14 +6,15 @@ settings and one-digit prompts): the same model (and SFT warm-up, for a generate
 prompts in the same text (the chat template where the model has one), prompts per iteration,
 samples per prompt, maximum tokens, temperature, learning rate, optimiser steps per iteration
 and iterations (by default the job's), and the same reward: TRL's process asks Seesaw's own
-scoring for it (bench/peer_reward.py), as its environment lacks the math verifier. Seesaw runs it with
-`seesaw run`; TRL runs it in its own virtual environment (bench/peer_trl.py; `make
-trl-venv` builds the environment). The two sides alternate, round by round, so drift of
+scoring for it (bench/peer_reward.py), as its environment lacks the math verifier. Seesaw
+runs it with `seesaw run`; TRL runs it in its own virtual environment (bench/peer_trl.py;
+`make trl-venv` builds the environment). The two sides alternate, round by round, so drift of
 the machine hits both alike. Both trained models are then scored by one evaluator on the
 held-out prompts, greedy and sampled at the job's temperature, scored by the job's verifier,
 so neither side's own evaluation decides: Hugging Face generate for the demo, and for --real
 bench-real's evaluation (vLLM built as the rollout's, in a process of its own, 4 samples a
-prompt), as Hugging Face generate took over 20 minutes a model for its 32 x 9 responses here.
+prompt), as Hugging Face generate had not finished one model's 32 x 9 responses after 18
+minutes here.
 
 Both sides train and generate in the job's dtype (spec.model.dtype). Each side's loss is its
 own: Seesaw's Kimi k1.5 mirror-descent loss (tau, mean-reward baseline), TRL's GRPO defaults
@@ -22,9 +23,9 @@ own: Seesaw's Kimi k1.5 mirror-descent loss (tau, mean-reward baseline), TRL's G
 Prints the CPU and its instruction sets that vLLM's CPU build dispatches on, median wall
 seconds per iteration (whole, and its rollout = generation with reward scoring, train and
 weight-sync parts; the rest is each loop's own time), held-out accuracy, and the TRL/Seesaw
-ratios; writes peer.json and peer.png to --out (runs/bench-peer, runs/bench-peer-real with --real). Each side's output goes to
-a log file in --out; a side that fails stops the bench with one line naming the side, the
-cause and the log.
+ratios; writes peer.json and peer.png to --out (runs/bench-peer, runs/bench-peer-real with
+--real). Each side's output goes to a log file in --out; a side that fails stops the bench
+with one line naming the side, the cause and the log.
 
 Usage: python bench/peer.py --trl-python "$(tools/trl_venv.sh)/bin/python" [--iterations N] [--rounds 3] [--vllm]
     [--job examples/tiny-reverse.yaml | --real] [--out DIR]
@@ -161,7 +162,8 @@ def run_trl(trl_python: str, job: Path, spec: dict, model_dir: Path, prompts: Pa
     out.mkdir(parents=True, exist_ok=True)
     log = out / "trl.log"
     rl, rollout = spec["rl"], spec["rollout"]
-    reward_server = [sys.executable, str(ROOT / "bench" / "peer_reward.py"), "--job", str(job), "--model", str(model_dir)]
+    reward_server = [sys.executable, str(ROOT / "bench" / "peer_reward.py"), "--job", str(job),
+                     "--model", str(model_dir)]
     argv = [trl_python, str(ROOT / "bench" / "peer_trl.py"), "--model", str(model_dir), "--prompts", str(prompts),
             "--reward-command", json.dumps(reward_server),
             "--out", str(out), "--iterations", str(iterations), "--seed", str(seed),

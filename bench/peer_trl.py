@@ -7,8 +7,8 @@ serves the job's reward in Seesaw's environment (bench/peer_reward.py: Seesaw's 
 so both sides' rewards are the same; TRL's environment lacks math-verify). One iteration is
 one generation batch (prompts x samples) and the optimiser steps over it (prompts /
 miniBatchPrompts), as in Seesaw. It writes per-iteration seconds (generation with reward
-scoring, training, weight sync when vLLM generates) to --out/timings.json and the trained model to --out/model. A run that fails
-writes its cause, one line, to --out/failure.txt.
+scoring, training, weight sync when vLLM generates) to --out/timings.json and the trained
+model to --out/model. A run that fails writes its cause, one line, to --out/failure.txt.
 
 TRL trains and generates in the job's dtype, as Seesaw does: by default it would autocast its
 training to bfloat16, and vLLM's CPU build would turn a float32 model into bfloat16. With
@@ -71,7 +71,8 @@ def engine_as_seesaws(dtype: str, kv_cache_gib: float) -> None:
     engine (spec.model.dtype); and without a KV cache size it reserves a share of the host's memory."""
     import trl.generation.vllm_generation as generation
 
-    generation.LLM = functools.partial(generation.LLM, dtype=dtype, kv_cache_memory_bytes=int(kv_cache_gib * 2 ** 30) or None)
+    kv_cache_bytes = int(kv_cache_gib * 2 ** 30) or None
+    generation.LLM = functools.partial(generation.LLM, dtype=dtype, kv_cache_memory_bytes=kv_cache_bytes)
 
 
 def tied_heads(model: torch.nn.Module) -> list[torch.nn.Module]:

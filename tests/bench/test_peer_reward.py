@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_reward_server_gives_seesaws_scores_for_the_same_response_ids(tmp_path):
     problems = tmp_path / "problems.jsonl"
-    problems.write_text("".join(json.dumps({"prompt": f"{a} + {a} =", "answer": str(2 * a)}) + "\n" for a in range(1, 7)))
+    rows = [{"prompt": f"{a} + {a} =", "answer": str(2 * a)} for a in range(1, 7)]
+    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
     manifest = tiny_manifest()
     spec = manifest["spec"]
     spec["prompts"]["source"] = str(problems)
