@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.seesaw-installed
 JOB ?= examples/tiny-reverse.yaml
 
-.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-scale-sim bench-elastic bench-cpu-tipping bench-peer bench-real trl-venv bench-megatron-cpu bench-gpu images render lint clean
+.PHONY: install apiserver demo long2short test bench bench-cycles bench-scale bench-scale-sim bench-elastic bench-cpu-tipping bench-peer bench-peer-real bench-real trl-venv bench-megatron-cpu bench-gpu images render lint clean
 
 # bubblewrap and libseccomp are the code-reward sandbox (seesaw/rl/rewards/sandbox.py); Docker's
 # engine and debootstrap build and run the images (tools/images.py, seesaw run --runtime docker):
@@ -94,6 +94,10 @@ bench-operator: install
 # Seesaw against TRL's GRPOTrainer (generating with vLLM in colocate mode) on the demo job.
 bench-peer: install trl-venv
 	$(PY) bench/peer.py --trl-python "$$(tools/trl_venv.sh path)/bin/python" --vllm $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
+
+# The same on the SmolLM2 job of make bench-real (its settings, 12 iterations), one round unless ROUNDS says
+bench-peer-real: install trl-venv
+	$(PY) bench/peer.py --trl-python "$$(tools/trl_venv.sh path)/bin/python" --vllm --real --rounds $(or $(ROUNDS),1) $(if $(ITERATIONS),--iterations $(ITERATIONS))
 
 # SmolLM2-135M-Instruct under seesaw run against the base model's noise and against bare floors
 # (a PyTorch forward+backward of the same tokens, a vLLM generate of the same prompts):

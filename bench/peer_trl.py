@@ -1,12 +1,14 @@
-"""The demo's RL job run by TRL's GRPOTrainer: the peer side of `make bench-peer`.
+"""An RL job run by TRL's GRPOTrainer: the peer side of `make bench-peer`.
 
 Runs in TRL's own virtual environment (`make trl-venv` builds it), so it imports nothing of
-Seesaw: bench/peer.py hands it the generated model, the task's training prompts with their
-answers, and the job's knobs. One iteration is one generation batch (prompts x samples)
-and the optimiser steps over it (prompts / miniBatchPrompts), as in Seesaw. It writes
-per-iteration seconds (generation with reward scoring, training, weight sync when vLLM
-generates) to --out/timings.json and the trained model to --out/model. A run that fails
-writes its cause, one line, to --out/failure.txt.
+Seesaw: bench/peer.py hands it the job's model, the task's training prompts (the text Seesaw's
+prompt ids are tokenized from, chat template and all), the job's knobs, and a command that
+serves the job's reward in Seesaw's environment (bench/peer_reward.py: Seesaw's own scoring,
+so both sides' rewards are the same; TRL's environment lacks math-verify). One iteration is
+one generation batch (prompts x samples) and the optimiser steps over it (prompts /
+miniBatchPrompts), as in Seesaw. It writes per-iteration seconds (generation with reward
+scoring, training, weight sync when vLLM generates) to --out/timings.json and the trained
+model to --out/model. A run that fails writes its cause, one line, to --out/failure.txt.
 
 TRL trains and generates in the job's dtype, as Seesaw does: by default it would autocast its
 training to bfloat16, and vLLM's CPU build would turn a float32 model into bfloat16. With
@@ -15,15 +17,16 @@ after loading, vLLM's CPU build repacks linear layers for its GEMM kernels (oneD
 where the CPU has them and drops their weight loaders, so TRL's own sync (`load_weights` on
 the loaded model) fails there with "'Parameter' object has no attribute 'weight_loader'".
 
-Usage (TRL's python): peer_trl.py --model DIR --prompts train.jsonl --out DIR --iterations N
-    --prompts-per-iteration P --samples K --mini-batch-prompts M --micro-batch B
-    --learning-rate LR --max-tokens T --temperature X [--vllm --dtype float32]
+Usage (TRL's python): peer_trl.py --model DIR --prompts train.jsonl --reward-command JSON --out DIR
+    --iterations N --prompts-per-iteration P --samples K --mini-batch-prompts M --micro-batch B
+    --learning-rate LR --max-tokens T --temperature X --max-model-len L [--vllm --dtype float32 --kv-cache-gib G]
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -35,17 +38,41 @@ from trl import GRPOConfig, GRPOTrainer
 PROBE_PROMPTS = 16
 
 
-def exact_first_line(completions: list[str], answer: list[str], **_) -> list[float]:
-    """Seesaw's exact_answer reward (seesaw/tasks/base.py): 1 when the response's first line is the answer."""
-    return [1.0 if c.strip().split("\n")[0].strip() == a else 0.0 for c, a in zip(completions, answer)]
+class SeesawReward:
+    """A TRL reward function that asks bench/peer_reward.py, in Seesaw's environment, for the
+    job's reward of each completion's token ids (its problem named by the dataset's index)."""
+
+    __name__ = "seesaw_reward"  # TRL logs a reward function under its name
+
+    def __init__(self, command: list[str]) -> None:
+        self.server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self._reply() != "ready":
+            raise SystemExit(f"the reward server {command} did not start")
+
+    def _reply(self):
+        line = self.server.stdout.readline()
+        if not line:
+            raise SystemExit(f"the reward server stopped (exit status {self.server.wait()}); its output is in the log")
+        return json.loads(line)
+
+    def __call__(self, completion_ids: list[list[int]], index: list[int], **_) -> list[float]:
+        self.server.stdin.write(json.dumps([[i, list(ids)] for i, ids in zip(index, completion_ids)]) + "\n")
+        self.server.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        self.server.stdin.close()
+        self.server.wait()
 
 
-def generate_in_dtype(dtype: str) -> None:
-    """Make TRL's colocated vLLM engine run in `dtype`: TRL passes no dtype, and vLLM's CPU
-    build then runs a float32 checkpoint in bfloat16, unlike Seesaw's engine (spec.model.dtype)."""
+def engine_as_seesaws(dtype: str, kv_cache_gib: float) -> None:
+    """Make TRL's colocated vLLM engine run in `dtype` with the job's KV cache: TRL passes no
+    dtype, and vLLM's CPU build then runs a float32 checkpoint in bfloat16, unlike Seesaw's
+    engine (spec.model.dtype); and without a KV cache size it reserves a share of the host's memory."""
     import trl.generation.vllm_generation as generation
 
-    generation.LLM = functools.partial(generation.LLM, dtype=dtype)
+    kv_cache_bytes = int(kv_cache_gib * 2 ** 30) or None
+    generation.LLM = functools.partial(generation.LLM, dtype=dtype, kv_cache_memory_bytes=kv_cache_bytes)
 
 
 def tied_heads(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -142,13 +169,12 @@ def train(args: argparse.Namespace) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     rows = [json.loads(line) for line in Path(args.prompts).read_text().splitlines()]
-    # Seesaw's encoding (seesaw/model/prompt.py): BOS, then the prompt's characters; TRL
-    # tokenizes the text as it is, so the BOS goes into the text.
-    for row in rows[:3]:
-        ids = tokenizer(tokenizer.bos_token + row["prompt"], add_special_tokens=True)["input_ids"]
+    # TRL tokenizes a text prompt as it is (its tokenizer's defaults): the text must give Seesaw's ids
+    for row in rows:
+        ids = tokenizer(row["text"])["input_ids"]
         if ids != row["prompt_ids"]:
-            raise SystemExit(f"TRL would feed {ids}, Seesaw feeds {row['prompt_ids']} for {row['prompt']!r}")
-    dataset = Dataset.from_list([{"prompt": tokenizer.bos_token + r["prompt"], "answer": r["answer"]} for r in rows])
+            raise SystemExit(f"TRL would feed {ids}, Seesaw feeds {row['prompt_ids']} for {row['text']!r}")
+    dataset = Dataset.from_list([{"prompt": r["text"], "index": r["index"]} for r in rows])
 
     samples = args.prompts_per_iteration * args.samples
     per_step = args.mini_batch_prompts * args.samples
@@ -163,16 +189,18 @@ def train(args: argparse.Namespace) -> None:
         bf16=args.dtype == "bfloat16",  # TRL autocasts to bfloat16 by default, even on a CPU
         max_completion_length=args.max_tokens, temperature=args.temperature, top_p=1.0,
         logging_steps=samples // per_step, save_strategy="no", disable_tqdm=True,
-        use_vllm=args.vllm, vllm_mode="colocate",
+        use_vllm=args.vllm, vllm_mode="colocate", vllm_max_model_length=args.max_model_len,
     )
     if args.vllm:
-        generate_in_dtype(args.dtype)
+        engine_as_seesaws(args.dtype, args.kv_cache_gib)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    trainer = TimedGRPOTrainer(model=model, reward_funcs=exact_first_line, args=config, train_dataset=dataset,
+    reward = SeesawReward(json.loads(args.reward_command))
+    trainer = TimedGRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
                                processing_class=tokenizer)
     started = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - started
+    reward.close()
     rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
     probe_gap = probe_logp_gap(trainer, [r["prompt_ids"] for r in rows[:PROBE_PROMPTS]]) if args.vllm else None
     trainer.save_model(str(out / "model"))
@@ -193,13 +221,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("--model", "--prompts", "--out"):
         parser.add_argument(name, required=True)
+    parser.add_argument("--reward-command", required=True,
+                        help="a JSON list: the command that serves the job's reward (bench/peer_reward.py)")
     for name in ("--iterations", "--prompts-per-iteration", "--samples", "--mini-batch-prompts", "--micro-batch",
-                 "--max-tokens", "--seed"):
+                 "--max-tokens", "--max-model-len", "--seed"):
         parser.add_argument(name, type=int, required=True)
     parser.add_argument("--learning-rate", type=float, required=True)
     parser.add_argument("--temperature", type=float, required=True)
     parser.add_argument("--vllm", action="store_true", help="generate with vLLM in colocate mode")
     parser.add_argument("--dtype", default="float32", help="the job's spec.model.dtype: training and vLLM's")
+    parser.add_argument("--kv-cache-gib", type=float, default=0.0,
+                        help="the job's spec.rollout.cpuKVCacheGiB (0: vLLM's own sizing)")
     args = parser.parse_args()
     failure = Path(args.out) / "failure.txt"
     failure.unlink(missing_ok=True)

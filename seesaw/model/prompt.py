@@ -26,15 +26,30 @@ class PromptFormat:
         return cls(chat_template=prompts["chatTemplate"], system_prompt=prompts.get("systemPrompt"))
 
 
-def encode_prompt(tokenizer: Any, prompt: str, form: PromptFormat = PromptFormat()) -> list[int]:
-    if form.chat_template and getattr(tokenizer, "chat_template", None):
+def _renders_chat(tokenizer: Any, form: PromptFormat) -> bool:
+    return form.chat_template and bool(getattr(tokenizer, "chat_template", None))
+
+
+def _plain(prompt: str, form: PromptFormat) -> str:
+    return prompt if form.system_prompt is None else f"{form.system_prompt}\n\n{prompt}"
+
+
+def prompt_text(tokenizer: Any, prompt: str, form: PromptFormat = PromptFormat()) -> str:
+    """The prompt as text, its special tokens (a BOS included) written out: what a trainer that
+    tokenizes text itself (TRL, in bench/peer.py) is given to read encode_prompt's tokens."""
+    if _renders_chat(tokenizer, form):
         turns = ([{"role": "system", "content": form.system_prompt}] if form.system_prompt is not None else []) + \
             [{"role": "user", "content": prompt}]
-        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-        return list(tokenizer.encode(text, add_special_tokens=False))
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    return (tokenizer.bos_token if tokenizer.bos_token_id is not None else "") + _plain(prompt, form)
+
+
+def encode_prompt(tokenizer: Any, prompt: str, form: PromptFormat = PromptFormat()) -> list[int]:
+    if _renders_chat(tokenizer, form):
+        return list(tokenizer.encode(prompt_text(tokenizer, prompt, form), add_special_tokens=False))
+    # the BOS as an id, not as text: a SentencePiece tokenizer may space what follows its text
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    text = prompt if form.system_prompt is None else f"{form.system_prompt}\n\n{prompt}"
-    return bos + list(tokenizer.encode(text, add_special_tokens=False))
+    return bos + list(tokenizer.encode(_plain(prompt, form), add_special_tokens=False))
 
 
 def check_prompts_fit(prompts: list[str], tokenizer: Any, form: PromptFormat, max_model_len: int, max_tokens: int) -> int:

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 from seesaw.model.generate import build_tokenizer
 import pytest
 
-from seesaw.model.prompt import PromptFormat, check_prompts_fit, encode_answer, encode_prompt
+from seesaw.model.prompt import PromptFormat, check_prompts_fit, encode_answer, encode_prompt, prompt_text
 from seesaw.spec import SpecError
 
 
@@ -55,6 +55,14 @@ def test_a_system_prompt_is_a_system_turn_and_no_template_sends_plain_text():
     assert plain == [tokenizer.bos_token_id] + tokenizer.encode("12=", add_special_tokens=False)
     plain_system = encode_prompt(tokenizer, "12=", PromptFormat(chat_template=False, system_prompt="be brief"))
     assert plain_system == [tokenizer.bos_token_id] + tokenizer.encode("be brief\n\n12=", add_special_tokens=False)
+
+
+def test_the_prompt_text_tokenised_as_a_text_trainer_does_gives_the_prompt_ids():
+    # TRL tokenizes a text prompt with the tokenizer's defaults (bench/peer.py hands it this text)
+    tokenizer = chat_tokenizer()
+    for form in (PromptFormat(), PromptFormat(system_prompt="be brief"), PromptFormat(chat_template=False),
+                 PromptFormat(chat_template=False, system_prompt="be brief")):
+        assert tokenizer(prompt_text(tokenizer, "12=", form))["input_ids"] == encode_prompt(tokenizer, "12=", form), form
 
 
 def test_the_longest_prompt_must_fit_with_max_tokens_and_is_named_when_it_does_not():
