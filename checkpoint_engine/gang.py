@@ -87,7 +87,7 @@ def on_pod_engines(pod: PodWorkers, route: str, body: dict[str, Any], timeout: f
     Pod 0 calls its own engines; a follower's checkpoint engine is asked once and calls its own
     (`/gang/engines/<route>`): pod 0's calls grow with the pods, not with their engines."""
     if pod.engine is None:
-        return on_each(pod.rollouts, lambda rollout: rollout.call(route, body, timeout=timeout))
+        return on_engines(pod.rollouts, route, body, lambda: timeout)
     return pod.engine.call(f"/engines{route}", body, timeout=timeout)
 
 

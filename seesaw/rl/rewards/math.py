@@ -5,8 +5,8 @@ GSM8K's "#### X", else the last expression) and decides its equivalence with the
 (numbers, fractions, LaTeX, sets and intervals, symbolic equality under sympy). Its own
 timeouts use `signal.alarm`, which works only in a main thread, and sympy can be made to
 hang or exhaust memory (9^9^9^9). So every comparison runs in a long-lived worker process
-(seesaw.rl.rewards.math_worker) with math-verify's timeouts off, under a memory limit, and a comparison that runs past its
-time kills the worker (the next one starts a new one) and scores 0.
+(seesaw.rl.rewards.math_worker) with math-verify's timeouts off, under a memory limit, and a
+comparison that runs past its time kills the worker (the next one starts a new one) and scores 0.
 """
 from __future__ import annotations
 
